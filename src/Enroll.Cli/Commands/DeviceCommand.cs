@@ -1,0 +1,298 @@
+using System.CommandLine;
+using System.Globalization;
+using Enroll.Cli.Infrastructure;
+using Enroll.Device;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Cli.Commands;
+
+/// <summary><c>enroll device ...</c>: act as a device with a state folder.</summary>
+internal static class DeviceCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("device", "Act as a device: register, show status");
+        command.Subcommands.Add(Register());
+        command.Subcommands.Add(Status());
+        return command;
+    }
+
+    /// <summary>Options every device command shares.</summary>
+    internal sealed class DeviceOptions
+    {
+        public Option<string> Broker { get; } = CliOptions.Uri("--broker", "The broker, mqtt://HOST:PORT or mqtts://HOST:PORT", "mqtt://127.0.0.1:1883");
+
+        public Option<string?> ClientId { get; } = new("--client-id") { Description = "The device's own identifier (serial number, MAC); remembered in the state folder" };
+
+        public Option<string?> Token { get; } = new("--token") { Description = "A Provisioning Token; remembered in the state folder" };
+
+        public Option<string?> Org { get; } = new("--org") { Description = "The organisation to join (default: the token's)" };
+
+        public Option<string?> Name { get; } = new("--name") { Description = "A human-friendly device name" };
+
+        public Option<string> State { get; } = StateOption();
+
+        public Option<string> AttemptTimeout { get; } = CliOptions.Duration("--attempt-timeout", "How long to wait for each answer", "10s");
+
+        public Option<int> MaxAttempts { get; } = new("--max-attempts") { Description = "Attempts before giving up", DefaultValueFactory = _ => 8 };
+
+        public Option<string> MaxBackoff { get; } = CliOptions.Duration("--max-backoff", "Longest wait between attempts", "60s");
+
+        public Option<string> MqttVersion { get; } = new("--mqtt-version") { Description = "MQTT protocol version: 5 or 3.1.1", DefaultValueFactory = _ => "5" };
+
+        public Option<string?> ServerKeys { get; } = new("--server-keys") { Description = "A JWKS file with the server's signing keys to trust (default: the keys the server publishes)" };
+
+        public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Log every step to standard error" };
+
+        public void AddTo(Command command)
+        {
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Verbose })
+            {
+                command.Options.Add(option);
+            }
+        }
+
+        /// <summary>Builds the device services from the command line, falling back to what the state folder remembers.</summary>
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse)
+        {
+            var statePath = parse.GetValue(State)!;
+            var stored = await LoadStoredAsync(statePath);
+            var clientId = parse.GetValue(ClientId) ?? stored?.ClientId
+                ?? throw new CliUsageException("--client-id is required (the state folder remembers it after the first registration)");
+            var version = parse.GetValue(MqttVersion) switch
+            {
+                "5" or "5.0" => MqttProtocol.V500,
+                "3.1.1" or "3" or "4" => MqttProtocol.V311,
+                var other => throw new CliUsageException($"--mqtt-version must be 5 or 3.1.1, not '{other}'"),
+            };
+
+            var services = new ServiceCollection();
+            var verbose = parse.GetValue(Verbose);
+            services.AddLogging(logging => logging
+                .AddSimpleConsole(o =>
+                {
+                    o.SingleLine = true;
+                    o.TimestampFormat = "HH:mm:ss ";
+                })
+                .AddConsoleStandardError()
+                .SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning)
+                .AddFilter("MQTTnet", LogLevel.Warning));
+            services.AddMetrics();
+            services.AddEnrollDevice(o =>
+            {
+                o.Broker = parse.GetUri(Broker);
+                o.ClientId = clientId;
+                o.ProvisioningToken = parse.GetValue(Token);
+                o.OrgId = parse.GetValue(Org);
+                o.DeviceName = parse.GetValue(Name);
+                o.StatePath = statePath;
+                o.AttemptTimeout = parse.GetDuration(AttemptTimeout);
+                o.MaxAttempts = parse.GetValue(MaxAttempts);
+                o.MaxBackoff = parse.GetDuration(MaxBackoff);
+                o.ProtocolVersion = version;
+                o.ServerKeysPath = parse.GetValue(ServerKeys);
+            });
+            var provider = services.BuildServiceProvider();
+            try
+            {
+                _ = provider.GetRequiredService<IOptions<EnrollDeviceOptions>>().Value;
+            }
+            catch (OptionsValidationException ex)
+            {
+                await provider.DisposeAsync();
+                throw new CliUsageException(string.Join("; ", ex.Failures));
+            }
+
+            return provider;
+        }
+    }
+
+    internal static Option<string> StateOption() => new("--state")
+    {
+        Description = "The device state folder (identity, tokens, outbox)",
+        DefaultValueFactory = _ => "enroll-device",
+    };
+
+    internal static async Task<DeviceCredentials?> LoadStoredAsync(string statePath)
+    {
+        if (!File.Exists(Path.Combine(statePath, SqliteCredentialStore.FileName)))
+        {
+            return null;
+        }
+
+        await using var store = new SqliteCredentialStore(statePath);
+        return await store.LoadAsync();
+    }
+
+    private static Command Register()
+    {
+        var options = new DeviceOptions();
+        var json = CliOptions.Json();
+        var command = new Command("register", "Register this device (or reuse its stored identity) and print its Device ID");
+        options.AddTo(command);
+        command.Options.Add(json);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            return await RunDevice(output, async () =>
+            {
+                await using var provider = await options.BuildAsync(parse);
+                var registration = provider.GetRequiredService<RegistrationService>();
+                var identity = await registration.StartAsync(cancellationToken);
+                await registration.StopAsync(cancellationToken);
+                if (parse.GetValue(json))
+                {
+                    output.Json(
+                        new RegisterOutput
+                        {
+                            DeviceId = identity.DeviceId,
+                            ClientId = identity.ClientId,
+                            ExpiresAt = identity.AccessTokenExpiresAt,
+                            RegistrationTokenExpiresAt = identity.RegistrationTokenExpiresAt,
+                            RegistrationSkipped = identity.RegistrationSkipped,
+                        },
+                        CliJsonContext.Default.RegisterOutput);
+                }
+                else if (identity.RegistrationSkipped)
+                {
+                    output.Line($"Already registered as {identity.DeviceId} (client {identity.ClientId}); the stored access token is valid until {Format(identity.AccessTokenExpiresAt)}, so no request was sent.");
+                }
+                else
+                {
+                    output.Line($"Registered as {identity.DeviceId} (client {identity.ClientId}). Access token valid until {Format(identity.AccessTokenExpiresAt)}.");
+                }
+
+                return ExitCodes.Ok;
+            });
+        });
+        return command;
+    }
+
+    private static Command Status()
+    {
+        var state = StateOption();
+        var json = CliOptions.Json();
+        var command = new Command("status", "Show the device's identity and tokens from its state folder (exit code 5 when not registered)") { state, json };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var statePath = Path.GetFullPath(parse.GetValue(state)!);
+            DeviceCredentials? stored;
+            try
+            {
+                stored = await LoadStoredAsync(statePath);
+            }
+            catch (EnrollException ex)
+            {
+                return output.Fail(ExitCodes.Failure, ex.Message);
+            }
+
+            var now = TimeProvider.System.GetUtcNow();
+            var accessValid = stored?.HasValidAccessToken(now, TimeSpan.Zero) == true;
+            var stateName = stored switch
+            {
+                null => "unprovisioned",
+                { DeviceId: not null } when accessValid => "registered",
+                { DeviceId: not null } => "registration expired",
+                { PendingOperationId: not null } => "pending",
+                _ => "unprovisioned",
+            };
+            var result = new StatusOutput
+            {
+                State = stateName,
+                StatePath = statePath,
+                ClientId = stored?.ClientId,
+                DeviceId = stored?.DeviceId,
+                OrgId = stored?.OrgId,
+                AccessTokenExpiresAt = stored?.AccessTokenExpiresAt,
+                AccessTokenValid = accessValid,
+                RegistrationTokenExpiresAt = stored?.RegistrationTokenExpiresAt,
+                PendingOperationId = stored?.PendingOperationId,
+                RegisteredAt = stored?.RegisteredAt,
+            };
+
+            if (parse.GetValue(json))
+            {
+                output.Json(result, CliJsonContext.Default.StatusOutput);
+            }
+            else
+            {
+                output.Line($"State:               {result.State}");
+                output.Line($"State folder:        {result.StatePath}");
+                if (stored is not null)
+                {
+                    output.Line($"Client ID:           {result.ClientId}");
+                    output.Line($"Device ID:           {result.DeviceId ?? "-"}");
+                    output.Line($"Organisation:        {result.OrgId ?? "-"}");
+                    output.Line($"Access token:        {Describe(result.AccessTokenExpiresAt, now)}");
+                    output.Line($"Registration token:  {Describe(result.RegistrationTokenExpiresAt, now)}");
+                    if (result.PendingOperationId is not null)
+                    {
+                        output.Line($"Pending operation:   {result.PendingOperationId}");
+                    }
+
+                    if (result.RegisteredAt is { } at)
+                    {
+                        output.Line($"Last registered:     {Format(at)}");
+                    }
+                }
+            }
+
+            return stateName == "registered" ? ExitCodes.Ok : ExitCodes.NotRegistered;
+        });
+        return command;
+    }
+
+    /// <summary>Runs a device action, turning library errors into one line on standard error and an exit code.</summary>
+    internal static async Task<int> RunDevice(Output output, Func<Task<int>> action)
+    {
+        try
+        {
+            return await action();
+        }
+        catch (CliUsageException ex)
+        {
+            return output.Fail(ExitCodes.Usage, ex.Message);
+        }
+        catch (EnrollServerException ex) when (ex.IsPermanent)
+        {
+            return output.Fail(ExitCodes.Refused, $"the server refused: {ex.Message}");
+        }
+        catch (EnrollServerException ex)
+        {
+            return output.Fail(ExitCodes.Unreachable, $"the server could not serve the request: {ex.Message}");
+        }
+        catch (EnrollTimeoutException ex)
+        {
+            return output.Fail(ExitCodes.Unreachable, ex.Message);
+        }
+        catch (EnrollConnectionException ex)
+        {
+            return output.Fail(ex.CredentialsRefused ? ExitCodes.Refused : ExitCodes.Unreachable, ex.Message);
+        }
+        catch (EnrollException ex)
+        {
+            return output.Fail(ExitCodes.Failure, ex.Message);
+        }
+    }
+
+    internal static string Format(DateTimeOffset value) => value.ToUniversalTime().ToString("yyyy-MM-dd HH:mm:ss 'UTC'", CultureInfo.InvariantCulture);
+
+    private static string Describe(DateTimeOffset? expires, DateTimeOffset now)
+    {
+        if (expires is not { } at)
+        {
+            return "none";
+        }
+
+        var left = at - now;
+        return left > TimeSpan.Zero
+            ? $"valid until {Format(at)} ({(left.TotalHours >= 48 ? $"{left.TotalDays:0} days" : left.TotalMinutes >= 120 ? $"{left.TotalHours:0} h" : $"{Math.Max(1, left.TotalMinutes):0} min")} left)"
+            : $"expired {Format(at)}";
+    }
+}
+
+/// <summary>The command line or the configuration it produced is invalid.</summary>
+internal sealed class CliUsageException(string message) : Exception(message);

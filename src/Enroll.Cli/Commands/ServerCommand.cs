@@ -1,0 +1,126 @@
+using System.CommandLine;
+using System.Net.Sockets;
+using Enroll.Cli.Infrastructure;
+using Enroll.Server;
+using Microsoft.Extensions.Logging;
+
+namespace Enroll.Cli.Commands;
+
+/// <summary><c>enroll server</c>: the embedded broker, handlers, registry and HTTP API in one process.</summary>
+internal static class ServerCommand
+{
+    public static Command Create()
+    {
+        var mqttPort = new Option<int>("--mqtt-port") { Description = "MQTT port of the embedded broker (0 picks a free port)", DefaultValueFactory = _ => 1883 };
+        var httpPort = new Option<int>("--http-port") { Description = "Port of the HTTP API and console (0 picks a free port)", DefaultValueFactory = _ => 8080 };
+        var dataDir = new Option<string>("--data-dir") { Description = "Folder for the SQLite registry, signing keys and admin key", DefaultValueFactory = _ => "enroll-data" };
+        var bind = new Option<string>("--bind") { Description = "Address to listen on: an IP address, localhost, or * for all", DefaultValueFactory = _ => "127.0.0.1" };
+        var open = new Option<bool>("--open-registration") { Description = "Accept registrations without any credential (trusted networks only)" };
+        var accessLifetime = CliOptions.Duration("--access-token-lifetime", "Lifetime of access tokens", "24h");
+        var registrationLifetime = CliOptions.Duration("--registration-token-lifetime", "Default lifetime of Registration Tokens", "30d");
+        var operationLifetime = CliOptions.Duration("--operation-lifetime", "How long a provisioning operation may stay pending", "24h");
+        var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
+
+        var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
+        {
+            mqttPort, httpPort, dataDir, bind, open, accessLifetime, registrationLifetime, operationLifetime, logLevel,
+        };
+
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var options = new EnrollServerOptions
+            {
+                MqttPort = parse.GetValue(mqttPort),
+                HttpPort = parse.GetValue(httpPort),
+                DataDirectory = parse.GetValue(dataDir)!,
+                Bind = parse.GetValue(bind)!,
+                OpenRegistration = parse.GetValue(open),
+                AccessTokenLifetime = parse.GetDuration(accessLifetime),
+                RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
+                OperationLifetime = parse.GetDuration(operationLifetime),
+            };
+            var level = parse.GetValue(logLevel);
+
+            EnrollServerHost host;
+            try
+            {
+                host = await EnrollServerHost.StartAsync(
+                    options,
+                    logging => logging.AddSimpleConsole(o =>
+                    {
+                        o.SingleLine = true;
+                        o.TimestampFormat = "HH:mm:ss ";
+                    }).SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning),
+                    cancellationToken: cancellationToken);
+            }
+            catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException or ArgumentException or UnauthorizedAccessException)
+            {
+                return output.Fail(ExitCodes.Failure, $"cannot start the server: {Describe(ex)}");
+            }
+
+            await using (host)
+            {
+                PrintBanner(output, host, options);
+                try
+                {
+                    await host.WaitForShutdownAsync(cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static string Describe(Exception ex)
+    {
+        var inner = ex;
+        while (inner.InnerException is not null && inner is not SocketException)
+        {
+            inner = inner.InnerException;
+        }
+
+        return inner is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse }
+            ? $"{ex.Message} (is another server already using the port? choose others with --mqtt-port and --http-port)"
+            : ex.Message;
+    }
+
+    private static void PrintBanner(Output output, EnrollServerHost host, EnrollServerOptions options)
+    {
+        var mqtt = host.MqttEndpoint.ToString().TrimEnd('/');
+        var http = host.HttpEndpoint.ToString().TrimEnd('/');
+        output.Line(string.Empty);
+        output.Line("Enroll server is running.");
+        output.Line(string.Empty);
+        output.Line($"  MQTT broker   {mqtt}   (embedded)");
+        output.Line($"  HTTP API      {http}   (JWKS at {http}/.well-known/jwks.json)");
+        output.Line($"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
+        output.Line($"  Admin key     {host.AdminKeyPath}   (the enroll CLI reads it from here)");
+        if (host.FirstStart)
+        {
+            output.Line(string.Empty);
+            output.Line("  First start: created a new ES256 signing key and admin key (owner-only files).");
+        }
+
+        if (options.OpenRegistration)
+        {
+            output.Line(string.Empty);
+            output.Line("  WARNING: --open-registration is on. ANY client that can reach the broker can register a device");
+            output.Line("  WARNING: without a credential. Use it only on a trusted, isolated network.");
+        }
+
+        output.Line(string.Empty);
+        output.Line("Next: create a provisioning token, then register a device with it:");
+        var serverArg = http == "http://127.0.0.1:8080" ? string.Empty : $" --server {http}";
+        var dataArg = Path.GetFullPath("enroll-data") == host.DataDirectory ? string.Empty : $" --data-dir {host.DataDirectory}";
+        output.Line($"  enroll tokens create --org demo --auto-approve{serverArg}{dataArg}");
+        output.Line($"  enroll device register --broker {mqtt} --client-id my-device --token <token>");
+        output.Line(string.Empty);
+        output.Line("Press Ctrl+C to stop.");
+        output.Out.Flush();
+    }
+}

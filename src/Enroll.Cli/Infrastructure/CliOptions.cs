@@ -1,0 +1,57 @@
+using System.CommandLine;
+
+namespace Enroll.Cli.Infrastructure;
+
+/// <summary>Options shared by several commands, with their parsing and validation.</summary>
+internal static class CliOptions
+{
+    public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
+
+    /// <summary>A duration written like <c>10s</c>; read it with <see cref="GetDuration"/>.</summary>
+    public static Option<string> Duration(string name, string description, string defaultValue)
+    {
+        var option = new Option<string>(name) { Description = $"{description} (90s, 15m, 12h, 30d, ...)", DefaultValueFactory = _ => defaultValue };
+        AddDurationValidator(option);
+        return option;
+    }
+
+    /// <summary>An optional duration; read it with <see cref="GetOptionalDuration"/>.</summary>
+    public static Option<string?> OptionalDuration(string name, string description)
+    {
+        var option = new Option<string?>(name) { Description = $"{description} (90s, 15m, 12h, 30d, ...)" };
+        AddDurationValidator(option);
+        return option;
+    }
+
+    public static TimeSpan GetDuration(this ParseResult parse, Option<string> option) => Durations.Parse(parse.GetValue(option)!);
+
+    public static TimeSpan? GetOptionalDuration(this ParseResult parse, Option<string?> option) =>
+        parse.GetValue(option) is { } text ? Durations.Parse(text) : null;
+
+    /// <summary>A URI option (System.CommandLine has no URI parser); read it with <see cref="GetUri"/>.</summary>
+    public static Option<string> Uri(string name, string description, string defaultValue)
+    {
+        var option = new Option<string>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        option.Validators.Add(result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+            if (text is not null && !System.Uri.TryCreate(text, UriKind.Absolute, out _))
+            {
+                result.AddError($"{name}: '{text}' is not an absolute URI such as mqtt://127.0.0.1:1883 or http://127.0.0.1:8080");
+            }
+        });
+        return option;
+    }
+
+    public static Uri GetUri(this ParseResult parse, Option<string> option) => new(parse.GetValue(option)!, UriKind.Absolute);
+
+    private static void AddDurationValidator(Option option) =>
+        option.Validators.Add(result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+            if (text is not null && !Durations.TryParse(text, out _))
+            {
+                result.AddError($"{option.Name}: '{text}' is not a duration; write it like 90s, 15m, 12h, 30d or 2w");
+            }
+        });
+}

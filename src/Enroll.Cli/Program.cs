@@ -1,0 +1,3 @@
+using Enroll.Cli;
+
+return await EnrollCli.Build().Parse(args).InvokeAsync();

@@ -1,0 +1,49 @@
+using Microsoft.Extensions.Logging;
+
+namespace Enroll.Device.Diagnostics;
+
+/// <summary>Every log line of the device library. Tokens and keys are never logged.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Information, "Connected to {Broker} as {Identity}")]
+    public static partial void Connected(ILogger logger, string broker, string identity);
+
+    [LoggerMessage(2, LogLevel.Warning, "Disconnected from {Broker}: {Reason}")]
+    public static partial void Disconnected(ILogger logger, string broker, string reason);
+
+    [LoggerMessage(3, LogLevel.Debug, "Disconnect failed: {Reason}")]
+    public static partial void DisconnectFailed(ILogger logger, string reason);
+
+    [LoggerMessage(4, LogLevel.Error, "Handler for a message on {Topic} failed")]
+    public static partial void MessageHandlerFailed(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(5, LogLevel.Error, "State database {Path} is corrupt ({Reason}); moved it to {MovedTo} and started a fresh one")]
+    public static partial void StateDatabaseCorrupt(ILogger logger, string path, string movedTo, string reason);
+
+    [LoggerMessage(10, LogLevel.Information, "Device {DeviceId} holds an access token valid until {ExpiresAt:O}; registration skipped")]
+    public static partial void RegistrationSkipped(ILogger logger, string deviceId, DateTimeOffset expiresAt);
+
+    [LoggerMessage(11, LogLevel.Information, "Sending {Request} (attempt {Attempt} of {MaxAttempts}) to {Topic}, answer expected on {ResponseTopic}")]
+    public static partial void SendingRequest(ILogger logger, string request, int attempt, int maxAttempts, string topic, string responseTopic);
+
+    [LoggerMessage(12, LogLevel.Warning, "{Request} attempt {Attempt} failed: {Reason}; retrying in {Delay}")]
+    public static partial void RetryScheduled(ILogger logger, string request, int attempt, string reason, TimeSpan delay);
+
+    [LoggerMessage(13, LogLevel.Information, "Registered as {DeviceId}; access token valid until {ExpiresAt:O}")]
+    public static partial void Registered(ILogger logger, string deviceId, DateTimeOffset expiresAt);
+
+    [LoggerMessage(14, LogLevel.Error, "Registration failed: {Reason}")]
+    public static partial void RegistrationFailed(ILogger logger, string reason);
+
+    [LoggerMessage(15, LogLevel.Warning, "The server no longer knows device {DeviceId}; registering as a new device")]
+    public static partial void StoredDeviceUnknown(ILogger logger, string deviceId);
+
+    [LoggerMessage(16, LogLevel.Information, "Registration service stopped")]
+    public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(17, LogLevel.Information, "Fetched {Count} server signing key(s) from {Topic}")]
+    public static partial void ServerKeysFetched(ILogger logger, int count, string topic);
+
+    [LoggerMessage(18, LogLevel.Debug, "Ignoring a message on {Topic} that answers no pending request")]
+    public static partial void UnmatchedResponse(ILogger logger, string topic);
+}

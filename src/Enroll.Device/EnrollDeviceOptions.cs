@@ -1,0 +1,112 @@
+using System.ComponentModel.DataAnnotations;
+using Enroll.Protocol;
+
+namespace Enroll.Device;
+
+/// <summary>
+/// Settings of an Enroll device, bound from configuration (section <c>Enroll:Device</c>) and validated at start.
+/// </summary>
+public sealed class EnrollDeviceOptions
+{
+    /// <summary>The configuration section the options bind to.</summary>
+    public const string SectionName = "Enroll:Device";
+
+    /// <summary>The broker, as <c>mqtt://host:port</c> or <c>mqtts://host:port</c>. The default value is <c>mqtt://127.0.0.1:1883</c>.</summary>
+    [Required]
+    public Uri Broker { get; set; } = new("mqtt://127.0.0.1:1883");
+
+    /// <summary>The identifier the device chose itself (serial number, MAC); also its MQTT client ID. Required.</summary>
+    [Required]
+    [RegularExpression(@"^[A-Za-z0-9\-_.:@]{1,128}$", ErrorMessage = "ClientId must be " + EnrollIdentifiers.Rule + ".")]
+    public string ClientId { get; set; } = string.Empty;
+
+    /// <summary>The organisation the device joins. Optional: the credential's organisation is used when absent.</summary>
+    [RegularExpression(@"^[A-Za-z0-9\-_.:@]{1,128}$", ErrorMessage = "OrgId must be " + EnrollIdentifiers.Rule + ".")]
+    public string? OrgId { get; set; }
+
+    /// <summary>A human-friendly name shown to operators.</summary>
+    [MaxLength(256)]
+    public string? DeviceName { get; set; }
+
+    /// <summary>
+    /// The Provisioning Token. With an auto-approve token the device registers in one request; otherwise it asks an
+    /// operator to approve it. Stored in the device state once used, so later starts may omit it.
+    /// </summary>
+    public string? ProvisioningToken { get; set; }
+
+    /// <summary>The folder that holds the device state (identity, tokens, outbox). The default value is <c>enroll-device</c>.</summary>
+    [Required]
+    public string StatePath { get; set; } = "enroll-device";
+
+    /// <summary>MQTT quality of service for requests: 0, 1 or 2. The default value is 1.</summary>
+    [Range(0, 2)]
+    public int QualityOfService { get; set; } = 1;
+
+    /// <summary>The MQTT protocol version. The default value is <see cref="MqttProtocol.V500"/>.</summary>
+    public MqttProtocol ProtocolVersion { get; set; } = MqttProtocol.V500;
+
+    /// <summary>How long to wait for the answer to one request before trying again. The default value is 10 seconds.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
+    public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How many times a request is sent before giving up with a timeout. The default value is 8.</summary>
+    [Range(1, 10_000)]
+    public int MaxAttempts { get; set; } = 8;
+
+    /// <summary>The first retry delay; later delays double. The default value is 1 second.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "01:00:00")]
+    public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>The longest delay between attempts. The default value is 60 seconds.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
+    public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Randomises retry delays so a fleet that lost its server does not come back in the same second. The default value
+    /// is true; turn it off only to measure why it matters.
+    /// </summary>
+    public bool UseJitter { get; set; } = true;
+
+    /// <summary>The issuer the device expects in the server's tokens. The default value is <c>enroll</c>.</summary>
+    [Required]
+    public string Issuer { get; set; } = ProtocolDefaults.Issuer;
+
+    /// <summary>
+    /// Check the signature, issuer, audience, type and expiry of every token the server returns, with the keys the server
+    /// publishes on <c>enroll/v1/server/keys</c> (or <see cref="ServerKeysPath"/>). The default value is true.
+    /// </summary>
+    public bool ValidateServerTokens { get; set; } = true;
+
+    /// <summary>
+    /// A JWKS file with the server's signing keys. When set, only these keys are trusted and the keys published on the
+    /// broker are ignored.
+    /// </summary>
+    public string? ServerKeysPath { get; set; }
+
+    /// <summary>Tolerated difference between the device's clock and the server's. The default value is 60 seconds.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
+    public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// A stored access token with less than this left is renewed instead of used. The default value is 5 minutes.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan AccessTokenRenewBefore { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>MQTT keep-alive period. The default value is 30 seconds.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan KeepAlive { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Include the host's network, storage, memory and OS facts in requests. The default value is true.</summary>
+    public bool SendMetadata { get; set; } = true;
+}
+
+/// <summary>MQTT protocol versions the device can speak.</summary>
+public enum MqttProtocol
+{
+    /// <summary>MQTT 5.0: requests carry Response Topic and Correlation Data.</summary>
+    V500,
+
+    /// <summary>MQTT 3.1.1: requests carry <c>request_id</c> and answers come on the conventional response topic.</summary>
+    V311,
+}

@@ -1,0 +1,71 @@
+using System.Diagnostics.Metrics;
+using Enroll.Device.Connection;
+using Enroll.Device.Diagnostics;
+using Enroll.Device.Requests;
+using Enroll.Device.Tokens;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers the Enroll device library in a Generic Host.</summary>
+public static class EnrollDeviceServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the Enroll device services configured by <paramref name="configure"/>. Options are validated at start.
+    /// Replace <see cref="Enroll.Device.ICredentialStore"/> or <see cref="Enroll.Device.IDeviceInfoProvider"/> by registering
+    /// your own before or after this call.
+    /// </summary>
+    public static IServiceCollection AddEnrollDevice(this IServiceCollection services, Action<Enroll.Device.EnrollDeviceOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptionsWithValidateOnStart<Enroll.Device.EnrollDeviceOptions>().Configure(configure);
+        return services.AddEnrollDeviceCore();
+    }
+
+    /// <summary>Adds the Enroll device services bound to <paramref name="configuration"/> (for example the <c>Enroll:Device</c> section).</summary>
+    public static IServiceCollection AddEnrollDevice(this IServiceCollection services, IConfiguration configuration)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        services.AddOptionsWithValidateOnStart<Enroll.Device.EnrollDeviceOptions>().Bind(configuration);
+        return services.AddEnrollDeviceCore();
+    }
+
+    private static IServiceCollection AddEnrollDeviceCore(this IServiceCollection services)
+    {
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsValidator>());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsRules>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton<Enroll.Device.ICredentialStore>(sp => new Enroll.Device.SqliteCredentialStore(
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.StatePath,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILoggerFactory>().CreateLogger<Enroll.Device.SqliteCredentialStore>()));
+        services.TryAddSingleton<Enroll.Device.IDeviceInfoProvider, Enroll.Device.HostDeviceInfoProvider>();
+        services.TryAddSingleton<IDeviceConnection, MqttDeviceConnection>();
+        services.TryAddSingleton(sp => sp.GetService<IMeterFactory>() is { } meters ? new DeviceMetrics(meters) : new DeviceMetrics(new NullMeterFactory()));
+        services.TryAddSingleton(sp => new RequestChannel(sp.GetRequiredService<IDeviceConnection>()));
+        services.TryAddSingleton<ServerRequestSender>(sp => new ServerRequestSender(
+            sp.GetRequiredService<RequestChannel>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<ServerRequestSender>>(),
+            sp.GetRequiredService<DeviceMetrics>()));
+        services.TryAddSingleton(sp => new ServerTokenVerifier(
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<ServerTokenVerifier>>()));
+        services.TryAddSingleton(sp => new Enroll.Device.RegistrationService(
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<Enroll.Device.ICredentialStore>(),
+            sp.GetRequiredService<Enroll.Device.IDeviceInfoProvider>(),
+            sp.GetRequiredService<RequestChannel>(),
+            sp.GetRequiredService<ServerRequestSender>(),
+            sp.GetRequiredService<ServerTokenVerifier>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.RegistrationService>>(),
+            sp.GetRequiredService<DeviceMetrics>()));
+        return services;
+    }
+}

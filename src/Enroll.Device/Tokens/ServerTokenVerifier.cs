@@ -1,0 +1,173 @@
+using System.Text;
+using System.Text.Json;
+using Enroll.Device.Connection;
+using Enroll.Device.Diagnostics;
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Topics;
+using Enroll.Shared.Tokens;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Enroll.Device.Tokens;
+
+/// <summary>A token the device accepted: its expiry and issue time.</summary>
+internal readonly record struct VerifiedToken(DateTimeOffset IssuedAt, DateTimeOffset ExpiresAt, string? OrgId);
+
+/// <summary>
+/// Checks the tokens the server hands out (SPEC §2.1 step 5) with the server's published keys: from
+/// <see cref="EnrollDeviceOptions.ServerKeysPath"/> when pinned, else from the retained <c>enroll/v1/server/keys</c>
+/// message, fetched again when a token names a key the device has not seen (key rotation).
+/// </summary>
+internal sealed class ServerTokenVerifier
+{
+    private readonly EnrollDeviceOptions _options;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger _logger;
+    private readonly EnrollTokenValidator _validator;
+    private IReadOnlyList<SecurityKey> _keys = [];
+    private string? _keysJson;
+
+    public ServerTokenVerifier(IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerTokenVerifier> logger)
+    {
+        _options = options.Value;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        _validator = new EnrollTokenValidator(timeProvider, _options.Issuer, _options.ClockSkew);
+        if (_options.ServerKeysPath is { } path)
+        {
+            UseKeys(File.ReadAllText(path));
+        }
+    }
+
+    /// <summary>The JWKS the verifier trusts now, to persist with the credentials.</summary>
+    public string? TrustedKeysJson => _keysJson;
+
+    /// <summary>Starts from keys stored with the credentials (ignored when keys are pinned by file).</summary>
+    public void Seed(string? keysJson)
+    {
+        if (_options.ServerKeysPath is null && keysJson is not null && _keysJson is null)
+        {
+            UseKeys(keysJson);
+        }
+    }
+
+    public Task<VerifiedToken> VerifyAccessTokenAsync(IDeviceConnection connection, string token, string deviceId, CancellationToken cancellationToken) =>
+        VerifyAsync(connection, token, TokenTypes.Access, TokenAudiences.Broker, deviceId, cancellationToken);
+
+    public Task<VerifiedToken> VerifyRegistrationTokenAsync(IDeviceConnection connection, string token, string deviceId, CancellationToken cancellationToken) =>
+        VerifyAsync(connection, token, TokenTypes.Registration, TokenAudiences.Registration, deviceId, cancellationToken);
+
+    private async Task<VerifiedToken> VerifyAsync(IDeviceConnection connection, string token, string type, string audience, string deviceId, CancellationToken cancellationToken)
+    {
+        if (!_options.ValidateServerTokens)
+        {
+            return ReadWithoutValidation(token);
+        }
+
+        if (_keys.Count == 0 && _options.ServerKeysPath is null)
+        {
+            await FetchKeysAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+
+        var outcome = await _validator.ValidateAsync(token, type, audience, _keys).ConfigureAwait(false);
+        if (!outcome.IsValid && outcome.Failure == "unknown signing key" && _options.ServerKeysPath is null)
+        {
+            await FetchKeysAsync(connection, cancellationToken).ConfigureAwait(false);
+            outcome = await _validator.ValidateAsync(token, type, audience, _keys).ConfigureAwait(false);
+        }
+
+        if (!outcome.IsValid)
+        {
+            throw new EnrollProtocolException($"the server's {type} failed validation: {outcome.Failure}");
+        }
+
+        if (!string.Equals(outcome.Subject, deviceId, StringComparison.Ordinal))
+        {
+            throw new EnrollProtocolException($"the server's {type} names device '{outcome.Subject}', not '{deviceId}'");
+        }
+
+        return new VerifiedToken(outcome.IssuedAt, outcome.ExpiresAt, outcome.Claims.GetValueOrDefault("org_id"));
+    }
+
+    private static VerifiedToken ReadWithoutValidation(string token)
+    {
+        try
+        {
+            var jwt = new JsonWebToken(token);
+            jwt.TryGetPayloadValue<string>("org_id", out var orgId);
+            return new VerifiedToken(new DateTimeOffset(jwt.IssuedAt, TimeSpan.Zero), new DateTimeOffset(jwt.ValidTo, TimeSpan.Zero), orgId);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new EnrollProtocolException($"the server's token cannot be read: {ex.Message}", ex);
+        }
+    }
+
+    private async Task FetchKeysAsync(IDeviceConnection connection, CancellationToken cancellationToken)
+    {
+        var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task OnMessage(IncomingMessage message)
+        {
+            if (message.Topic == EnrollTopics.ServerKeys)
+            {
+                received.TrySetResult(Encoding.UTF8.GetString(message.Payload.Span));
+            }
+
+            return Task.CompletedTask;
+        }
+
+        connection.MessageReceived += OnMessage;
+        try
+        {
+            await connection.SubscribeAsync(EnrollTopics.ServerKeys, 1, cancellationToken).ConfigureAwait(false);
+            string json;
+            try
+            {
+                json = await received.Task.WaitAsync(_options.AttemptTimeout, _timeProvider, cancellationToken).ConfigureAwait(false);
+            }
+            catch (TimeoutException ex)
+            {
+                throw new EnrollProtocolException(
+                    $"the server published no signing keys on {EnrollTopics.ServerKeys} within {_options.AttemptTimeout}; " +
+                    "pin them with ServerKeysPath or turn ValidateServerTokens off", ex);
+            }
+
+            UseKeys(json);
+            Log.ServerKeysFetched(_logger, _keys.Count, EnrollTopics.ServerKeys);
+        }
+        finally
+        {
+            connection.MessageReceived -= OnMessage;
+            try
+            {
+                await connection.UnsubscribeAsync(EnrollTopics.ServerKeys, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (EnrollConnectionException)
+            {
+                // The connection went away; nothing to clean up.
+            }
+        }
+    }
+
+    private void UseKeys(string json)
+    {
+        if (!EnrollJson.TryDeserialize(Encoding.UTF8.GetBytes(json), EnrollJsonContext.Default.ServerKeySet, out var set, out var error))
+        {
+            throw new EnrollProtocolException($"the server's key set cannot be read: {error}");
+        }
+
+        try
+        {
+            _keys = ServerKeyConversions.ToVerificationKeys(set);
+        }
+        catch (Exception ex) when (ex is FormatException or JsonException or System.Security.Cryptography.CryptographicException or ArgumentException)
+        {
+            throw new EnrollProtocolException($"the server's key set holds an invalid key: {ex.Message}", ex);
+        }
+
+        _keysJson = json;
+    }
+}

@@ -1,0 +1,132 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Enroll.Protocol.Json;
+
+namespace Enroll.Protocol.Admin;
+
+/// <summary>Body of <c>POST /api/tokens</c>.</summary>
+public sealed record CreateProvisioningTokenRequest
+{
+    /// <summary>The organisation devices using the token join. Required.</summary>
+    public string? OrgId { get; init; }
+
+    /// <summary>Devices using the token are approved without an operator.</summary>
+    public bool AutoApprove { get; init; }
+
+    /// <summary>When the token stops working; never when absent.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>How many new devices may use the token; unlimited when absent.</summary>
+    public int? MaxUses { get; init; }
+
+    /// <summary>A note for operators.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>Lifetime of Registration Tokens issued through this token, in seconds; the server default when absent.</summary>
+    public long? RegistrationTokenLifetimeSeconds { get; init; }
+}
+
+/// <summary>A Provisioning Token as the API shows it. <see cref="Token"/> (the secret) appears only when it is created.</summary>
+public sealed record ProvisioningTokenInfo
+{
+    /// <summary>The token's public ID, used to revoke it.</summary>
+    public required string Id { get; init; }
+
+    /// <summary>The secret to give devices; only in the answer to creation.</summary>
+    public string? Token { get; init; }
+
+    /// <summary>The organisation.</summary>
+    public required string OrgId { get; init; }
+
+    /// <summary>The operator's note.</summary>
+    public string? Description { get; init; }
+
+    /// <summary>Whether devices are approved without an operator.</summary>
+    public bool AutoApprove { get; init; }
+
+    /// <summary>Use limit, if any.</summary>
+    public int? MaxUses { get; init; }
+
+    /// <summary>Devices created with the token so far.</summary>
+    public int Uses { get; init; }
+
+    /// <summary><c>active</c>, <c>revoked</c>, <c>expired</c> or <c>used_up</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>Expiry, if any.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>Creation time.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>Revocation time, if revoked.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? RevokedAt { get; init; }
+}
+
+/// <summary>A device as the API shows it.</summary>
+public sealed record DeviceInfo
+{
+    /// <summary>The Device ID.</summary>
+    public required string DeviceId { get; init; }
+
+    /// <summary>The organisation.</summary>
+    public required string OrgId { get; init; }
+
+    /// <summary>The Client ID the device registered with.</summary>
+    public required string ClientId { get; init; }
+
+    /// <summary>The device's name.</summary>
+    public string? DeviceName { get; init; }
+
+    /// <summary><c>active</c> or <c>revoked</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>The device's last reported facts.</summary>
+    public Dictionary<string, JsonElement>? Metadata { get; init; }
+
+    /// <summary>The Provisioning Token it joined with.</summary>
+    public string? ProvisioningTokenId { get; init; }
+
+    /// <summary>Creation time.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>Last registration.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? LastRegisteredAt { get; init; }
+
+    /// <summary>Revocation time, if revoked.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? RevokedAt { get; init; }
+}
+
+/// <summary>A list answer: <c>{"items": [...]}</c>.</summary>
+public sealed record ItemList<T>(IReadOnlyList<T> Items);
+
+/// <summary>Error body of the admin API (RFC 9457 problem details).</summary>
+public sealed record ApiProblem
+{
+    /// <summary>Short summary.</summary>
+    public string? Title { get; init; }
+
+    /// <summary>HTTP status.</summary>
+    public int? Status { get; init; }
+
+    /// <summary>Explanation.</summary>
+    public string? Detail { get; init; }
+}
+
+/// <summary>Source-generated JSON for the admin API.</summary>
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
+[JsonSerializable(typeof(CreateProvisioningTokenRequest))]
+[JsonSerializable(typeof(ProvisioningTokenInfo))]
+[JsonSerializable(typeof(ItemList<ProvisioningTokenInfo>))]
+[JsonSerializable(typeof(DeviceInfo))]
+[JsonSerializable(typeof(ItemList<DeviceInfo>))]
+[JsonSerializable(typeof(ApiProblem))]
+[JsonSerializable(typeof(Messages.ServerKeySet))]
+public sealed partial class AdminJsonContext : JsonSerializerContext;

@@ -1,0 +1,25 @@
+using System.Text.Json.Serialization;
+using Enroll.Protocol.Messages;
+
+namespace Enroll.Protocol.Json;
+
+/// <summary>
+/// Source-generated JSON metadata for every wire message: snake_case names, nulls omitted, nesting limited.
+/// </summary>
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower,
+    DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    MaxDepth = EnrollJson.MaxDepth,
+    AllowTrailingCommas = false,
+    ReadCommentHandling = System.Text.Json.JsonCommentHandling.Disallow)]
+[JsonSerializable(typeof(RegistrationRequest))]
+[JsonSerializable(typeof(RegistrationResponse))]
+[JsonSerializable(typeof(ProvisioningInitRequest))]
+[JsonSerializable(typeof(ProvisioningInitResponse))]
+[JsonSerializable(typeof(ProvisioningCompleteRequest))]
+[JsonSerializable(typeof(ProvisioningCompleteResponse))]
+[JsonSerializable(typeof(TokenRefreshRequest))]
+[JsonSerializable(typeof(TokenRefreshResponse))]
+[JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(ServerKeySet))]
+public sealed partial class EnrollJsonContext : JsonSerializerContext;

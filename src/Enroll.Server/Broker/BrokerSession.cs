@@ -1,0 +1,11 @@
+namespace Enroll.Server.Broker;
+
+/// <summary>Keys of what the broker remembers about a connected client in its session items.</summary>
+internal static class BrokerSession
+{
+    /// <summary>The Device ID a client authenticated as (absent for anonymous clients).</summary>
+    public const string DeviceId = "enroll.device_id";
+
+    /// <summary>The client ID the server uses for messages it publishes itself.</summary>
+    public const string ServerClientId = "$enroll-server";
+}

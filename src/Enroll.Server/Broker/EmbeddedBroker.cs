@@ -1,0 +1,229 @@
+using System.Buffers;
+using System.Net;
+using System.Text.Json;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Topics;
+using Enroll.Server.Diagnostics;
+using Enroll.Server.Handlers;
+using Enroll.Server.Tokens;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MQTTnet;
+using MQTTnet.Protocol;
+using MQTTnet.Server;
+
+namespace Enroll.Server.Broker;
+
+/// <summary>
+/// The embedded MQTTnet broker. It authenticates devices at connect (username = Device ID, password = access token),
+/// takes requests straight off the wire into the <see cref="RequestQueue"/> (they are not routed to other clients), answers
+/// by injecting messages, and keeps the server's signing keys published as a retained message.
+/// </summary>
+internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublisher, IAsyncDisposable
+{
+    private readonly EnrollServerOptions _options;
+    private readonly DeviceTokenValidator _tokens;
+    private readonly RequestQueue _queue;
+    private readonly SigningKeyRing _keys;
+    private readonly ServerMetrics _metrics;
+    private readonly TimeProvider _timeProvider;
+    private readonly ILogger<EmbeddedBroker> _logger;
+    private MqttServer? _server;
+
+    public EmbeddedBroker(
+        IOptions<EnrollServerOptions> options,
+        DeviceTokenValidator tokens,
+        RequestQueue queue,
+        SigningKeyRing keys,
+        ServerMetrics metrics,
+        TimeProvider timeProvider,
+        ILogger<EmbeddedBroker> logger)
+    {
+        _options = options.Value;
+        _tokens = tokens;
+        _queue = queue;
+        _keys = keys;
+        _metrics = metrics;
+        _timeProvider = timeProvider;
+        _logger = logger;
+        var address = BindAddress.Parse(_options.Bind);
+        Address = address;
+        Port = _options.MqttPort == 0 ? FreePort.Find(address) : _options.MqttPort;
+    }
+
+    public IPAddress Address { get; }
+
+    public int Port { get; }
+
+    /// <summary>The address devices use, for example <c>mqtt://127.0.0.1:1883</c>.</summary>
+    public Uri Endpoint => new($"mqtt://{BindAddress.ClientHost(Address)}:{Port}");
+
+    internal MqttServer Server => _server ?? throw new InvalidOperationException("The broker has not started.");
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var builder = new MqttServerOptionsBuilder()
+            .WithDefaultEndpoint()
+            .WithDefaultEndpointPort(Port)
+            .WithDefaultCommunicationTimeout(TimeSpan.FromSeconds(30));
+        builder = Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? builder.WithDefaultEndpointBoundIPV6Address(Address).WithDefaultEndpointBoundIPAddress(IPAddress.None)
+            : builder.WithDefaultEndpointBoundIPAddress(Address).WithDefaultEndpointBoundIPV6Address(IPAddress.None);
+
+        var server = new MqttServerFactory().CreateMqttServer(builder.Build());
+        server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
+        server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
+        await server.StartAsync().ConfigureAwait(false);
+        _server = server;
+        Log.BrokerStarted(_logger, Endpoint.ToString());
+
+        await PublishKeysAsync().ConfigureAwait(false);
+        _keys.Rotated += () => _ = PublishKeysAsync();
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_server is { } server)
+        {
+            await server.StopAsync().ConfigureAwait(false);
+        }
+    }
+
+    public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken)
+    {
+        var message = new MqttApplicationMessage
+        {
+            Topic = topic,
+            Payload = new ReadOnlySequence<byte>(payload),
+            CorrelationData = correlationData,
+            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
+            ContentType = "application/json",
+            Retain = retain,
+        };
+        await Server.InjectApplicationMessage(
+            new InjectedMqttApplicationMessage(message) { SenderClientId = BrokerSession.ServerClientId },
+            cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task PublishKeysAsync()
+    {
+        var keySet = _keys.KeySet;
+        var payload = JsonSerializer.SerializeToUtf8Bytes(keySet, EnrollJsonContext.Default.ServerKeySet);
+        await PublishAsync(EnrollTopics.ServerKeys, payload, null, retain: true, CancellationToken.None).ConfigureAwait(false);
+        Log.KeysPublished(_logger, keySet.Keys.Count, EnrollTopics.ServerKeys);
+    }
+
+    private async Task ValidateConnectionSafelyAsync(ValidatingConnectionEventArgs e)
+    {
+        try
+        {
+            await ValidateConnectionAsync(e).ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // a failure while checking credentials must refuse the client, never let it in
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.BrokerHandlerFailed(_logger, ex);
+            Refuse(e, MqttConnectReasonCode.ServerUnavailable, "credentials could not be checked");
+        }
+    }
+
+    private async Task ValidateConnectionAsync(ValidatingConnectionEventArgs e)
+    {
+        if (string.IsNullOrEmpty(e.ClientId))
+        {
+            // MQTT 5 lets the server assign an ID (MQTTnet refuses empty IDs under 3.1.1 regardless).
+            e.AssignedClientIdentifier = "anon-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
+        }
+
+        if (string.IsNullOrEmpty(e.UserName))
+        {
+            // Anonymous clients may only use the request topics (enforced per topic).
+            _metrics.ConnectionAccepted("anonymous");
+            return;
+        }
+
+        if (e.UserName.StartsWith('$'))
+        {
+            Refuse(e, MqttConnectReasonCode.BadUserNameOrPassword, "reserved user name");
+            return;
+        }
+
+        var check = await _tokens.ValidateAccessTokenAsync(e.Password, e.UserName, e.CancellationToken).ConfigureAwait(false);
+        if (!check.IsValid)
+        {
+            Refuse(e, MqttConnectReasonCode.BadUserNameOrPassword, check.Failure!);
+            return;
+        }
+
+        e.SessionItems[BrokerSession.DeviceId] = e.UserName;
+        _metrics.ConnectionAccepted("device");
+        Log.DeviceConnected(_logger, e.UserName, e.ClientId);
+    }
+
+    private void Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string reason)
+    {
+        e.ReasonCode = code;
+        e.ReasonString = reason;
+        _metrics.ConnectionRefused(reason);
+        Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason);
+    }
+
+    private Task InterceptPublishAsync(InterceptingPublishEventArgs e)
+    {
+        if (e.ClientId == BrokerSession.ServerClientId)
+        {
+            return Task.CompletedTask;
+        }
+
+        var message = e.ApplicationMessage;
+        if (EnrollTopics.IsRequestTopic(message.Topic))
+        {
+            // Requests are for the server alone; never route them to other subscribers.
+            e.ProcessPublish = false;
+            var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
+            {
+                ResponseTopic = message.ResponseTopic,
+                CorrelationData = message.CorrelationData,
+                SenderClientId = e.ClientId,
+                SenderDeviceId = e.SessionItems[BrokerSession.DeviceId] as string,
+                ReceivedAt = _timeProvider.GetUtcNow(),
+            };
+            if (!_queue.TryEnqueue(request))
+            {
+                _metrics.RequestRejected(message.Topic, "overloaded");
+                if (message.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
+                {
+                    return PublishAsync(topic, RequestQueue.OverloadedAnswer, message.CorrelationData, retain: false, CancellationToken.None);
+                }
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private async Task Guard(Func<Task> handler)
+    {
+        try
+        {
+            await handler().ConfigureAwait(false);
+        }
+#pragma warning disable CA1031 // an exception in a broker callback would drop the client; log it instead
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.BrokerHandlerFailed(_logger, ex);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_server is { } server)
+        {
+            await server.StopAsync().ConfigureAwait(false);
+            server.Dispose();
+            _server = null;
+        }
+    }
+}

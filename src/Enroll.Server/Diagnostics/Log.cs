@@ -1,0 +1,37 @@
+using Microsoft.Extensions.Logging;
+
+namespace Enroll.Server.Diagnostics;
+
+/// <summary>Log lines of the server. Tokens, keys and secrets are never logged.</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1, LogLevel.Information, "MQTT broker listening on {Endpoint}")]
+    public static partial void BrokerStarted(ILogger logger, string endpoint);
+
+    [LoggerMessage(2, LogLevel.Information, "Device {DeviceId} connected as client {ClientId}")]
+    public static partial void DeviceConnected(ILogger logger, string deviceId, string clientId);
+
+    [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason}")]
+    public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason);
+
+    [LoggerMessage(4, LogLevel.Information, "Published {Count} signing key(s) on {Topic}")]
+    public static partial void KeysPublished(ILogger logger, int count, string topic);
+
+    [LoggerMessage(5, LogLevel.Error, "Broker event handler failed")]
+    public static partial void BrokerHandlerFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(6, LogLevel.Information, "Device {DeviceId} registered ({Result}) by client {ClientId} in {OrgId}")]
+    public static partial void DeviceRegistered(ILogger logger, string deviceId, string result, string clientId, string orgId);
+
+    [LoggerMessage(7, LogLevel.Warning, "Refused {Operation} of client {ClientId} on {Topic}: {Reason}")]
+    public static partial void AccessDenied(ILogger logger, string operation, string clientId, string topic, string reason);
+
+    [LoggerMessage(20, LogLevel.Information, "Provisioning token {TokenId} created for {OrgId} (auto-approve: {AutoApprove})")]
+    public static partial void ProvisioningTokenCreated(ILogger logger, string tokenId, string orgId, bool autoApprove);
+
+    [LoggerMessage(21, LogLevel.Information, "Provisioning token {TokenId} revoked")]
+    public static partial void ProvisioningTokenRevoked(ILogger logger, string tokenId);
+
+    [LoggerMessage(22, LogLevel.Warning, "Admin API request to {Path} without a valid admin key from {Remote}")]
+    public static partial void AdminUnauthorized(ILogger logger, string path, string remote);
+}

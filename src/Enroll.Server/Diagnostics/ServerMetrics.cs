@@ -1,0 +1,54 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace Enroll.Server.Diagnostics;
+
+/// <summary>Instrument names of the server, OpenTelemetry style.</summary>
+internal static class ServerInstruments
+{
+    public const string MeterName = "Enroll.Server";
+    public const string Requests = "enroll.server.requests";
+    public const string RequestDuration = "enroll.server.request.duration";
+    public const string RequestsRejected = "enroll.server.requests.rejected";
+    public const string Connections = "enroll.server.broker.connections";
+    public const string ConnectionsRefused = "enroll.server.broker.connections.refused";
+    public const string AccessDenied = "enroll.server.broker.access_denied";
+}
+
+/// <summary>The server's metrics, created through <see cref="IMeterFactory"/>.</summary>
+internal sealed class ServerMetrics
+{
+    private readonly Counter<long> _requests;
+    private readonly Histogram<double> _duration;
+    private readonly Counter<long> _rejected;
+    private readonly Counter<long> _connections;
+    private readonly Counter<long> _connectionsRefused;
+    private readonly Counter<long> _accessDenied;
+
+    public ServerMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(ServerInstruments.MeterName);
+        _requests = meter.CreateCounter<long>(ServerInstruments.Requests, "{request}", "Requests handled, by topic and outcome");
+        _duration = meter.CreateHistogram<double>(ServerInstruments.RequestDuration, "s", "Time to handle a request, answer included");
+        _rejected = meter.CreateCounter<long>(ServerInstruments.RequestsRejected, "{request}", "Requests refused, by topic and reason");
+        _connections = meter.CreateCounter<long>(ServerInstruments.Connections, "{connection}", "Accepted broker connections, by kind");
+        _connectionsRefused = meter.CreateCounter<long>(ServerInstruments.ConnectionsRefused, "{connection}", "Refused broker connections, by reason");
+        _accessDenied = meter.CreateCounter<long>(ServerInstruments.AccessDenied, "{operation}", "Publishes and subscriptions refused by access control");
+    }
+
+    public void RequestHandled(string topic, string outcome, TimeSpan duration)
+    {
+        var tags = new TagList { { "topic", topic }, { "outcome", outcome } };
+        _requests.Add(1, tags);
+        _duration.Record(duration.TotalSeconds, tags);
+    }
+
+    public void RequestRejected(string topic, string reason) =>
+        _rejected.Add(1, new TagList { { "topic", topic }, { "reason", reason } });
+
+    public void ConnectionAccepted(string kind) => _connections.Add(1, new KeyValuePair<string, object?>("kind", kind));
+
+    public void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    public void AccessDenied(string operation) => _accessDenied.Add(1, new KeyValuePair<string, object?>("operation", operation));
+}

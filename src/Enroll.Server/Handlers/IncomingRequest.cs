@@ -1,0 +1,27 @@
+namespace Enroll.Server.Handlers;
+
+/// <summary>A request as it arrived from the broker, with who sent it.</summary>
+internal sealed record IncomingRequest(string Topic, ReadOnlyMemory<byte> Payload)
+{
+    /// <summary>The MQTT 5 Response Topic, when the client set one.</summary>
+    public string? ResponseTopic { get; init; }
+
+    public byte[]? CorrelationData { get; init; }
+
+    /// <summary>The sender's MQTT client ID, when the transport knows it (embedded broker).</summary>
+    public string? SenderClientId { get; init; }
+
+    /// <summary>The Device ID the sender authenticated as, when the transport knows it.</summary>
+    public string? SenderDeviceId { get; init; }
+
+    public DateTimeOffset ReceivedAt { get; init; }
+}
+
+/// <summary>Who sent a request and when; handed to handlers.</summary>
+internal sealed record RequestContext(string? SenderClientId, string? SenderDeviceId, DateTimeOffset ReceivedAt);
+
+/// <summary>Sends responses back through the broker.</summary>
+internal interface IResponsePublisher
+{
+    Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken);
+}

@@ -1,0 +1,193 @@
+using System.Text.Json;
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
+using Enroll.Server.ProvisioningTokens;
+using Enroll.Server.Registry;
+using Enroll.Server.Tokens;
+using Enroll.Server.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Handlers;
+
+/// <summary>
+/// Handles <c>enroll/v1/register</c> (SPEC §2.1): checks the credential, creates or updates the device, and answers
+/// with the Device ID and a fresh access token.
+/// </summary>
+internal sealed class RegistrationHandler
+{
+    /// <summary>Longest accepted device name.</summary>
+    public const int MaxNameLength = 256;
+
+    /// <summary>Most metadata entries accepted.</summary>
+    public const int MaxMetadataEntries = 128;
+
+    private readonly IRegistry _registry;
+    private readonly ProvisioningTokenService _provisioningTokens;
+    private readonly DeviceTokenValidator _tokenValidator;
+    private readonly TokenIssuer _issuer;
+    private readonly TimeOrderedId _ids;
+    private readonly EnrollServerOptions _options;
+    private readonly ILogger<RegistrationHandler> _logger;
+
+    public RegistrationHandler(
+        IRegistry registry,
+        ProvisioningTokenService provisioningTokens,
+        DeviceTokenValidator tokenValidator,
+        TokenIssuer issuer,
+        TimeOrderedId ids,
+        IOptions<EnrollServerOptions> options,
+        ILogger<RegistrationHandler> logger)
+    {
+        _logger = logger;
+        _registry = registry;
+        _provisioningTokens = provisioningTokens;
+        _tokenValidator = tokenValidator;
+        _issuer = issuer;
+        _ids = ids;
+        _options = options.Value;
+    }
+
+    public RequestRoute Route => new RequestRoute<RegistrationRequest, RegistrationResponse>(
+        EnrollTopics.Register,
+        "registration",
+        EnrollJsonContext.Default.RegistrationRequest,
+        EnrollJsonContext.Default.RegistrationResponse,
+        r => (r.DeviceId, r.ClientId, r.RequestId),
+        HandleAsync,
+        (error, requestId) => new RegistrationResponse { Error = error, RequestId = requestId });
+
+    public async Task<RegistrationResponse> HandleAsync(RegistrationRequest request, RequestContext context, CancellationToken cancellationToken)
+    {
+        var clientId = request.ClientId!;
+        ValidateShape(request);
+
+        var (orgId, provisioningToken, registrationTokenDevice) = await AuthenticateAsync(request, cancellationToken).ConfigureAwait(false);
+        var deviceId = request.DeviceId ?? registrationTokenDevice;
+
+        var outcome = await _registry.RegisterDeviceAsync(
+            new RegisterDeviceCommand
+            {
+                OrgId = orgId,
+                ClientId = clientId,
+                DeviceId = deviceId,
+                NewDeviceId = NewDeviceId(),
+                Name = request.DeviceName,
+                MetadataJson = request.Metadata is null ? null : JsonSerializer.Serialize(request.Metadata, RegistryJsonContext.Default.DictionaryStringJsonElement),
+                ProvisioningTokenId = provisioningToken?.Id,
+                Now = context.ReceivedAt,
+            },
+            cancellationToken).ConfigureAwait(false);
+
+        var device = outcome.Result switch
+        {
+            RegisterDeviceResult.Created or RegisterDeviceResult.Updated => outcome.Device!,
+            RegisterDeviceResult.NotFound => throw new RequestRejectedException(ErrorCodes.NotFound, $"device '{deviceId}' is not registered"),
+            RegisterDeviceResult.OtherClient => throw new RequestRejectedException(ErrorCodes.Forbidden, $"device '{deviceId}' belongs to another client"),
+            RegisterDeviceResult.Revoked => throw new RequestRejectedException(ErrorCodes.Forbidden, $"device '{outcome.Device!.DeviceId}' is revoked"),
+            RegisterDeviceResult.TokenUsedUp => throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left"),
+            _ => throw new InvalidOperationException($"unexpected registration result {outcome.Result}"),
+        };
+
+        Log.DeviceRegistered(_logger, device.DeviceId, outcome.Result == RegisterDeviceResult.Created ? "new" : "again", device.ClientId, device.OrgId);
+        var access = _issuer.IssueAccessToken(device.DeviceId, device.OrgId, device.ClientId);
+        return new RegistrationResponse
+        {
+            DeviceId = device.DeviceId,
+            JwtToken = access.Token,
+            ExpiresAt = access.ExpiresAt,
+            RequestId = request.RequestId,
+        };
+    }
+
+    private static void ValidateShape(RegistrationRequest request)
+    {
+        if (request.OrgId is not null && !EnrollIdentifiers.IsValid(request.OrgId))
+        {
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");
+        }
+
+        if (request.DeviceName is { Length: > MaxNameLength })
+        {
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"device_name is longer than {MaxNameLength} characters");
+        }
+
+        if (request.Metadata is { Count: > MaxMetadataEntries })
+        {
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"metadata has more than {MaxMetadataEntries} entries");
+        }
+
+        if (request.ProvisioningToken is not null && request.RegistrationToken is not null)
+        {
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "send either provisioning_token or registration_token, not both");
+        }
+    }
+
+    /// <summary>Returns the organisation the device joins and the credential that allowed it.</summary>
+    private async Task<(string OrgId, ProvisioningTokenRecord? ProvisioningToken, string? RegistrationTokenDevice)> AuthenticateAsync(
+        RegistrationRequest request, CancellationToken cancellationToken)
+    {
+        if (request.RegistrationToken is { } registrationToken)
+        {
+            var check = await _tokenValidator.ValidateRegistrationTokenAsync(registrationToken, request.DeviceId, cancellationToken).ConfigureAwait(false);
+            if (!check.IsValid)
+            {
+                throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
+            }
+
+            var device = check.Device!;
+            if (!string.Equals(device.ClientId, request.ClientId, StringComparison.Ordinal))
+            {
+                throw new RequestRejectedException(ErrorCodes.Forbidden, "the registration token belongs to another client");
+            }
+
+            CheckOrg(request.OrgId, device.OrgId);
+            return (device.OrgId, null, device.DeviceId);
+        }
+
+        if (request.ProvisioningToken is { } provisioningToken)
+        {
+            var (result, record) = await _provisioningTokens.VerifyAsync(provisioningToken, cancellationToken).ConfigureAwait(false);
+            switch (result)
+            {
+                case ProvisioningTokenCheck.Unknown:
+                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
+                case ProvisioningTokenCheck.Revoked:
+                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
+                case ProvisioningTokenCheck.Expired:
+                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
+                case ProvisioningTokenCheck.UsedUp:
+                    // Re-registering an existing device takes no use; the registry refuses only a new device.
+                    break;
+            }
+
+            if (!record!.AutoApprove)
+            {
+                throw new RequestRejectedException(ErrorCodes.ApprovalRequired,
+                    $"this provisioning token needs an operator's approval: start a provisioning operation on {EnrollTopics.ProvisioningInit}");
+            }
+
+            CheckOrg(request.OrgId, record.OrgId);
+            return (record.OrgId, record, null);
+        }
+
+        if (_options.OpenRegistration)
+        {
+            return (request.OrgId ?? _options.OpenRegistrationOrg, null, null);
+        }
+
+        throw new RequestRejectedException(ErrorCodes.Unauthorized, "a provisioning_token or registration_token is required");
+    }
+
+    private static void CheckOrg(string? requested, string actual)
+    {
+        if (requested is not null && !string.Equals(requested, actual, StringComparison.Ordinal))
+        {
+            throw new RequestRejectedException(ErrorCodes.Forbidden, $"the credential does not belong to organisation '{requested}'");
+        }
+    }
+
+    private string NewDeviceId() => "dev_" + _ids.Next();
+}

@@ -1,0 +1,195 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
+using Enroll.Server.Diagnostics;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Handlers;
+
+/// <summary>
+/// Takes requests from the broker, decodes them, runs their handler on a pool of workers and publishes the answer on the
+/// response topic with the request's Correlation Data and <c>request_id</c>. Bad input is answered with
+/// <c>invalid_request</c> when a response topic can be derived, logged and counted either way; the broker answers <c>unavailable</c>
+/// when the <see cref="RequestQueue"/> is full. Nothing a client sends stops the workers.
+/// </summary>
+internal sealed partial class RequestDispatcher : BackgroundService
+{
+    private readonly Dictionary<string, RequestRoute> _routes;
+    private readonly RequestQueue _queue;
+    private readonly IResponsePublisher _publisher;
+    private readonly EnrollServerOptions _options;
+    private readonly ServerMetrics _metrics;
+    private readonly ILogger<RequestDispatcher> _logger;
+
+    public RequestDispatcher(
+        IEnumerable<RequestRoute> routes,
+        RequestQueue queue,
+        IResponsePublisher publisher,
+        IOptions<EnrollServerOptions> options,
+        ServerMetrics metrics,
+        ILogger<RequestDispatcher> logger)
+    {
+        _routes = routes.ToDictionary(r => r.Topic, StringComparer.Ordinal);
+        _publisher = publisher;
+        _options = options.Value;
+        _metrics = metrics;
+        _logger = logger;
+        _queue = queue;
+    }
+
+    protected override Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var workers = Enumerable.Range(0, Math.Max(1, _options.HandlerConcurrency))
+            .Select(_ => Task.Run(() => WorkAsync(stoppingToken), CancellationToken.None));
+        return Task.WhenAll(workers);
+    }
+
+    private async Task WorkAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await foreach (var request in _queue.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
+            {
+                await ProcessAsync(request, stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>Handles one request to the end; never throws.</summary>
+    internal async Task ProcessAsync(IncomingRequest request, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        string outcome;
+        try
+        {
+            outcome = _routes.TryGetValue(request.Topic, out var route)
+                ? await route.AcceptAsync(this, request, cancellationToken).ConfigureAwait(false)
+                : "unknown_topic";
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return;
+        }
+#pragma warning disable CA1031 // last-chance handler: log, count and keep serving everyone else
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            LogUnexpected(_logger, request.Topic, ex);
+            outcome = "internal_error";
+        }
+
+        _metrics.RequestHandled(request.Topic, outcome, Stopwatch.GetElapsedTime(started));
+    }
+
+    internal async Task<string> DispatchAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, CancellationToken cancellationToken)
+        where TRequest : class
+        where TResponse : class, IEnrollResponse
+    {
+        if (request.Payload.Length > _options.MaxRequestBytes)
+        {
+            await RejectUndecodedAsync(route, request, $"the request is larger than {_options.MaxRequestBytes} bytes", cancellationToken).ConfigureAwait(false);
+            return "too_large";
+        }
+
+        if (!EnrollJson.TryDeserialize(request.Payload, route.RequestType, out var decoded, out var error))
+        {
+            await RejectUndecodedAsync(route, request, error, cancellationToken).ConfigureAwait(false);
+            return "malformed";
+        }
+
+        var (deviceId, clientId, requestId) = route.Identifiers(decoded);
+        if (string.IsNullOrEmpty(clientId))
+        {
+            await RejectUndecodedAsync(route, request, "client_id is required", cancellationToken, requestId).ConfigureAwait(false);
+            return "invalid";
+        }
+
+        if (!EnrollIdentifiers.IsValid(clientId) || (deviceId is not null && !EnrollIdentifiers.IsValid(deviceId)))
+        {
+            await RejectUndecodedAsync(route, request, $"client_id and device_id must be {EnrollIdentifiers.Rule}", cancellationToken, requestId).ConfigureAwait(false);
+            return "invalid";
+        }
+
+        var conventional = EnrollTopics.ConventionalResponseTopic(deviceId, clientId);
+        var responseTopic = request.ResponseTopic ?? conventional;
+        if (!EnrollTopics.IsAllowedResponseTopic(responseTopic, deviceId, clientId))
+        {
+            var allowed = deviceId is null
+                ? $"'{EnrollTopics.ClientResponses(clientId)}'"
+                : $"'{EnrollTopics.ClientResponses(clientId)}' or '{EnrollTopics.DeviceResponses(deviceId)}'";
+            await SendAsync(route, conventional, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, $"the response topic must be {allowed}", requestId), cancellationToken).ConfigureAwait(false);
+            _metrics.RequestRejected(request.Topic, "response_topic");
+            return "invalid";
+        }
+
+        TResponse response;
+        string outcome;
+        try
+        {
+            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt);
+            response = await route.Handle(decoded, context, cancellationToken).ConfigureAwait(false);
+            outcome = "ok";
+        }
+        catch (RequestRejectedException rejected)
+        {
+            LogRejected(_logger, route.Name, clientId, rejected.Code, rejected.Message);
+            _metrics.RequestRejected(request.Topic, rejected.Code);
+            response = route.Error(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
+            outcome = rejected.Code;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            LogUnexpected(_logger, request.Topic, ex);
+            _metrics.RequestRejected(request.Topic, ErrorCodes.Internal);
+            response = route.Error(new ErrorBody(ErrorCodes.Internal, "the server failed to handle the request") { RetryAfterSeconds = 1 }, requestId);
+            outcome = ErrorCodes.Internal;
+        }
+
+        await SendAsync(route, responseTopic, request.CorrelationData, response, cancellationToken).ConfigureAwait(false);
+        return outcome;
+    }
+
+    /// <summary>Answers a request that could not be read, when its (MQTT 5) response topic is a plausible one.</summary>
+    private async Task RejectUndecodedAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, string reason, CancellationToken cancellationToken, string? requestId = null)
+        where TRequest : class
+        where TResponse : class, IEnrollResponse
+    {
+        _metrics.RequestRejected(request.Topic, ErrorCodes.InvalidRequest);
+        LogInvalid(_logger, request.Topic, request.SenderClientId ?? "?", reason);
+        if (request.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
+        {
+            await SendAsync(route, topic, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, reason, requestId), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private static TResponse Error<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string code, string message, string? requestId)
+        where TRequest : class
+        where TResponse : class, IEnrollResponse =>
+        route.Error(new ErrorBody(code, message), requestId);
+
+    private async Task SendAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string topic, byte[]? correlationData, TResponse response, CancellationToken cancellationToken)
+        where TRequest : class
+        where TResponse : class, IEnrollResponse
+    {
+        var payload = JsonSerializer.SerializeToUtf8Bytes(response, route.ResponseType);
+        await _publisher.PublishAsync(topic, payload, correlationData, retain: false, cancellationToken).ConfigureAwait(false);
+    }
+
+    [LoggerMessage(100, LogLevel.Warning, "Invalid request on {Topic} from {ClientId}: {Reason}")]
+    private static partial void LogInvalid(ILogger logger, string topic, string clientId, string reason);
+
+    [LoggerMessage(101, LogLevel.Information, "{Request} from {ClientId} refused: {Code} ({Reason})")]
+    private static partial void LogRejected(ILogger logger, string request, string clientId, string code, string reason);
+
+    [LoggerMessage(102, LogLevel.Error, "Request on {Topic} failed unexpectedly")]
+    private static partial void LogUnexpected(ILogger logger, string topic, Exception exception);
+
+}

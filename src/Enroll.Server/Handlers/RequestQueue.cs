@@ -1,0 +1,40 @@
+using System.Text.Json;
+using System.Threading.Channels;
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Handlers;
+
+/// <summary>
+/// The bounded queue between the broker (which receives requests) and the dispatcher's workers. When it is full, the
+/// broker answers at once with <see cref="OverloadedAnswer"/> instead of queueing without limit.
+/// </summary>
+internal sealed class RequestQueue
+{
+    /// <summary>Seconds a device is asked to wait when the server is overloaded.</summary>
+    public const int OverloadedRetryAfterSeconds = 5;
+
+    private readonly Channel<IncomingRequest> _channel;
+
+    public RequestQueue(IOptions<EnrollServerOptions> options)
+    {
+        _channel = Channel.CreateBounded<IncomingRequest>(new BoundedChannelOptions(options.Value.MaxQueuedRequests)
+        {
+            FullMode = BoundedChannelFullMode.Wait,
+        });
+    }
+
+    public ChannelReader<IncomingRequest> Reader => _channel.Reader;
+
+    public bool TryEnqueue(IncomingRequest request) => _channel.Writer.TryWrite(request);
+
+    /// <summary>An <c>unavailable</c> answer (valid JSON for every response type) for a request that found the queue full.</summary>
+    public static byte[] OverloadedAnswer { get; } = JsonSerializer.SerializeToUtf8Bytes(
+        new RegistrationResponse
+        {
+            Error = new ErrorBody(ErrorCodes.Unavailable, "the server is overloaded; try again later") { RetryAfterSeconds = OverloadedRetryAfterSeconds },
+        },
+        EnrollJsonContext.Default.RegistrationResponse);
+}

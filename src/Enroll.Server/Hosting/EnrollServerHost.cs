@@ -1,0 +1,145 @@
+using System.Text.Json;
+using Enroll.Protocol;
+using Enroll.Protocol.Admin;
+using Enroll.Server.Broker;
+using Enroll.Server.Data;
+using Enroll.Server.Diagnostics;
+using Enroll.Server.Handlers;
+using Enroll.Server.Http;
+using Enroll.Server.ProvisioningTokens;
+using Enroll.Server.Registry;
+using Enroll.Server.Tokens;
+using Enroll.Shared.Files;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server;
+
+/// <summary>
+/// A running Enroll server: embedded broker, request handlers, registry and HTTP API, all in one process. Create it with
+/// <see cref="StartAsync"/>; stop it with <see cref="StopAsync"/> or by disposing it.
+/// </summary>
+public sealed class EnrollServerHost : IAsyncDisposable
+{
+    private readonly WebApplication _app;
+
+    private EnrollServerHost(WebApplication app, Uri mqtt, Uri http, string dataDirectory, bool firstStart)
+    {
+        _app = app;
+        MqttEndpoint = mqtt;
+        HttpEndpoint = http;
+        DataDirectory = dataDirectory;
+        FirstStart = firstStart;
+        AdminKeyPath = Path.Combine(dataDirectory, AdminKey.FileName);
+    }
+
+    /// <summary>The broker address devices use, for example <c>mqtt://127.0.0.1:1883</c>.</summary>
+    public Uri MqttEndpoint { get; }
+
+    /// <summary>The HTTP API address, for example <c>http://127.0.0.1:8080</c>.</summary>
+    public Uri HttpEndpoint { get; }
+
+    /// <summary>The data folder in use.</summary>
+    public string DataDirectory { get; }
+
+    /// <summary>The file holding the admin API key.</summary>
+    public string AdminKeyPath { get; }
+
+    /// <summary>True when this start created the data folder's keys.</summary>
+    public bool FirstStart { get; }
+
+    internal IServiceProvider Services => _app.Services;
+
+    /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
+    public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
+
+    /// <summary>Starts a server with <paramref name="options"/>.</summary>
+    public static async Task<EnrollServerHost> StartAsync(
+        EnrollServerOptions options,
+        Action<ILoggingBuilder>? configureLogging = null,
+        TimeProvider? timeProvider = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var dataDirectory = OwnerOnlyFiles.EnsureDirectory(options.DataDirectory);
+        var time = timeProvider ?? TimeProvider.System;
+
+        // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
+        var keyRing = new SigningKeyRing(Path.Combine(dataDirectory, "keys"), time);
+        var adminKey = AdminKey.LoadOrCreate(dataDirectory);
+
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Enroll.Server", ContentRootPath = dataDirectory });
+        builder.Logging.ClearProviders();
+        if (configureLogging is not null)
+        {
+            configureLogging(builder.Logging);
+        }
+        else
+        {
+            builder.Logging.AddSimpleConsole(o =>
+            {
+                o.SingleLine = true;
+                o.TimestampFormat = "HH:mm:ss ";
+            });
+        }
+
+        var bind = BindAddress.Parse(options.Bind);
+        builder.WebHost.UseKestrel(kestrel => kestrel.Listen(bind, options.HttpPort));
+        builder.Services.ConfigureHttpJsonOptions(json =>
+        {
+            json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
+            json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
+        });
+
+        var services = builder.Services;
+        services.AddSingleton(Options.Create(options));
+        services.AddSingleton(time);
+        services.AddSingleton(keyRing);
+        services.AddSingleton(adminKey);
+        services.AddSingleton(new TimeOrderedId(time));
+        services.AddSingleton<IRegistry>(_ => new SqliteRegistry(Path.Combine(dataDirectory, SqliteRegistry.FileName)));
+        services.AddSingleton<ServerMetrics>();
+        services.AddSingleton<ProvisioningTokenService>();
+        services.AddSingleton<TokenIssuer>();
+        services.AddSingleton<DeviceTokenValidator>();
+        services.AddSingleton<RequestQueue>();
+        services.AddSingleton<RegistrationHandler>();
+        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<RegistrationHandler>().Route);
+        services.AddSingleton<EmbeddedBroker>();
+        services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
+        services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
+        services.AddHostedService<RequestDispatcher>();
+
+        var app = builder.Build();
+        app.MapEnrollApi();
+        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+
+        var broker = app.Services.GetRequiredService<EmbeddedBroker>();
+        var http = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
+        http = new UriBuilder(http) { Host = BindAddress.ClientHost(bind).Trim('[', ']') }.Uri;
+        return new EnrollServerHost(app, broker.Endpoint, http, dataDirectory, keyRing.Created || adminKey.Created);
+    }
+
+    /// <summary>Stops the broker, the handlers and the HTTP API.</summary>
+    public async Task StopAsync(CancellationToken cancellationToken = default) => await _app.StopAsync(cancellationToken).ConfigureAwait(false);
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await _app.StopAsync().ConfigureAwait(false);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+
+        await _app.DisposeAsync().ConfigureAwait(false);
+    }
+}

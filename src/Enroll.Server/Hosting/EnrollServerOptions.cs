@@ -1,0 +1,49 @@
+namespace Enroll.Server;
+
+/// <summary>Settings of an Enroll server. Every default runs a complete server on one machine.</summary>
+public sealed class EnrollServerOptions
+{
+    /// <summary>The address the broker and HTTP API listen on. The default value is <c>127.0.0.1</c>.</summary>
+    public string Bind { get; set; } = "127.0.0.1";
+
+    /// <summary>The embedded broker's MQTT port; 0 picks a free port. The default value is 1883.</summary>
+    public int MqttPort { get; set; } = 1883;
+
+    /// <summary>The HTTP API and console port; 0 picks a free port. The default value is 8080.</summary>
+    public int HttpPort { get; set; } = 8080;
+
+    /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
+    public string DataDirectory { get; set; } = "enroll-data";
+
+    /// <summary>
+    /// Accept registration requests without any credential. Only for trusted networks. The default value is false.
+    /// </summary>
+    public bool OpenRegistration { get; set; }
+
+    /// <summary>The organisation of devices registered without a credential. The default value is <c>default</c>.</summary>
+    public string OpenRegistrationOrg { get; set; } = "default";
+
+    /// <summary>The issuer (<c>iss</c>) written into tokens. The default value is <c>enroll</c>.</summary>
+    public string Issuer { get; set; } = Protocol.ProtocolDefaults.Issuer;
+
+    /// <summary>How long access tokens live. The default value is 24 hours.</summary>
+    public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>How long Registration Tokens live unless their Provisioning Token says otherwise. The default value is 30 days.</summary>
+    public TimeSpan RegistrationTokenLifetime { get; set; } = TimeSpan.FromDays(30);
+
+    /// <summary>How long a provisioning operation may stay pending. The default value is 24 hours.</summary>
+    public TimeSpan OperationLifetime { get; set; } = TimeSpan.FromHours(24);
+
+    /// <summary>Tolerated clock difference when checking token lifetimes. The default value is 60 seconds.</summary>
+    public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>The largest request payload accepted, in bytes. The default value is 65,536.</summary>
+    public int MaxRequestBytes { get; set; } = 64 * 1024;
+
+    /// <summary>Requests waiting for a handler before new ones are answered <c>unavailable</c>. The default value is 10,000.</summary>
+    public int MaxQueuedRequests { get; set; } = 10_000;
+
+    /// <summary>Concurrent request handlers. The default value is twice the processor count.</summary>
+    public int HandlerConcurrency { get; set; } = Environment.ProcessorCount * 2;
+}

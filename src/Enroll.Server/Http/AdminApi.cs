@@ -1,0 +1,173 @@
+using System.Text.Json;
+using Enroll.Protocol;
+using Enroll.Protocol.Admin;
+using Enroll.Server.Data;
+using Enroll.Server.Diagnostics;
+using Enroll.Server.ProvisioningTokens;
+using Enroll.Server.Registry;
+using Enroll.Server.Tokens;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.Logging;
+
+namespace Enroll.Server.Http;
+
+/// <summary>The operator HTTP API (admin key required) and the public endpoints (JWKS, health).</summary>
+internal static class AdminApi
+{
+    public static void MapEnrollApi(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
+        app.MapGet("/.well-known/jwks.json", (SigningKeyRing keys) => TypedResults.Json(keys.KeySet, AdminJsonContext.Default.ServerKeySet));
+
+        var api = app.MapGroup("/api").AddEndpointFilter<AdminKeyFilter>();
+        api.MapPost("/tokens", CreateTokenAsync);
+        api.MapGet("/tokens", ListTokensAsync);
+        api.MapGet("/tokens/{id}", GetTokenAsync);
+        api.MapPost("/tokens/{id}/revoke", RevokeTokenAsync);
+        api.MapGet("/devices", ListDevicesAsync);
+        api.MapGet("/devices/{id}", GetDeviceAsync);
+    }
+
+    private static async Task<IResult> CreateTokenAsync(
+        CreateProvisioningTokenRequest request,
+        ProvisioningTokenService tokens,
+        TimeProvider timeProvider,
+        ILogger<ProvisioningTokenService> logger,
+        CancellationToken cancellationToken)
+    {
+        if (!EnrollIdentifiers.IsValid(request.OrgId))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid org_id", $"org_id is required and must be {EnrollIdentifiers.Rule}");
+        }
+
+        if (request.MaxUses is <= 0)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid max_uses", "max_uses must be positive");
+        }
+
+        if (request.ExpiresAt is { } expires && expires <= timeProvider.GetUtcNow())
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid expires_at", "expires_at must be in the future");
+        }
+
+        if (request.RegistrationTokenLifetimeSeconds is <= 0)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid registration_token_lifetime_seconds", "registration_token_lifetime_seconds must be positive");
+        }
+
+        if (request.Description is { Length: > 512 })
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid description", "description is longer than 512 characters");
+        }
+
+        var created = await tokens.CreateAsync(
+            request.OrgId!,
+            request.AutoApprove,
+            request.ExpiresAt,
+            request.MaxUses,
+            request.Description,
+            request.RegistrationTokenLifetimeSeconds is { } seconds ? TimeSpan.FromSeconds(seconds) : null,
+            cancellationToken).ConfigureAwait(false);
+        Log.ProvisioningTokenCreated(logger, created.Record.Id, created.Record.OrgId, created.Record.AutoApprove);
+        var info = ToInfo(created.Record, timeProvider.GetUtcNow()) with { Token = created.Secret };
+        return TypedResults.Json(info, AdminJsonContext.Default.ProvisioningTokenInfo, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> ListTokensAsync(IRegistry registry, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        var tokens = await registry.ListProvisioningTokensAsync(cancellationToken).ConfigureAwait(false);
+        return TypedResults.Json(new ItemList<ProvisioningTokenInfo>(tokens.Select(t => ToInfo(t, now)).ToList()), AdminJsonContext.Default.ItemListProvisioningTokenInfo);
+    }
+
+    private static async Task<IResult> GetTokenAsync(string id, IRegistry registry, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        var token = await registry.FindProvisioningTokenAsync(id, cancellationToken).ConfigureAwait(false);
+        return token is null
+            ? Problem(StatusCodes.Status404NotFound, "not found", $"no provisioning token '{id}'")
+            : TypedResults.Json(ToInfo(token, timeProvider.GetUtcNow()), AdminJsonContext.Default.ProvisioningTokenInfo);
+    }
+
+    private static async Task<IResult> RevokeTokenAsync(string id, IRegistry registry, TimeProvider timeProvider, ILogger<ProvisioningTokenService> logger, CancellationToken cancellationToken)
+    {
+        var now = timeProvider.GetUtcNow();
+        if (!await registry.RevokeProvisioningTokenAsync(id, now, cancellationToken).ConfigureAwait(false))
+        {
+            return Problem(StatusCodes.Status404NotFound, "not found", $"no provisioning token '{id}'");
+        }
+
+        Log.ProvisioningTokenRevoked(logger, id);
+        var token = await registry.FindProvisioningTokenAsync(id, cancellationToken).ConfigureAwait(false);
+        return TypedResults.Json(ToInfo(token!, now), AdminJsonContext.Default.ProvisioningTokenInfo);
+    }
+
+    private static async Task<IResult> ListDevicesAsync(IRegistry registry, string? org, int? limit, CancellationToken cancellationToken)
+    {
+        var devices = await registry.ListDevicesAsync(org, Math.Clamp(limit ?? 1000, 1, 10_000), cancellationToken).ConfigureAwait(false);
+        return TypedResults.Json(new ItemList<DeviceInfo>(devices.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListDeviceInfo);
+    }
+
+    private static async Task<IResult> GetDeviceAsync(string id, IRegistry registry, CancellationToken cancellationToken)
+    {
+        var device = await registry.FindDeviceAsync(id, cancellationToken).ConfigureAwait(false);
+        return device is null
+            ? Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'")
+            : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
+    }
+
+    internal static IResult Problem(int status, string title, string detail) =>
+        TypedResults.Json(new ApiProblem { Title = title, Status = status, Detail = detail }, AdminJsonContext.Default.ApiProblem, "application/problem+json", status);
+
+    internal static ProvisioningTokenInfo ToInfo(ProvisioningTokenRecord record, DateTimeOffset now) => new()
+    {
+        Id = record.Id,
+        OrgId = record.OrgId,
+        Description = record.Description,
+        AutoApprove = record.AutoApprove,
+        MaxUses = record.MaxUses,
+        Uses = record.Uses,
+        ExpiresAt = record.ExpiresAt,
+        CreatedAt = record.CreatedAt,
+        RevokedAt = record.RevokedAt,
+        Status = record.RevokedAt is not null ? "revoked"
+            : record.ExpiresAt is { } e && e <= now ? "expired"
+            : record.MaxUses is { } m && record.Uses >= m ? "used_up"
+            : "active",
+    };
+
+    internal static DeviceInfo ToInfo(DeviceRecord record) => new()
+    {
+        DeviceId = record.DeviceId,
+        OrgId = record.OrgId,
+        ClientId = record.ClientId,
+        DeviceName = record.Name,
+        Status = record.Status,
+        Metadata = record.MetadataJson is null ? null : JsonSerializer.Deserialize(record.MetadataJson, RegistryJsonContext.Default.DictionaryStringJsonElement),
+        ProvisioningTokenId = record.ProvisioningTokenId,
+        CreatedAt = record.CreatedAt,
+        LastRegisteredAt = record.LastRegisteredAt,
+        RevokedAt = record.RevokedAt,
+    };
+
+    /// <summary>Requires the admin key as <c>Authorization: Bearer ...</c> (or <c>X-Enroll-Admin-Key</c>).</summary>
+    private sealed class AdminKeyFilter(AdminKey key, ILogger<AdminKey> logger) : IEndpointFilter
+    {
+        public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
+        {
+            var headers = context.HttpContext.Request.Headers;
+            var presented = headers.Authorization.ToString() is { } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+                ? auth["Bearer ".Length..].Trim()
+                : headers["X-Enroll-Admin-Key"].ToString();
+            if (!key.Matches(presented))
+            {
+                Log.AdminUnauthorized(logger, context.HttpContext.Request.Path, context.HttpContext.Connection.RemoteIpAddress?.ToString() ?? "?");
+                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
+                return Problem(StatusCodes.Status401Unauthorized, "unauthorized", $"send the admin key (see {key.Path}) as 'Authorization: Bearer <key>'");
+            }
+
+            return await next(context).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,131 @@
+using Enroll.Shared.Storage;
+using Microsoft.Data.Sqlite;
+
+namespace Enroll.Server.Registry;
+
+internal sealed partial class SqliteRegistry
+{
+    private const string DeviceColumns = "device_id, org_id, client_id, device_name, metadata, status, provisioning_token_id, created_at, updated_at, last_registered_at, tokens_valid_after, revoked_at";
+
+    public Task<DeviceRecord?> FindDeviceAsync(string deviceId, CancellationToken cancellationToken = default) =>
+        Task.FromResult(Query($"SELECT {DeviceColumns} FROM devices WHERE device_id = $id", ReadDevice, ("$id", deviceId)).FirstOrDefault());
+
+    public Task<DeviceRecord?> FindDeviceByClientAsync(string orgId, string clientId, CancellationToken cancellationToken = default) =>
+        Task.FromResult(Query($"SELECT {DeviceColumns} FROM devices WHERE org_id = $org AND client_id = $client", ReadDevice, ("$org", orgId), ("$client", clientId)).FirstOrDefault());
+
+    public Task<IReadOnlyList<DeviceRecord>> ListDevicesAsync(string? orgId, int limit, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<DeviceRecord>>(Query(
+            $"SELECT {DeviceColumns} FROM devices WHERE ($org IS NULL OR org_id = $org) ORDER BY created_at, device_id LIMIT $limit",
+            ReadDevice,
+            ("$org", orgId),
+            ("$limit", limit)));
+
+    public Task<int> CountDevicesAsync(CancellationToken cancellationToken = default) =>
+        Task.FromResult(Query("SELECT COUNT(*) FROM devices", r => r.GetInt32(0)).Single());
+
+    public Task<RegisterDeviceOutcome> RegisterDeviceAsync(RegisterDeviceCommand command, CancellationToken cancellationToken = default) =>
+        _database.WriteAsync(context => Register(context, command), cancellationToken);
+
+    private static RegisterDeviceOutcome Register(SqliteWriteContext context, RegisterDeviceCommand command)
+    {
+        var existing = command.DeviceId is { } id
+            ? QueryOne(context, $"SELECT {DeviceColumns} FROM devices WHERE device_id = $id", ReadDevice, ("$id", id))
+            : QueryOne(context, $"SELECT {DeviceColumns} FROM devices WHERE org_id = $org AND client_id = $client", ReadDevice, ("$org", command.OrgId), ("$client", command.ClientId));
+
+        if (existing is null && command.DeviceId is not null)
+        {
+            return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
+        }
+
+        var now = ToUnix(command.Now);
+        if (existing is not null)
+        {
+            if (existing.OrgId != command.OrgId)
+            {
+                // Another organisation's device: do not reveal that it exists.
+                return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
+            }
+
+            if (existing.ClientId != command.ClientId)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing);
+            }
+
+            if (!existing.IsActive)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
+            }
+
+            context.Execute(
+                """
+                UPDATE devices SET device_name = COALESCE($name, device_name), metadata = COALESCE($metadata, metadata),
+                    updated_at = $now, last_registered_at = $now
+                WHERE device_id = $id
+                """,
+                ("$name", command.Name),
+                ("$metadata", command.MetadataJson),
+                ("$now", now),
+                ("$id", existing.DeviceId));
+            return new RegisterDeviceOutcome(RegisterDeviceResult.Updated, existing with
+            {
+                Name = command.Name ?? existing.Name,
+                MetadataJson = command.MetadataJson ?? existing.MetadataJson,
+                UpdatedAt = command.Now,
+                LastRegisteredAt = command.Now,
+            });
+        }
+
+        if (command.ProvisioningTokenId is { } tokenId)
+        {
+            var counted = context.Execute(
+                "UPDATE provisioning_tokens SET uses = uses + 1 WHERE id = $id AND (max_uses IS NULL OR uses < max_uses)",
+                ("$id", tokenId));
+            if (counted == 0)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.TokenUsedUp, null);
+            }
+        }
+
+        context.Execute(
+            $"""
+            INSERT INTO devices ({DeviceColumns})
+            VALUES ($id, $org, $client, $name, $metadata, 'active', $token, $now, $now, $now, NULL, NULL)
+            """,
+            ("$id", command.NewDeviceId),
+            ("$org", command.OrgId),
+            ("$client", command.ClientId),
+            ("$name", command.Name),
+            ("$metadata", command.MetadataJson),
+            ("$token", command.ProvisioningTokenId),
+            ("$now", now));
+        return new RegisterDeviceOutcome(RegisterDeviceResult.Created, new DeviceRecord
+        {
+            DeviceId = command.NewDeviceId,
+            OrgId = command.OrgId,
+            ClientId = command.ClientId,
+            Name = command.Name,
+            MetadataJson = command.MetadataJson,
+            Status = DeviceStatuses.Active,
+            ProvisioningTokenId = command.ProvisioningTokenId,
+            CreatedAt = command.Now,
+            UpdatedAt = command.Now,
+            LastRegisteredAt = command.Now,
+        });
+    }
+
+    private static DeviceRecord ReadDevice(SqliteDataReader r) => new()
+    {
+        DeviceId = r.GetString(0),
+        OrgId = r.GetString(1),
+        ClientId = r.GetString(2),
+        Name = StringOrNull(r, 3),
+        MetadataJson = StringOrNull(r, 4),
+        Status = r.GetString(5),
+        ProvisioningTokenId = StringOrNull(r, 6),
+        CreatedAt = FromUnix(r.GetInt64(7)),
+        UpdatedAt = FromUnix(r.GetInt64(8)),
+        LastRegisteredAt = FromUnixNullable(r, 9),
+        TokensValidAfter = FromUnixNullable(r, 10),
+        RevokedAt = FromUnixNullable(r, 11),
+    };
+}

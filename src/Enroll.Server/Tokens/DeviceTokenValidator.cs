@@ -1,0 +1,70 @@
+using Enroll.Protocol;
+using Enroll.Server.Registry;
+using Enroll.Shared.Tokens;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Tokens;
+
+/// <summary>The outcome of checking a device's token against signature, claims and the registry.</summary>
+internal sealed record DeviceTokenCheck(bool IsValid, string? Failure, TokenValidationOutcome? Token, DeviceRecord? Device)
+{
+    public static DeviceTokenCheck Refused(string reason, TokenValidationOutcome? token = null, DeviceRecord? device = null) => new(false, reason, token, device);
+}
+
+/// <summary>
+/// Validates device tokens for the broker and the handlers: the shared <see cref="EnrollTokenValidator"/> (algorithm,
+/// key ID, issuer, audience, type, lifetime), then revocation through the registry (device disabled, or token issued
+/// before the device's tokens were revoked).
+/// </summary>
+internal sealed class DeviceTokenValidator
+{
+    private readonly EnrollTokenValidator _validator;
+    private readonly SigningKeyRing _keys;
+    private readonly IRegistry _registry;
+
+    public DeviceTokenValidator(SigningKeyRing keys, IRegistry registry, TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
+    {
+        _keys = keys;
+        _registry = registry;
+        _validator = new EnrollTokenValidator(timeProvider, options.Value.Issuer, options.Value.ClockSkew);
+    }
+
+    public Task<DeviceTokenCheck> ValidateAccessTokenAsync(string token, string? expectedDeviceId, CancellationToken cancellationToken = default) =>
+        ValidateAsync(token, TokenTypes.Access, TokenAudiences.Broker, expectedDeviceId, cancellationToken);
+
+    public Task<DeviceTokenCheck> ValidateRegistrationTokenAsync(string token, string? expectedDeviceId, CancellationToken cancellationToken = default) =>
+        ValidateAsync(token, TokenTypes.Registration, TokenAudiences.Registration, expectedDeviceId, cancellationToken);
+
+    private async Task<DeviceTokenCheck> ValidateAsync(string token, string type, string audience, string? expectedDeviceId, CancellationToken cancellationToken)
+    {
+        var outcome = await _validator.ValidateAsync(token, type, audience, _keys.VerificationKeys).ConfigureAwait(false);
+        if (!outcome.IsValid)
+        {
+            return DeviceTokenCheck.Refused(outcome.Failure!);
+        }
+
+        if (expectedDeviceId is not null && !string.Equals(outcome.Subject, expectedDeviceId, StringComparison.Ordinal))
+        {
+            return DeviceTokenCheck.Refused("token belongs to another device", outcome);
+        }
+
+        var device = await _registry.FindDeviceAsync(outcome.Subject!, cancellationToken).ConfigureAwait(false);
+        if (device is null)
+        {
+            return DeviceTokenCheck.Refused("unknown device", outcome);
+        }
+
+        if (!device.IsActive)
+        {
+            return DeviceTokenCheck.Refused("device is revoked", outcome, device);
+        }
+
+        // iat has second precision; a token issued in the same second as the revocation counts as revoked.
+        if (device.TokensValidAfter is { } validAfter && outcome.IssuedAt <= validAfter)
+        {
+            return DeviceTokenCheck.Refused("token is revoked", outcome, device);
+        }
+
+        return new DeviceTokenCheck(true, null, outcome, device);
+    }
+}

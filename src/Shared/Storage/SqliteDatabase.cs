@@ -1,0 +1,233 @@
+using System.Threading.Channels;
+using Enroll.Shared.Files;
+using Microsoft.Data.Sqlite;
+
+namespace Enroll.Shared.Storage;
+
+/// <summary>
+/// One SQLite file in WAL mode with a single writer that coalesces concurrent writes into one transaction (group commit):
+/// a write returns only after the transaction holding it committed. A lone writer never waits for a batch to fill; the
+/// writer takes whatever is queued the moment the previous commit ends. Reads use their own pooled connections.
+/// </summary>
+internal sealed class SqliteDatabase : IAsyncDisposable
+{
+    private readonly Channel<IWriteOperation> _queue;
+    private readonly SqliteConnection _writer;
+    private readonly Task _writerLoop;
+    private readonly string _readConnectionString;
+    private readonly string _synchronous;
+    private readonly int _maxBatch;
+    private int _disposed;
+
+    public SqliteDatabase(string path, SqliteDurability durability = SqliteDurability.Full, int maxBatch = 512)
+    {
+        Path = System.IO.Path.GetFullPath(path);
+        OwnerOnlyFiles.EnsureDirectory(System.IO.Path.GetDirectoryName(Path)!);
+        OwnerOnlyFiles.Touch(Path);
+        _maxBatch = maxBatch;
+        _synchronous = durability == SqliteDurability.Full ? "FULL" : "NORMAL";
+        var builder = new SqliteConnectionStringBuilder { DataSource = Path, Pooling = true, DefaultTimeout = 30 };
+        _readConnectionString = builder.ToString();
+        builder.Pooling = false;
+        _writer = new SqliteConnection(builder.ToString());
+        _writer.Open();
+        Pragmas(_writer, $"PRAGMA journal_mode=WAL; PRAGMA synchronous={_synchronous}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000;");
+        _queue = Channel.CreateUnbounded<IWriteOperation>(new UnboundedChannelOptions { SingleReader = true });
+        _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    public string Path { get; }
+
+    /// <summary>Number of transactions committed by the writer; with <see cref="WritesCommitted"/> shows the batching.</summary>
+    public long Commits => Interlocked.Read(ref _commits);
+
+    /// <summary>Number of write operations committed.</summary>
+    public long WritesCommitted => Interlocked.Read(ref _writes);
+
+    private long _commits;
+    private long _writes;
+
+    /// <summary>Runs DDL or other statements directly on the writer connection, outside any batch. For start-up only.</summary>
+    public void ExecuteScript(string sql)
+    {
+        using var command = _writer.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    /// <summary>Opens a connection for reading. Dispose it when done.</summary>
+    public SqliteConnection OpenRead()
+    {
+        var connection = new SqliteConnection(_readConnectionString);
+        connection.Open();
+        Pragmas(connection, "PRAGMA busy_timeout=30000;");
+        return connection;
+    }
+
+    /// <summary>
+    /// Queues <paramref name="operation"/> for the next group commit and completes after that commit. The operation runs
+    /// inside a savepoint: if it throws, only its own changes roll back and the exception reaches this caller.
+    /// </summary>
+    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken = default)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var item = new WriteOperation<T>(operation, cancellationToken);
+        if (!_queue.Writer.TryWrite(item))
+        {
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+
+        return item.Completion.Task;
+    }
+
+    /// <summary>Queues a write without a result; see <see cref="WriteAsync{T}"/>.</summary>
+    public Task WriteAsync(Action<SqliteWriteContext> operation, CancellationToken cancellationToken = default) =>
+        WriteAsync<bool>(context =>
+        {
+            operation(context);
+            return true;
+        }, cancellationToken);
+
+    private async Task WriterLoop()
+    {
+        var batch = new List<IWriteOperation>(_maxBatch);
+        while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            batch.Clear();
+            while (batch.Count < _maxBatch && _queue.Reader.TryRead(out var item))
+            {
+                if (!item.IsCancelled)
+                {
+                    batch.Add(item);
+                }
+            }
+
+            if (batch.Count > 0)
+            {
+                CommitBatch(batch);
+            }
+        }
+    }
+
+    private void CommitBatch(List<IWriteOperation> batch)
+    {
+        try
+        {
+            using var transaction = _writer.BeginTransaction(deferred: false);
+            var context = new SqliteWriteContext(_writer, transaction);
+            foreach (var item in batch)
+            {
+                transaction.Save("op");
+                if (item.Run(context))
+                {
+                    transaction.Release("op");
+                }
+                else
+                {
+                    transaction.Rollback("op");
+                    transaction.Release("op");
+                }
+            }
+
+            transaction.Commit();
+            Interlocked.Increment(ref _commits);
+            Interlocked.Add(ref _writes, batch.Count);
+            foreach (var item in batch)
+            {
+                item.Complete();
+            }
+        }
+#pragma warning disable CA1031 // a failed commit fails every write in the batch; the writer loop keeps running
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            foreach (var item in batch)
+            {
+                item.Fail(ex);
+            }
+        }
+    }
+
+    private static void Pragmas(SqliteConnection connection, string sql)
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.ExecuteNonQuery();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _queue.Writer.TryComplete();
+        await _writerLoop.ConfigureAwait(false);
+        await _writer.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private interface IWriteOperation
+    {
+        bool IsCancelled { get; }
+
+        /// <summary>Runs the operation; false when it threw (its exception is kept for <see cref="Complete"/>).</summary>
+        bool Run(SqliteWriteContext context);
+
+        void Complete();
+
+        void Fail(Exception exception);
+    }
+
+    private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken) : IWriteOperation
+    {
+        private T? _result;
+        private Exception? _error;
+
+        public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool IsCancelled
+        {
+            get
+            {
+                if (!cancellationToken.IsCancellationRequested)
+                {
+                    return false;
+                }
+
+                Completion.TrySetCanceled(cancellationToken);
+                return true;
+            }
+        }
+
+        public bool Run(SqliteWriteContext context)
+        {
+            try
+            {
+                _result = operation(context);
+                return true;
+            }
+#pragma warning disable CA1031 // the operation's own failure goes back to its caller, not to the batch
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                _error = ex;
+                return false;
+            }
+        }
+
+        public void Complete()
+        {
+            if (_error is not null)
+            {
+                Completion.TrySetException(_error);
+            }
+            else
+            {
+                Completion.TrySetResult(_result!);
+            }
+        }
+
+        public void Fail(Exception exception) => Completion.TrySetException(exception);
+    }
+}
