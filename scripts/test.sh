@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Runs the whole Enroll test suite on a Debian machine with the .NET 10 SDK.
+#
+# It installs what the tests need when it is missing (Debian packages, through apt-get), builds everything with
+# warnings as errors, runs every test project, and ends with one line: "N passed, N failed".
+# The servers tests need (embedded brokers, Mosquitto, ...) are started and stopped by the tests themselves,
+# on free loopback ports in temporary folders.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# --- 1. Debian packages the tests use -----------------------------------------------------------------------------
+packages=()
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+have mosquitto || packages+=(mosquitto)
+have mosquitto_rr || packages+=(mosquitto-clients)
+if [ ${#packages[@]} -gt 0 ]; then
+  log "Installing ${packages[*]}"
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+  # Package scripts must not start system-wide services (they would take port 1883); tests start their own.
+  export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+# --- 2. Build --------------------------------------------------------------------------------------------------------
+log "Building (Release, warnings are errors)"
+dotnet build Enroll.slnx -c Release -nologo -clp:ErrorsOnly
+
+# --- 3. Test ---------------------------------------------------------------------------------------------------------
+results=artifacts/test-results
+rm -rf "$results"
+mkdir -p "$results"
+log "Running tests"
+set +e
+dotnet test Enroll.slnx -c Release --no-build --nologo \
+  --results-directory "$results" \
+  --logger "trx" \
+  --logger "console;verbosity=normal" \
+  --blame-hang-timeout 5m
+test_exit=$?
+set -e
+
+# --- 4. Summary ------------------------------------------------------------------------------------------------------
+passed=0
+failed=0
+shopt -s nullglob
+trx_files=("$results"/*.trx)
+for trx in "${trx_files[@]}"; do
+  counters=$(grep -o '<Counters [^>]*>' "$trx" | head -n 1)
+  p=$(printf '%s' "$counters" | sed -n 's/.* passed="\([0-9]*\)".*/\1/p')
+  f=$(printf '%s' "$counters" | sed -n 's/.* failed="\([0-9]*\)".*/\1/p')
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+done
+if [ ${#trx_files[@]} -eq 0 ] || { [ "$test_exit" -ne 0 ] && [ "$failed" -eq 0 ]; }; then
+  # The run broke before reporting (crash, hang, missing results): count it as a failure, never as a pass.
+  failed=$((failed + 1))
+fi
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

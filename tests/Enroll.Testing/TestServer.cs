@@ -1,0 +1,101 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using Enroll.Protocol.Admin;
+using Enroll.Server;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+
+namespace Enroll.Testing;
+
+/// <summary>
+/// A real Enroll server (embedded broker, SQLite registry, HTTP API) on free loopback ports in a temporary folder,
+/// stopped and deleted when disposed.
+/// </summary>
+public sealed class TestServer : IAsyncDisposable
+{
+    private readonly TempDirectory? _ownedDirectory;
+    private readonly HttpClient _http;
+
+    private TestServer(EnrollServerHost host, EnrollServerOptions options, TempDirectory? ownedDirectory, string adminKey)
+    {
+        Host = host;
+        Options = options;
+        _ownedDirectory = ownedDirectory;
+        AdminKey = adminKey;
+        _http = new HttpClient { BaseAddress = host.HttpEndpoint };
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", adminKey);
+    }
+
+    public EnrollServerHost Host { get; }
+
+    public EnrollServerOptions Options { get; }
+
+    public string AdminKey { get; }
+
+    public Uri MqttEndpoint => Host.MqttEndpoint;
+
+    public Uri HttpEndpoint => Host.HttpEndpoint;
+
+    public string DataDirectory => Host.DataDirectory;
+
+    public int MqttPort => MqttEndpoint.Port;
+
+    public HttpClient Http => _http;
+
+    /// <summary>Starts a server. Pass <paramref name="dataDirectory"/> to reuse a data folder (restarts); otherwise a fresh one is made.</summary>
+    public static async Task<TestServer> StartAsync(
+        ITestOutputHelper? output = null,
+        Action<EnrollServerOptions>? configure = null,
+        string? dataDirectory = null,
+        TimeProvider? timeProvider = null,
+        int mqttPort = 0)
+    {
+        var owned = dataDirectory is null ? new TempDirectory("enroll-server") : null;
+        var options = new EnrollServerOptions
+        {
+            DataDirectory = dataDirectory ?? owned!.Path,
+            MqttPort = mqttPort,
+            HttpPort = 0,
+            Bind = "127.0.0.1",
+        };
+        configure?.Invoke(options);
+        var host = await EnrollServerHost.StartAsync(
+            options,
+            logging =>
+            {
+                if (output is not null)
+                {
+                    logging.AddProvider(new XunitLoggerProvider(output, "server/"));
+                }
+
+                logging.SetMinimumLevel(LogLevel.Debug).AddFilter("Microsoft", LogLevel.Warning);
+            },
+            timeProvider);
+        var key = (await File.ReadAllTextAsync(host.AdminKeyPath)).Trim();
+        return new TestServer(host, options, owned, key);
+    }
+
+    /// <summary>Creates a Provisioning Token through the HTTP API and returns it (with its secret).</summary>
+    public async Task<ProvisioningTokenInfo> CreateTokenAsync(string orgId = "test-org", bool autoApprove = true, int? maxUses = null, DateTimeOffset? expiresAt = null)
+    {
+        using var response = await _http.PostAsJsonAsync(
+            "/api/tokens",
+            new CreateProvisioningTokenRequest { OrgId = orgId, AutoApprove = autoApprove, MaxUses = maxUses, ExpiresAt = expiresAt },
+            AdminJsonContext.Default.CreateProvisioningTokenRequest);
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync(AdminJsonContext.Default.ProvisioningTokenInfo))!;
+    }
+
+    public async Task<IReadOnlyList<DeviceInfo>> ListDevicesAsync()
+    {
+        var list = await _http.GetFromJsonAsync("/api/devices", AdminJsonContext.Default.ItemListDeviceInfo);
+        return list!.Items;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _http.Dispose();
+        await Host.DisposeAsync();
+        _ownedDirectory?.Dispose();
+    }
+}
