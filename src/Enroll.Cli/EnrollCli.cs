@@ -11,6 +11,8 @@ internal static class EnrollCli
         var root = new RootCommand("enroll: onboard IoT devices over MQTT and carry their data home");
         root.Subcommands.Add(ServerCommand.Create());
         root.Subcommands.Add(TokensCommand.Create());
+        root.Subcommands.Add(OpsCommand.Create());
+        root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(DeviceCommand.Create());
         return root;
     }

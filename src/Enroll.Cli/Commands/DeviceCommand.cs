@@ -13,8 +13,9 @@ internal static class DeviceCommand
 {
     public static Command Create()
     {
-        var command = new Command("device", "Act as a device: register, show status");
+        var command = new Command("device", "Act as a device: register, run the agent, show status");
         command.Subcommands.Add(Register());
+        command.Subcommands.Add(Run());
         command.Subcommands.Add(Status());
         return command;
     }
@@ -130,8 +131,12 @@ internal static class DeviceCommand
     {
         var options = new DeviceOptions();
         var json = CliOptions.Json();
-        var command = new Command("register", "Register this device (or reuse its stored identity) and print its Device ID");
+        var timeout = CliOptions.Duration("--timeout", "How long to wait for an operator to approve", "10m");
+        var command = new Command(
+            "register",
+            "Register this device (or reuse its stored identity) and print its Device ID. With a token that needs approval, print the operation ID and wait for an operator.");
         options.AddTo(command);
+        command.Options.Add(timeout);
         command.Options.Add(json);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -140,7 +145,24 @@ internal static class DeviceCommand
             {
                 await using var provider = await options.BuildAsync(parse);
                 var registration = provider.GetRequiredService<RegistrationService>();
-                var identity = await registration.StartAsync(cancellationToken);
+                var limit = parse.GetDuration(timeout);
+                using var progress = new ApprovalProgress(registration, output, TimeProvider.System);
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                deadline.CancelAfter(limit);
+                DeviceIdentity identity;
+                try
+                {
+                    identity = await registration.StartAsync(deadline.Token);
+                }
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                {
+                    var status = registration.Status;
+                    await registration.StopAsync(CancellationToken.None);
+                    return status.State == DeviceState.Pending
+                        ? output.Fail(ExitCodes.Unreachable, $"operation {status.OperationId} is still waiting for an operator after {Durations.Format(limit)}; run the command again to keep waiting (the operation is remembered)")
+                        : output.Fail(ExitCodes.Unreachable, $"registration did not finish within {Durations.Format(limit)} ({status.State}{(status.Failure is null ? string.Empty : ": " + status.Failure)})");
+                }
+
                 await registration.StopAsync(cancellationToken);
                 if (parse.GetValue(json))
                 {
@@ -169,6 +191,61 @@ internal static class DeviceCommand
         });
         return command;
     }
+
+    private static Command Run()
+    {
+        var options = new DeviceOptions();
+        var command = new Command("run", "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed");
+        options.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            return await RunDevice(output, async () =>
+            {
+                await using var provider = await options.BuildAsync(parse);
+                var registration = provider.GetRequiredService<RegistrationService>();
+                registration.StatusChanged += (_, e) =>
+                {
+                    if (e.Previous.State != e.Current.State || e.Previous.OperationId != e.Current.OperationId)
+                    {
+                        output.Error.WriteLine(DescribeStatus(e.Current));
+                    }
+                };
+                var agents = provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList();
+                foreach (var agent in agents)
+                {
+                    await agent.StartAsync(cancellationToken);
+                }
+
+                output.Error.WriteLine("Device agent running; press Ctrl+C to stop.");
+                try
+                {
+                    await Task.Delay(Timeout.Infinite, cancellationToken);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+
+                foreach (var agent in Enumerable.Reverse(agents))
+                {
+                    await agent.StopAsync(CancellationToken.None);
+                }
+
+                return registration.Status.State == DeviceState.Failed ? ExitCodes.Failure : ExitCodes.Ok;
+            });
+        });
+        return command;
+    }
+
+    internal static string DescribeStatus(DeviceStatus status) => status.State switch
+    {
+        DeviceState.Registered => $"registered as {status.DeviceId}; access token valid until {(status.AccessTokenExpiresAt is { } a ? Format(a) : "-")}" +
+            (status.RegistrationTokenExpiresAt is { } r ? $", Registration Token until {Format(r)}" : string.Empty),
+        DeviceState.Pending => $"pending: operation {status.OperationId} waits for an operator (enroll ops approve {status.OperationId})",
+        DeviceState.Failed => $"failed: {status.Failure}",
+        DeviceState.WaitingToRetry => $"retrying in {status.RetryIn?.TotalSeconds:0.#} s: {status.Failure}",
+        _ => status.State.ToString().ToLowerInvariant(),
+    };
 
     private static Command Status()
     {

@@ -241,7 +241,15 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
     {
         if (args.ClientWasConnected)
         {
-            Log.Disconnected(_logger, _broker.ToString(), args.Reason.ToString());
+            if (args.Reason == MqttClientDisconnectReason.NormalDisconnection)
+            {
+                Log.DisconnectedCleanly(_logger, _broker.ToString());
+            }
+            else
+            {
+                Log.Disconnected(_logger, _broker.ToString(), args.Reason.ToString());
+            }
+
             Disconnected?.Invoke(args.Exception);
         }
 

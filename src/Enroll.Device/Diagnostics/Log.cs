@@ -46,4 +46,40 @@ internal static partial class Log
 
     [LoggerMessage(18, LogLevel.Debug, "Ignoring a message on {Topic} that answers no pending request")]
     public static partial void UnmatchedResponse(ILogger logger, string topic);
+
+    [LoggerMessage(19, LogLevel.Information, "Provisioning operation {OperationId} started ({Status})")]
+    public static partial void OperationStarted(ILogger logger, string operationId, string status);
+
+    [LoggerMessage(20, LogLevel.Information, "Waiting for an operator to decide operation {OperationId}; asking again in {Wait}")]
+    public static partial void WaitingForApproval(ILogger logger, string operationId, TimeSpan wait);
+
+    [LoggerMessage(21, LogLevel.Information, "Operation {OperationId} approved as device {DeviceId}")]
+    public static partial void OperationApproved(ILogger logger, string operationId, string deviceId);
+
+    [LoggerMessage(22, LogLevel.Information, "The server pushed status {Status} for operation {OperationId}")]
+    public static partial void DecisionPushed(ILogger logger, string operationId, string status);
+
+    [LoggerMessage(23, LogLevel.Warning, "The server refused the Registration Token ({Reason}); getting a new identity")]
+    public static partial void RegistrationTokenRefused(ILogger logger, string reason);
+
+    [LoggerMessage(24, LogLevel.Warning, "The Registration Token expired at {ExpiresAt:O}; getting a new identity")]
+    public static partial void RegistrationTokenExpired(ILogger logger, DateTimeOffset expiresAt);
+
+    [LoggerMessage(25, LogLevel.Information, "Refreshed the Registration Token of {DeviceId}; valid until {ExpiresAt:O}")]
+    public static partial void RegistrationTokenRefreshed(ILogger logger, string deviceId, DateTimeOffset expiresAt);
+
+    [LoggerMessage(26, LogLevel.Information, "Renewing the access token of {DeviceId}")]
+    public static partial void RenewingAccessToken(ILogger logger, string deviceId);
+
+    [LoggerMessage(27, LogLevel.Warning, "Token care failed ({Reason}); trying again in {Delay}")]
+    public static partial void TokenCareRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(28, LogLevel.Warning, "Could not register ({Reason}); trying again in {Delay}")]
+    public static partial void AgentRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(29, LogLevel.Error, "The device cannot register and will not retry: {Reason}")]
+    public static partial void AgentGaveUp(ILogger logger, string reason);
+
+    [LoggerMessage(30, LogLevel.Debug, "Disconnected from {Broker}")]
+    public static partial void DisconnectedCleanly(ILogger logger, string broker);
 }

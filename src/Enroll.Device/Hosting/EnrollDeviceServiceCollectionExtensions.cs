@@ -14,7 +14,9 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class EnrollDeviceServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the Enroll device services configured by <paramref name="configure"/>. Options are validated at start.
+    /// Adds the Enroll device services configured by <paramref name="configure"/>, including the
+    /// <see cref="Enroll.Device.EnrollDeviceAgent"/> hosted service that registers the device and keeps it registered.
+    /// Options are validated at start.
     /// Replace <see cref="Enroll.Device.ICredentialStore"/> or <see cref="Enroll.Device.IDeviceInfoProvider"/> by registering
     /// your own before or after this call.
     /// </summary>
@@ -66,6 +68,7 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<Enroll.Device.RegistrationService>>(),
             sp.GetRequiredService<DeviceMetrics>()));
+        services.AddHostedService<Enroll.Device.EnrollDeviceAgent>();
         return services;
     }
 }

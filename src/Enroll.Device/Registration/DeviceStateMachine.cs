@@ -12,10 +12,10 @@ internal sealed class DeviceStateMachine
         [DeviceState.Unprovisioned] = [DeviceState.Connecting, DeviceState.Failed],
         [DeviceState.Connecting] = [DeviceState.Registering, DeviceState.WaitingToRetry, DeviceState.Failed, DeviceState.Unprovisioned],
         [DeviceState.Registering] = [DeviceState.Registered, DeviceState.WaitingToRetry, DeviceState.Pending, DeviceState.Registering, DeviceState.Connecting, DeviceState.Failed, DeviceState.Unprovisioned],
-        [DeviceState.WaitingToRetry] = [DeviceState.Registering, DeviceState.Connecting, DeviceState.Failed],
+        [DeviceState.WaitingToRetry] = [DeviceState.Registering, DeviceState.Connecting, DeviceState.Pending, DeviceState.Failed],
         [DeviceState.Pending] = [DeviceState.Pending, DeviceState.Registering, DeviceState.WaitingToRetry, DeviceState.Connecting, DeviceState.Failed],
-        [DeviceState.Registered] = [DeviceState.Registered, DeviceState.Registering, DeviceState.Connecting, DeviceState.Failed],
-        [DeviceState.Failed] = [DeviceState.Connecting, DeviceState.Registered],
+        [DeviceState.Registered] = [DeviceState.Registered, DeviceState.Registering, DeviceState.Connecting, DeviceState.Pending, DeviceState.Failed],
+        [DeviceState.Failed] = [DeviceState.Connecting, DeviceState.Registering, DeviceState.Registered, DeviceState.Failed],
     };
 
     private readonly Lock _lock = new();

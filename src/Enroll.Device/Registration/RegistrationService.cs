@@ -1,20 +1,18 @@
-using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
 using Enroll.Device.Requests;
 using Enroll.Device.Tokens;
-using Enroll.Protocol;
-using Enroll.Protocol.Json;
-using Enroll.Protocol.Messages;
-using Enroll.Protocol.Topics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Enroll.Device;
 
 /// <summary>
-/// Registers the device with the server (SPEC §2.1) and keeps its identity. <see cref="StartAsync"/> is idempotent while
-/// running; <see cref="StopAsync"/> cancels retries, unsubscribes the response topic and resets the state, after which
-/// the service can be started again. Stopping a service that is not running is an error.
+/// Gives the device an identity and keeps it (SPEC §2.1-2.3): registers with a Registration Token, or with an
+/// auto-approve Provisioning Token in one request, or asks an operator through a provisioning operation and waits for the
+/// decision; then refreshes the Registration Token and renews the access token before they expire.
+/// <see cref="StartAsync"/> is idempotent while running; <see cref="StopAsync"/> cancels retries, unsubscribes the
+/// response topic and resets the state, after which the service can be started again. Stopping a service that is not
+/// running is an error.
 /// </summary>
 public sealed partial class RegistrationService : IAsyncDisposable
 {
@@ -29,8 +27,12 @@ public sealed partial class RegistrationService : IAsyncDisposable
     private readonly DeviceMetrics? _metrics;
     private readonly Registration.DeviceStateMachine _state;
     private readonly Lock _gate = new();
+    private readonly SemaphoreSlim _credentialsLock = new(1, 1);
+    private readonly SingleFlight<DeviceCredentials> _renewFlight = new();
+    private readonly SingleFlight<DeviceCredentials> _refreshFlight = new();
     private Task<DeviceIdentity>? _run;
     private CancellationTokenSource? _runCancellation;
+    private DeviceCredentials? _credentials;
 
     internal RegistrationService(
         IOptions<EnrollDeviceOptions> options,
@@ -54,10 +56,14 @@ public sealed partial class RegistrationService : IAsyncDisposable
         _metrics = metrics;
         _state = new Registration.DeviceStateMachine(_options.ClientId);
         _state.Changed += (_, args) => StatusChanged?.Invoke(this, args);
+        _channel.Unsolicited += OnUnsolicitedAsync;
     }
 
     /// <summary>Raised on every change of <see cref="Status"/>.</summary>
     public event EventHandler<DeviceStatusChangedEventArgs>? StatusChanged;
+
+    /// <summary>Raised after new tokens were stored (registration, renewal, refresh), for example to reconnect with them.</summary>
+    internal event Action<DeviceCredentials>? CredentialsChanged;
 
     /// <summary>The current status.</summary>
     public DeviceStatus Status => _state.Current;
@@ -75,10 +81,12 @@ public sealed partial class RegistrationService : IAsyncDisposable
     }
 
     /// <summary>
-    /// Registers the device unless a stored access token is still valid, and returns its identity. Calling it again while
-    /// running returns the same registration; calling it after a failed registration starts a new one.
+    /// Registers the device unless a stored access token is still valid, and returns its identity. With a Provisioning
+    /// Token that needs approval this waits (status <see cref="DeviceState.Pending"/>) until an operator decides; cancel
+    /// <paramref name="cancellationToken"/> to stop waiting — the operation is remembered and resumed by the next start.
+    /// Calling it again while running returns the same registration; calling it after a failure starts a new one.
     /// </summary>
-    /// <exception cref="EnrollServerException">The server refused the device for good.</exception>
+    /// <exception cref="EnrollServerException">The server refused the device for good (for example rejected).</exception>
     /// <exception cref="EnrollTimeoutException">No answer after <see cref="EnrollDeviceOptions.MaxAttempts"/> attempts.</exception>
     /// <exception cref="EnrollProtocolException">A request could not be built or the server's token failed validation.</exception>
     public Task<DeviceIdentity> StartAsync(CancellationToken cancellationToken = default)
@@ -140,6 +148,18 @@ public sealed partial class RegistrationService : IAsyncDisposable
         Log.Stopped(_logger);
     }
 
+    /// <summary>The token of the service's current run; requests outside a run are cancelled by nothing but their caller.</summary>
+    private CancellationToken RunToken
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _runCancellation?.Token ?? CancellationToken.None;
+            }
+        }
+    }
+
     private async Task<DeviceIdentity> RunAsync(CancellationToken cancellationToken)
     {
         // Leave the caller's thread before doing any I/O.
@@ -154,38 +174,30 @@ public sealed partial class RegistrationService : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            _metrics?.Registration("failed");
-            Log.RegistrationFailed(_logger, ex.Message);
-            _state.TransitionTo(DeviceState.Failed, s => s with { Failure = ex.Message });
+            Fail(ex);
             throw;
         }
     }
 
+    private void Fail(Exception ex)
+    {
+        _metrics?.Registration("failed");
+        Log.RegistrationFailed(_logger, ex.Message);
+        _state.TransitionTo(DeviceState.Failed, s => s with { Failure = ex.Message });
+    }
+
     private async Task<DeviceIdentity> RegisterOrReuseAsync(CancellationToken cancellationToken)
     {
-        var stored = await _store.LoadAsync(cancellationToken).ConfigureAwait(false);
-        if (stored is not null && !string.Equals(stored.ClientId, _options.ClientId, StringComparison.Ordinal))
-        {
-            throw new EnrollException(
-                $"the state in {_options.StatePath} belongs to client '{stored.ClientId}', not '{_options.ClientId}'; use another state folder");
-        }
-
+        var stored = await LoadAsync(cancellationToken).ConfigureAwait(false);
         var now = _timeProvider.GetUtcNow();
         if (stored is not null && stored.HasValidAccessToken(now, _options.AccessTokenRenewBefore))
         {
             Log.RegistrationSkipped(_logger, stored.DeviceId!, stored.AccessTokenExpiresAt!.Value);
             _metrics?.Registration("skipped");
-            _state.TransitionTo(DeviceState.Registered, s => s with
-            {
-                DeviceId = stored.DeviceId,
-                AccessTokenExpiresAt = stored.AccessTokenExpiresAt,
-                RegistrationTokenExpiresAt = stored.RegistrationTokenExpiresAt,
-                Failure = null,
-            });
+            _state.TransitionTo(DeviceState.Registered, s => WithIdentity(s, stored));
             return ToIdentity(stored, skipped: true);
         }
 
-        _verifier.Seed(stored?.ServerKeys);
         var credentials = stored ?? new DeviceCredentials { ClientId = _options.ClientId };
         if (_options.ProvisioningToken is { Length: > 0 } token && credentials.ProvisioningToken != token)
         {
@@ -193,114 +205,52 @@ public sealed partial class RegistrationService : IAsyncDisposable
         }
 
         _state.TransitionTo(DeviceState.Connecting, s => s with { DeviceId = credentials.DeviceId, Attempt = 0, Failure = null });
-        var registered = await RegisterAsync(credentials, cancellationToken).ConfigureAwait(false);
+        var registered = await ObtainRegistrationAsync(credentials, cancellationToken).ConfigureAwait(false);
         return ToIdentity(registered, skipped: false);
     }
 
-    /// <summary>Sends a registration request with the best credential held and stores the result.</summary>
-    private async Task<DeviceCredentials> RegisterAsync(DeviceCredentials credentials, CancellationToken cancellationToken)
+    /// <summary>Loads the stored credentials once per process (later reads use the cached copy) and checks they are ours.</summary>
+    private async Task<DeviceCredentials?> LoadAsync(CancellationToken cancellationToken)
     {
-        var metadata = _options.SendMetadata
-            ? new Dictionary<string, System.Text.Json.JsonElement>(await _deviceInfo.GetMetadataAsync(cancellationToken).ConfigureAwait(false), StringComparer.Ordinal)
-            : null;
+        var stored = _credentials ?? await _store.LoadAsync(cancellationToken).ConfigureAwait(false);
+        if (stored is not null && !string.Equals(stored.ClientId, _options.ClientId, StringComparison.Ordinal))
+        {
+            throw new EnrollException(
+                $"the state in {_options.StatePath} belongs to client '{stored.ClientId}', not '{_options.ClientId}'; use another state folder");
+        }
 
-        RegistrationResponse response;
+        _verifier.Seed(stored?.ServerKeys);
+        _credentials = stored;
+        return stored;
+    }
+
+    /// <summary>Stores new credentials durably, then announces them.</summary>
+    private async Task<DeviceCredentials> SaveAsync(DeviceCredentials credentials, CancellationToken cancellationToken)
+    {
+        await _credentialsLock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            response = await SendRegistrationAsync(credentials, metadata, cancellationToken).ConfigureAwait(false);
+            await _store.SaveAsync(credentials, cancellationToken).ConfigureAwait(false);
+            _credentials = credentials;
         }
-        catch (EnrollServerException ex) when (ex.Code == ErrorCodes.NotFound && credentials.DeviceId is not null && credentials.ProvisioningToken is not null)
+        finally
         {
-            // The server lost the device (for example a fresh database): start over as a new device.
-            Log.StoredDeviceUnknown(_logger, credentials.DeviceId);
-            credentials = credentials with { DeviceId = null, AccessToken = null, AccessTokenExpiresAt = null, RegistrationToken = null, RegistrationTokenExpiresAt = null };
-            response = await SendRegistrationAsync(credentials, metadata, cancellationToken).ConfigureAwait(false);
+            _credentialsLock.Release();
         }
 
-        if (string.IsNullOrEmpty(response.DeviceId) || string.IsNullOrEmpty(response.JwtToken))
-        {
-            throw new EnrollProtocolException("the server's registration answer lacks device_id or jwt_token");
-        }
-
-        var access = await _verifier.VerifyAccessTokenAsync(_channel.Connection, response.JwtToken, response.DeviceId, cancellationToken).ConfigureAwait(false);
-        var updated = credentials with
-        {
-            DeviceId = response.DeviceId,
-            AccessToken = response.JwtToken,
-            AccessTokenExpiresAt = access.ExpiresAt,
-            ServerKeys = _verifier.TrustedKeysJson ?? credentials.ServerKeys,
-            RegisteredAt = _timeProvider.GetUtcNow(),
-            OrgId = access.OrgId ?? _options.OrgId ?? credentials.OrgId,
-        };
-
-        if (!string.IsNullOrEmpty(response.RegistrationToken))
-        {
-            var registration = await _verifier.VerifyRegistrationTokenAsync(_channel.Connection, response.RegistrationToken, response.DeviceId, cancellationToken).ConfigureAwait(false);
-            updated = updated with
-            {
-                RegistrationToken = response.RegistrationToken,
-                RegistrationTokenExpiresAt = registration.ExpiresAt,
-                RegistrationTokenIssuedAt = registration.IssuedAt,
-            };
-        }
-
-        await _store.SaveAsync(updated, cancellationToken).ConfigureAwait(false);
-        Log.Registered(_logger, updated.DeviceId!, access.ExpiresAt);
-        _metrics?.Registration("registered");
-        _state.TransitionTo(DeviceState.Registered, s => s with
-        {
-            DeviceId = updated.DeviceId,
-            AccessTokenExpiresAt = updated.AccessTokenExpiresAt,
-            RegistrationTokenExpiresAt = updated.RegistrationTokenExpiresAt,
-            Failure = null,
-        });
-        return updated;
+        CredentialsChanged?.Invoke(credentials);
+        WakeTokenCare();
+        return credentials;
     }
 
-    private Task<RegistrationResponse> SendRegistrationAsync(DeviceCredentials credentials, Dictionary<string, System.Text.Json.JsonElement>? metadata, CancellationToken cancellationToken)
+    private static DeviceStatus WithIdentity(DeviceStatus status, DeviceCredentials credentials) => status with
     {
-        var now = _timeProvider.GetUtcNow();
-        var useRegistrationToken = credentials.HasValidRegistrationToken(now);
-        return _sender.SendAsync(
-            "registration",
-            EnrollTopics.Register,
-            requestId => new RegistrationRequest
-            {
-                ClientId = credentials.ClientId,
-                DeviceId = credentials.DeviceId,
-                DeviceName = _options.DeviceName,
-                OrgId = _options.OrgId ?? credentials.OrgId,
-                Metadata = metadata,
-                RegistrationToken = useRegistrationToken ? credentials.RegistrationToken : null,
-                ProvisioningToken = useRegistrationToken ? null : credentials.ProvisioningToken,
-                RequestId = requestId,
-            },
-            EnrollJsonContext.Default.RegistrationRequest,
-            EnrollJsonContext.Default.RegistrationResponse,
-            () => ConnectionFor(credentials),
-            connection => ResponseTopicFor(connection, credentials.DeviceId),
-            new StateObserver(_state),
-            cancellationToken);
-    }
-
-    private ConnectionCredentials ConnectionFor(DeviceCredentials credentials) =>
-        credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), TimeSpan.Zero)
-            ? ConnectionCredentials.AsDevice(credentials.ClientId, credentials.DeviceId!, credentials.AccessToken!)
-            : ConnectionCredentials.Anonymous(credentials.ClientId);
-
-    /// <summary>
-    /// The topic to hear the answer on: the device's own topic when connected as the device, else the client's topic.
-    /// Under MQTT 3.1.1 the server picks the conventional topic, so the device listens there.
-    /// </summary>
-    private string ResponseTopicFor(ConnectionCredentials connection, string? deviceId)
-    {
-        if (_options.ProtocolVersion == MqttProtocol.V311)
-        {
-            return EnrollTopics.ConventionalResponseTopic(deviceId, connection.ClientId);
-        }
-
-        return connection.IsAuthenticated ? EnrollTopics.DeviceResponses(connection.Username!) : EnrollTopics.ClientResponses(connection.ClientId);
-    }
+        DeviceId = credentials.DeviceId,
+        OperationId = credentials.PendingOperationId,
+        AccessTokenExpiresAt = credentials.AccessTokenExpiresAt,
+        RegistrationTokenExpiresAt = credentials.RegistrationTokenExpiresAt,
+        Failure = null,
+    };
 
     private static DeviceIdentity ToIdentity(DeviceCredentials credentials, bool skipped) => new()
     {
@@ -314,10 +264,13 @@ public sealed partial class RegistrationService : IAsyncDisposable
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {
+        _channel.Unsolicited -= OnUnsolicitedAsync;
         if (IsRunning)
         {
             await StopAsync().ConfigureAwait(false);
         }
+
+        _credentialsLock.Dispose();
     }
 
     private sealed class StateObserver(Registration.DeviceStateMachine state) : IRequestObserver

@@ -21,6 +21,9 @@ public sealed record DeviceCredentials
     /// <summary>When <see cref="AccessToken"/> expires.</summary>
     public DateTimeOffset? AccessTokenExpiresAt { get; init; }
 
+    /// <summary>When <see cref="AccessToken"/> was issued.</summary>
+    public DateTimeOffset? AccessTokenIssuedAt { get; init; }
+
     /// <summary>The current Registration Token.</summary>
     public string? RegistrationToken { get; init; }
 
@@ -29,6 +32,12 @@ public sealed record DeviceCredentials
 
     /// <summary>When <see cref="RegistrationToken"/> was issued (for the refresh schedule).</summary>
     public DateTimeOffset? RegistrationTokenIssuedAt { get; init; }
+
+    /// <summary>
+    /// When to refresh <see cref="RegistrationToken"/>: when about 20 % of its lifetime remains, moved by a random few
+    /// percent so a fleet does not refresh in the same second. Chosen once per token.
+    /// </summary>
+    public DateTimeOffset? RegistrationTokenRefreshAt { get; init; }
 
     /// <summary>The Provisioning Token the device was set up with, kept to re-provision after a revocation.</summary>
     public string? ProvisioningToken { get; init; }

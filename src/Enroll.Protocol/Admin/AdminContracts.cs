@@ -104,6 +104,69 @@ public sealed record DeviceInfo
     public DateTimeOffset? RevokedAt { get; init; }
 }
 
+/// <summary>A provisioning operation as the API shows it.</summary>
+public sealed record ProvisioningOperationInfo
+{
+    /// <summary>The operation's ID.</summary>
+    public required string OperationId { get; init; }
+
+    /// <summary><c>pending</c>, <c>approved</c>, <c>rejected</c>, <c>expired</c> or <c>completed</c>.</summary>
+    public required string Status { get; init; }
+
+    /// <summary>The organisation.</summary>
+    public required string OrgId { get; init; }
+
+    /// <summary>The Client ID that asked.</summary>
+    public required string ClientId { get; init; }
+
+    /// <summary>The Provisioning Token used.</summary>
+    public required string ProvisioningTokenId { get; init; }
+
+    /// <summary>The Device ID the device asked for.</summary>
+    public string? DesiredDeviceId { get; init; }
+
+    /// <summary>Set when this operation gives an existing device (this Device ID) back to its client.</summary>
+    public string? ReprovisionOf { get; init; }
+
+    /// <summary>The Device ID assigned on approval.</summary>
+    public string? DeviceId { get; init; }
+
+    /// <summary>The device's name.</summary>
+    public string? DeviceName { get; init; }
+
+    /// <summary>The facts the device reported.</summary>
+    public Dictionary<string, JsonElement>? Metadata { get; init; }
+
+    /// <summary>The operator's reason, for rejections.</summary>
+    public string? Reason { get; init; }
+
+    /// <summary>Who decided: an operator, <c>auto-approve</c> or <c>expiry</c>.</summary>
+    public string? DecidedBy { get; init; }
+
+    /// <summary>Creation time.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When a pending operation expires.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset ExpiresAt { get; init; }
+
+    /// <summary>Decision time.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? DecidedAt { get; init; }
+
+    /// <summary>When the device first registered with its Registration Token.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? CompletedAt { get; init; }
+}
+
+/// <summary>Body of <c>POST /api/provisioning-operations/{id}/reject</c> (and optionally of approve).</summary>
+public sealed record OperationDecisionRequest
+{
+    /// <summary>Why the operator decided so; shown to the device on rejection.</summary>
+    public string? Reason { get; init; }
+}
+
 /// <summary>A list answer: <c>{"items": [...]}</c>.</summary>
 public sealed record ItemList<T>(IReadOnlyList<T> Items);
 
@@ -128,5 +191,8 @@ public sealed record ApiProblem
 [JsonSerializable(typeof(DeviceInfo))]
 [JsonSerializable(typeof(ItemList<DeviceInfo>))]
 [JsonSerializable(typeof(ApiProblem))]
+[JsonSerializable(typeof(ProvisioningOperationInfo))]
+[JsonSerializable(typeof(ItemList<ProvisioningOperationInfo>))]
+[JsonSerializable(typeof(OperationDecisionRequest))]
 [JsonSerializable(typeof(Messages.ServerKeySet))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

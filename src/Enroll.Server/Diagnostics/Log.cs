@@ -34,4 +34,25 @@ internal static partial class Log
 
     [LoggerMessage(22, LogLevel.Warning, "Admin API request to {Path} without a valid admin key from {Remote}")]
     public static partial void AdminUnauthorized(ILogger logger, string path, string remote);
+
+    [LoggerMessage(8, LogLevel.Warning, "SUSPICIOUS: a refreshed-away Registration Token of device {DeviceId} was used again by client {ClientId}; all of the device's tokens are revoked")]
+    public static partial void RegistrationTokenReused(ILogger logger, string deviceId, string clientId);
+
+    [LoggerMessage(9, LogLevel.Information, "Provisioning operation {OperationId} for client {ClientId} in {OrgId} is {Status}{Detail}")]
+    public static partial void OperationStarted(ILogger logger, string operationId, string clientId, string orgId, string status, string detail);
+
+    [LoggerMessage(10, LogLevel.Information, "Provisioning operation {OperationId} {Status} by {DecidedBy}; device {DeviceId}")]
+    public static partial void OperationDecided(ILogger logger, string operationId, string status, string decidedBy, string deviceId);
+
+    [LoggerMessage(11, LogLevel.Information, "Expired {Count} pending provisioning operation(s)")]
+    public static partial void OperationsExpired(ILogger logger, int count);
+
+    [LoggerMessage(12, LogLevel.Information, "Device {DeviceId} refreshed its Registration Token")]
+    public static partial void RegistrationTokenRefreshed(ILogger logger, string deviceId);
+
+    [LoggerMessage(13, LogLevel.Warning, "Device {DeviceId} revoked by an operator")]
+    public static partial void DeviceRevoked(ILogger logger, string deviceId);
+
+    [LoggerMessage(14, LogLevel.Warning, "Could not push the status of operation {OperationId} to {Topic}: {Reason}")]
+    public static partial void PushFailed(ILogger logger, string operationId, string topic, string reason);
 }

@@ -26,7 +26,7 @@ internal sealed class RegistrationHandler
 
     private readonly IRegistry _registry;
     private readonly ProvisioningTokenService _provisioningTokens;
-    private readonly DeviceTokenValidator _tokenValidator;
+    private readonly RegistrationTokenService _registrationTokens;
     private readonly TokenIssuer _issuer;
     private readonly TimeOrderedId _ids;
     private readonly EnrollServerOptions _options;
@@ -35,7 +35,7 @@ internal sealed class RegistrationHandler
     public RegistrationHandler(
         IRegistry registry,
         ProvisioningTokenService provisioningTokens,
-        DeviceTokenValidator tokenValidator,
+        RegistrationTokenService registrationTokens,
         TokenIssuer issuer,
         TimeOrderedId ids,
         IOptions<EnrollServerOptions> options,
@@ -44,7 +44,7 @@ internal sealed class RegistrationHandler
         _logger = logger;
         _registry = registry;
         _provisioningTokens = provisioningTokens;
-        _tokenValidator = tokenValidator;
+        _registrationTokens = registrationTokens;
         _issuer = issuer;
         _ids = ids;
         _options = options.Value;
@@ -64,8 +64,8 @@ internal sealed class RegistrationHandler
         var clientId = request.ClientId!;
         ValidateShape(request);
 
-        var (orgId, provisioningToken, registrationTokenDevice) = await AuthenticateAsync(request, cancellationToken).ConfigureAwait(false);
-        var deviceId = request.DeviceId ?? registrationTokenDevice;
+        var (orgId, provisioningToken, holder) = await AuthenticateAsync(request, cancellationToken).ConfigureAwait(false);
+        var deviceId = request.DeviceId ?? holder?.Device.DeviceId;
 
         var outcome = await _registry.RegisterDeviceAsync(
             new RegisterDeviceCommand
@@ -92,14 +92,25 @@ internal sealed class RegistrationHandler
         };
 
         Log.DeviceRegistered(_logger, device.DeviceId, outcome.Result == RegisterDeviceResult.Created ? "new" : "again", device.ClientId, device.OrgId);
-        var access = _issuer.IssueAccessToken(device.DeviceId, device.OrgId, device.ClientId);
-        return new RegistrationResponse
+        var access = _issuer.IssueAccessToken(device);
+        var response = new RegistrationResponse
         {
             DeviceId = device.DeviceId,
             JwtToken = access.Token,
             ExpiresAt = access.ExpiresAt,
             RequestId = request.RequestId,
         };
+
+        if (holder is not null)
+        {
+            // First use of a token from `complete` finishes its provisioning operation.
+            await _registry.CompleteOperationByTokenAsync(holder.TokenId, context.ReceivedAt, cancellationToken).ConfigureAwait(false);
+            return _registrationTokens.IsExpiring(holder) ? response with { RefreshRegistrationToken = true } : response;
+        }
+
+        // Registered with a Provisioning Token (or openly): hand out a Registration Token for renewals and refreshes.
+        var registration = await _registrationTokens.IssueAsync(device, provisioningToken?.RegistrationTokenLifetime, cancellationToken).ConfigureAwait(false);
+        return response with { RegistrationToken = registration.Token, RegistrationTokenExpiresAt = registration.ExpiresAt };
     }
 
     private static void ValidateShape(RegistrationRequest request)
@@ -126,25 +137,14 @@ internal sealed class RegistrationHandler
     }
 
     /// <summary>Returns the organisation the device joins and the credential that allowed it.</summary>
-    private async Task<(string OrgId, ProvisioningTokenRecord? ProvisioningToken, string? RegistrationTokenDevice)> AuthenticateAsync(
+    private async Task<(string OrgId, ProvisioningTokenRecord? ProvisioningToken, RegistrationTokenHolder? Holder)> AuthenticateAsync(
         RegistrationRequest request, CancellationToken cancellationToken)
     {
         if (request.RegistrationToken is { } registrationToken)
         {
-            var check = await _tokenValidator.ValidateRegistrationTokenAsync(registrationToken, request.DeviceId, cancellationToken).ConfigureAwait(false);
-            if (!check.IsValid)
-            {
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
-            }
-
-            var device = check.Device!;
-            if (!string.Equals(device.ClientId, request.ClientId, StringComparison.Ordinal))
-            {
-                throw new RequestRejectedException(ErrorCodes.Forbidden, "the registration token belongs to another client");
-            }
-
-            CheckOrg(request.OrgId, device.OrgId);
-            return (device.OrgId, null, device.DeviceId);
+            var holder = await _registrationTokens.AuthenticateAsync(registrationToken, request.DeviceId, request.ClientId!, cancellationToken).ConfigureAwait(false);
+            CheckOrg(request.OrgId, holder.Device.OrgId);
+            return (holder.Device.OrgId, null, holder);
         }
 
         if (request.ProvisioningToken is { } provisioningToken)
@@ -181,7 +181,7 @@ internal sealed class RegistrationHandler
         throw new RequestRejectedException(ErrorCodes.Unauthorized, "a provisioning_token or registration_token is required");
     }
 
-    private static void CheckOrg(string? requested, string actual)
+    internal static void CheckOrg(string? requested, string actual)
     {
         if (requested is not null && !string.Equals(requested, actual, StringComparison.Ordinal))
         {

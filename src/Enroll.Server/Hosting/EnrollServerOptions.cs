@@ -32,6 +32,15 @@ public sealed class EnrollServerOptions
     /// <summary>How long Registration Tokens live unless their Provisioning Token says otherwise. The default value is 30 days.</summary>
     public TimeSpan RegistrationTokenLifetime { get; set; } = TimeSpan.FromDays(30);
 
+    /// <summary>
+    /// How long a refreshed-away Registration Token may still be used once (for a device that lost the refresh answer).
+    /// Any later use revokes the device's tokens. The default value is 60 seconds.
+    /// </summary>
+    public TimeSpan RefreshGrace { get; set; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>How often a device with a pending operation is told to poll <c>complete</c>. The default value is 10 seconds.</summary>
+    public TimeSpan PendingPollInterval { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>How long a provisioning operation may stay pending. The default value is 24 hours.</summary>
     public TimeSpan OperationLifetime { get; set; } = TimeSpan.FromHours(24);
 

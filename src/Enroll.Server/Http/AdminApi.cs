@@ -3,6 +3,7 @@ using Enroll.Protocol;
 using Enroll.Protocol.Admin;
 using Enroll.Server.Data;
 using Enroll.Server.Diagnostics;
+using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
@@ -28,6 +29,11 @@ internal static class AdminApi
         api.MapPost("/tokens/{id}/revoke", RevokeTokenAsync);
         api.MapGet("/devices", ListDevicesAsync);
         api.MapGet("/devices/{id}", GetDeviceAsync);
+        api.MapPost("/devices/{id}/revoke", RevokeDeviceAsync);
+        api.MapGet("/provisioning-operations", ListOperationsAsync);
+        api.MapGet("/provisioning-operations/{id}", GetOperationAsync);
+        api.MapPost("/provisioning-operations/{id}/approve", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, true, operations, http, ct));
+        api.MapPost("/provisioning-operations/{id}/reject", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, false, operations, http, ct));
     }
 
     private static async Task<IResult> CreateTokenAsync(
@@ -116,6 +122,92 @@ internal static class AdminApi
             ? Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'")
             : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
+
+    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
+    {
+        var device = await registry.RevokeDeviceAsync(id, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        if (device is null)
+        {
+            return Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'");
+        }
+
+        Log.DeviceRevoked(logger, id);
+        return TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
+    }
+
+    private static readonly string[] OperationStatuses = ["pending", "approved", "rejected", "expired", "completed"];
+
+    private static async Task<IResult> ListOperationsAsync(OperationService operations, string? status, int? limit, CancellationToken cancellationToken)
+    {
+        if (status is not null && status != "all" && !OperationStatuses.Contains(status))
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid status", $"status must be one of {string.Join(", ", OperationStatuses)} or all");
+        }
+
+        var list = await operations.ListAsync(status is "all" ? null : status, Math.Clamp(limit ?? 1000, 1, 10_000), cancellationToken).ConfigureAwait(false);
+        return TypedResults.Json(new ItemList<ProvisioningOperationInfo>(list.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListProvisioningOperationInfo);
+    }
+
+    private static async Task<IResult> GetOperationAsync(string id, OperationService operations, CancellationToken cancellationToken)
+    {
+        var operation = await operations.FindAsync(id, cancellationToken).ConfigureAwait(false);
+        return operation is null
+            ? Problem(StatusCodes.Status404NotFound, "not found", $"no provisioning operation '{id}'")
+            : TypedResults.Json(ToInfo(operation), AdminJsonContext.Default.ProvisioningOperationInfo);
+    }
+
+    private static async Task<IResult> DecideAsync(string id, bool approve, OperationService operations, HttpRequest http, CancellationToken cancellationToken)
+    {
+        OperationDecisionRequest? body = null;
+        if (http.ContentLength is > 0 || http.Headers.TransferEncoding.Count > 0)
+        {
+            try
+            {
+                body = await JsonSerializer.DeserializeAsync(http.Body, AdminJsonContext.Default.OperationDecisionRequest, cancellationToken).ConfigureAwait(false);
+            }
+            catch (JsonException ex)
+            {
+                return Problem(StatusCodes.Status400BadRequest, "invalid body", $"expected {{\"reason\": \"...\"}}: {ex.Message}");
+            }
+        }
+
+        if (body?.Reason is { Length: > 1024 })
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid reason", "reason is longer than 1024 characters");
+        }
+
+        var outcome = await operations.DecideAsync(id, approve, body?.Reason, "operator", push: true, cancellationToken).ConfigureAwait(false);
+        return outcome.Result switch
+        {
+            DecideOperationResult.Decided => TypedResults.Json(ToInfo(outcome.Operation!), AdminJsonContext.Default.ProvisioningOperationInfo),
+            DecideOperationResult.NotFound => Problem(StatusCodes.Status404NotFound, "not found", $"no provisioning operation '{id}'"),
+            DecideOperationResult.NotPending => Problem(StatusCodes.Status409Conflict, "not pending", $"operation '{id}' is already {outcome.Operation!.Status}"),
+            DecideOperationResult.Expired => Problem(StatusCodes.Status409Conflict, "expired", $"operation '{id}' expired before it was decided"),
+            DecideOperationResult.DeviceIdTaken => Problem(StatusCodes.Status409Conflict, "device id taken", $"the Device ID '{outcome.Operation!.DesiredDeviceId}' (or a device of client '{outcome.Operation.ClientId}') now exists; reject this operation"),
+            DecideOperationResult.TokenUsedUp => Problem(StatusCodes.Status409Conflict, "token used up", $"provisioning token '{outcome.Operation!.ProvisioningTokenId}' has no uses left"),
+            _ => Problem(StatusCodes.Status500InternalServerError, "unexpected", outcome.Result.ToString()),
+        };
+    }
+
+    internal static ProvisioningOperationInfo ToInfo(OperationRecord record) => new()
+    {
+        OperationId = record.OperationId,
+        Status = record.Status,
+        OrgId = record.OrgId,
+        ClientId = record.ClientId,
+        ProvisioningTokenId = record.ProvisioningTokenId,
+        DesiredDeviceId = record.DesiredDeviceId,
+        ReprovisionOf = record.ReprovisionOf,
+        DeviceId = record.DeviceId,
+        DeviceName = record.DeviceName,
+        Metadata = record.MetadataJson is null ? null : JsonSerializer.Deserialize(record.MetadataJson, RegistryJsonContext.Default.DictionaryStringJsonElement),
+        Reason = record.Reason,
+        DecidedBy = record.DecidedBy,
+        CreatedAt = record.CreatedAt,
+        ExpiresAt = record.ExpiresAt,
+        DecidedAt = record.DecidedAt,
+        CompletedAt = record.CompletedAt,
+    };
 
     internal static IResult Problem(int status, string title, string detail) =>
         TypedResults.Json(new ApiProblem { Title = title, Status = status, Detail = detail }, AdminJsonContext.Default.ApiProblem, "application/problem+json", status);

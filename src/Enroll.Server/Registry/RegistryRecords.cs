@@ -101,3 +101,95 @@ internal enum RegisterDeviceResult
 
 /// <summary>The result of <see cref="IRegistry.RegisterDeviceAsync"/>.</summary>
 internal sealed record RegisterDeviceOutcome(RegisterDeviceResult Result, DeviceRecord? Device);
+
+/// <summary>A provisioning operation as the registry stores it.</summary>
+internal sealed record OperationRecord
+{
+    public required string OperationId { get; init; }
+
+    public required string OrgId { get; init; }
+
+    public required string ClientId { get; init; }
+
+    public required string ProvisioningTokenId { get; init; }
+
+    public string? DesiredDeviceId { get; init; }
+
+    /// <summary>The Device ID assigned on approval.</summary>
+    public string? DeviceId { get; init; }
+
+    /// <summary>Set when the client already has a device: approving gives it back this Device ID.</summary>
+    public string? ReprovisionOf { get; init; }
+
+    public string? DeviceName { get; init; }
+
+    public string? MetadataJson { get; init; }
+
+    public required string Status { get; init; }
+
+    public string? Reason { get; init; }
+
+    public required DateTimeOffset CreatedAt { get; init; }
+
+    public required DateTimeOffset ExpiresAt { get; init; }
+
+    public DateTimeOffset? DecidedAt { get; init; }
+
+    public string? DecidedBy { get; init; }
+
+    /// <summary>The Registration Token minted by <c>complete</c>, kept until the device registers with it.</summary>
+    public string? RegistrationToken { get; init; }
+
+    public string? RegistrationTokenId { get; init; }
+
+    public DateTimeOffset? RegistrationTokenExpiresAt { get; init; }
+
+    public DateTimeOffset? CompletedAt { get; init; }
+}
+
+/// <summary>What happened when an operator decided an operation.</summary>
+internal enum DecideOperationResult
+{
+    Decided,
+    NotFound,
+    NotPending,
+    Expired,
+    DeviceIdTaken,
+    TokenUsedUp,
+}
+
+internal sealed record DecideOperationOutcome(DecideOperationResult Result, OperationRecord? Operation);
+
+/// <summary>An issued Registration Token, tracked by <c>jti</c> for refresh and reuse detection.</summary>
+internal sealed record RegistrationTokenRecord
+{
+    public required string TokenId { get; init; }
+
+    public required string DeviceId { get; init; }
+
+    public required DateTimeOffset IssuedAt { get; init; }
+
+    public required DateTimeOffset ExpiresAt { get; init; }
+
+    public string? ReplacedBy { get; init; }
+
+    public DateTimeOffset? ReplacedAt { get; init; }
+
+    public bool GraceUsed { get; init; }
+}
+
+/// <summary>How a use of a Registration Token went against the ledger.</summary>
+internal enum RegistrationTokenUse
+{
+    /// <summary>The token is current.</summary>
+    Current,
+
+    /// <summary>The token was refreshed away moments ago; this was its one extra use.</summary>
+    GraceUse,
+
+    /// <summary>The token was refreshed away and is used again: the device's tokens were revoked.</summary>
+    Reused,
+
+    /// <summary>The server has no record of the token.</summary>
+    Unknown,
+}

@@ -43,6 +43,42 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE UNIQUE INDEX devices_org_client ON devices (org_id, client_id);
         """,
+        """
+        CREATE TABLE provisioning_operations (
+            operation_id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            client_id TEXT NOT NULL,
+            provisioning_token_id TEXT NOT NULL,
+            desired_device_id TEXT,
+            device_id TEXT,
+            reprovision_of TEXT,
+            device_name TEXT,
+            metadata TEXT,
+            status TEXT NOT NULL,
+            reason TEXT,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            decided_at INTEGER,
+            decided_by TEXT,
+            registration_token TEXT,
+            registration_token_jti TEXT,
+            registration_token_expires_at INTEGER,
+            completed_at INTEGER
+        );
+        CREATE INDEX provisioning_operations_status ON provisioning_operations (status, created_at);
+        CREATE INDEX provisioning_operations_client ON provisioning_operations (org_id, client_id, status);
+        CREATE INDEX provisioning_operations_token ON provisioning_operations (registration_token_jti);
+        CREATE TABLE registration_tokens (
+            jti TEXT PRIMARY KEY,
+            device_id TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            replaced_by TEXT,
+            replaced_at INTEGER,
+            grace_used INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX registration_tokens_device ON registration_tokens (device_id);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

@@ -59,8 +59,8 @@ internal sealed class DeviceTokenValidator
             return DeviceTokenCheck.Refused("device is revoked", outcome, device);
         }
 
-        // iat has second precision; a token issued in the same second as the revocation counts as revoked.
-        if (device.TokensValidAfter is { } validAfter && outcome.IssuedAt <= validAfter)
+        // Revocation moves tokens_valid_after to the next whole second; iat has second precision.
+        if (device.TokensValidAfter is { } validAfter && outcome.IssuedAt < validAfter)
         {
             return DeviceTokenCheck.Refused("token is revoked", outcome, device);
         }

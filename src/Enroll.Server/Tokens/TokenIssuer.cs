@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using Enroll.Protocol;
+using Enroll.Server.Registry;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
@@ -27,16 +28,24 @@ internal sealed class TokenIssuer
         _options = options.Value;
     }
 
-    public IssuedToken IssueAccessToken(string deviceId, string orgId, string clientId) =>
-        Issue(TokenTypes.Access, TokenAudiences.Broker, deviceId, orgId, clientId, _options.AccessTokenLifetime);
+    public IssuedToken IssueAccessToken(DeviceRecord device) =>
+        Issue(TokenTypes.Access, TokenAudiences.Broker, device, _options.AccessTokenLifetime);
 
-    public IssuedToken IssueRegistrationToken(string deviceId, string orgId, string clientId, TimeSpan? lifetime = null) =>
-        Issue(TokenTypes.Registration, TokenAudiences.Registration, deviceId, orgId, clientId, lifetime ?? _options.RegistrationTokenLifetime);
+    public IssuedToken IssueRegistrationToken(DeviceRecord device, TimeSpan? lifetime = null) =>
+        Issue(TokenTypes.Registration, TokenAudiences.Registration, device, lifetime ?? _options.RegistrationTokenLifetime);
 
-    private IssuedToken Issue(string type, string audience, string deviceId, string orgId, string clientId, TimeSpan lifetime)
+    private IssuedToken Issue(string type, string audience, DeviceRecord device, TimeSpan lifetime)
     {
-        // Whole seconds: JWT NumericDate has second precision, and the device compares against what it reads back.
+        var (deviceId, orgId, clientId) = (device.DeviceId, device.OrgId, device.ClientId);
+
+        // Whole seconds: JWT NumericDate has second precision. Never date a token before the device's last revocation
+        // boundary, or it would be born revoked (see SqliteRegistry.TokensValidAfter).
         var now = DateTimeOffset.FromUnixTimeSeconds(_timeProvider.GetUtcNow().ToUnixTimeSeconds());
+        if (device.TokensValidAfter is { } validAfter && validAfter > now)
+        {
+            now = validAfter;
+        }
+
         var expires = now + lifetime;
         var tokenId = NewTokenId();
         var descriptor = new SecurityTokenDescriptor

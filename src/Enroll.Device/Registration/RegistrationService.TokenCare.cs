@@ -1,0 +1,196 @@
+using Enroll.Device.Diagnostics;
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
+
+namespace Enroll.Device;
+
+public sealed partial class RegistrationService
+{
+    /// <summary>How long token care waits after a failed renewal before trying again.</summary>
+    internal static readonly TimeSpan CareRetryDelay = TimeSpan.FromMinutes(1);
+
+    private TaskCompletionSource _careWake = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Returns a valid access token (the MQTT password), renewing it by registering again when it is about to expire.
+    /// Concurrent callers share one renewal.
+    /// </summary>
+    public async Task<string> GetAccessTokenAsync(CancellationToken cancellationToken = default)
+    {
+        var current = await LoadAsync(cancellationToken).ConfigureAwait(false);
+        if (current is not null && current.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        {
+            return current.AccessToken!;
+        }
+
+        var renewed = await _renewFlight.RunAsync(() => RenewAccessTokenAsync(RunToken)).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return renewed.AccessToken!;
+    }
+
+    /// <summary>
+    /// Exchanges the Registration Token for a new one (<c>enroll/v1/tokens/refresh</c>). Concurrent callers share one
+    /// refresh. When the server refuses the token and the device holds a Provisioning Token, the device re-provisions
+    /// itself, asking for its old Device ID.
+    /// </summary>
+    public Task RefreshRegistrationTokenAsync(CancellationToken cancellationToken = default) =>
+        _refreshFlight.RunAsync(() => RefreshCoreAsync(RunToken)).WaitAsync(cancellationToken);
+
+    /// <summary>
+    /// Keeps the device registered until <paramref name="cancellationToken"/> is cancelled: refreshes the Registration
+    /// Token when about 20 % of its lifetime remains, renews the access token before it expires, and re-provisions when the
+    /// Registration Token is expired or revoked. All waits go through the <see cref="TimeProvider"/>.
+    /// </summary>
+    internal async Task RunTokenCareAsync(CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false);
+            var now = _timeProvider.GetUtcNow();
+            var due = NextCareAt(credentials, now);
+            if (due > now)
+            {
+                await WaitForCareAsync(due - now, cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            try
+            {
+                await CareAsync(credentials, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false } or EnrollServerException { IsPermanent: false })
+            {
+                Log.TokenCareRetry(_logger, ex.Message, CareRetryDelay);
+                await WaitForCareAsync(CareRetryDelay, cancellationToken).ConfigureAwait(false);
+            }
+            catch (EnrollException ex)
+            {
+                // Permanent: say so and stop caring; a restart (or an operator) has to resolve it.
+                Fail(ex);
+                return;
+            }
+        }
+    }
+
+    /// <summary>Wakes token care early (for example after the server said the Registration Token is expiring).</summary>
+    internal void WakeTokenCare() => _careWake.TrySetResult();
+
+    private async Task WaitForCareAsync(TimeSpan delay, CancellationToken cancellationToken)
+    {
+        var wake = _careWake;
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        await Task.WhenAny(Task.Delay(delay, _timeProvider, timer.Token), wake.Task).ConfigureAwait(false);
+        await timer.CancelAsync().ConfigureAwait(false);
+        if (wake.Task.IsCompleted)
+        {
+            Interlocked.CompareExchange(ref _careWake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), wake);
+        }
+
+        cancellationToken.ThrowIfCancellationRequested();
+    }
+
+    /// <summary>The next moment token care has work: a refresh, a renewal, or now when something is missing.</summary>
+    private DateTimeOffset NextCareAt(DeviceCredentials? credentials, DateTimeOffset now)
+    {
+        if (credentials?.DeviceId is null || credentials.AccessTokenExpiresAt is null)
+        {
+            return now;
+        }
+
+        var renewAt = credentials.AccessTokenExpiresAt.Value - _options.AccessTokenRenewBefore;
+        if (credentials.RegistrationToken is null)
+        {
+            return renewAt;
+        }
+
+        var refreshAt = credentials.RegistrationTokenRefreshAt ?? credentials.RegistrationTokenExpiresAt!.Value;
+        return refreshAt < renewAt ? refreshAt : renewAt;
+    }
+
+    private async Task CareAsync(DeviceCredentials? credentials, CancellationToken cancellationToken)
+    {
+        var now = _timeProvider.GetUtcNow();
+        if (credentials?.RegistrationToken is not null && (credentials.RegistrationTokenRefreshAt ?? credentials.RegistrationTokenExpiresAt) <= now)
+        {
+            await RefreshRegistrationTokenAsync(cancellationToken).ConfigureAwait(false);
+            credentials = await LoadAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        if (credentials is null || !credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        {
+            await GetAccessTokenAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<DeviceCredentials> RenewAccessTokenAsync(CancellationToken cancellationToken)
+    {
+        var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false) ?? new DeviceCredentials { ClientId = _options.ClientId, ProvisioningToken = _options.ProvisioningToken };
+        if (credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        {
+            return credentials;
+        }
+
+        Log.RenewingAccessToken(_logger, credentials.DeviceId ?? "(new device)");
+        return await ObtainRegistrationAsync(credentials, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<DeviceCredentials> RefreshCoreAsync(CancellationToken cancellationToken)
+    {
+        var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false)
+            ?? throw new EnrollException("the device has no Registration Token to refresh; register first");
+        if (!credentials.HasValidRegistrationToken(_timeProvider.GetUtcNow()))
+        {
+            // Expired (for example while offline): get a new identity the way a first start would.
+            return await ObtainRegistrationAsync(credentials, cancellationToken).ConfigureAwait(false);
+        }
+
+        TokenRefreshResponse response;
+        try
+        {
+            response = await _sender.SendAsync(
+                "token_refresh",
+                EnrollTopics.TokensRefresh,
+                requestId => new TokenRefreshRequest
+                {
+                    RegistrationToken = credentials.RegistrationToken,
+                    ClientId = credentials.ClientId,
+                    DeviceId = credentials.DeviceId,
+                    RequestId = requestId,
+                },
+                EnrollJsonContext.Default.TokenRefreshRequest,
+                EnrollJsonContext.Default.TokenRefreshResponse,
+                () => ConnectionFor(credentials),
+                connection => ResponseTopicFor(connection, credentials.DeviceId),
+                null,
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch (EnrollServerException ex) when (ex.Code == ErrorCodes.Unauthorized)
+        {
+            // Revoked, reused or unknown: the token is worthless. Re-provision when possible, else fail for good.
+            Log.RegistrationTokenRefused(_logger, ex.ServerMessage);
+            credentials = await SaveAsync(WithoutRegistrationToken(credentials) with { AccessToken = null, AccessTokenExpiresAt = null }, cancellationToken).ConfigureAwait(false);
+            if (credentials.ProvisioningToken is null)
+            {
+                throw;
+            }
+
+            return await ObtainRegistrationAsync(credentials, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (string.IsNullOrEmpty(response.RegistrationToken))
+        {
+            throw new EnrollProtocolException("the server's refresh answer lacks registration_token");
+        }
+
+        var refreshed = await WithRegistrationTokenAsync(credentials, response.RegistrationToken, credentials.DeviceId!, cancellationToken).ConfigureAwait(false);
+        refreshed = await SaveAsync(refreshed, cancellationToken).ConfigureAwait(false);
+        Log.RegistrationTokenRefreshed(_logger, refreshed.DeviceId!, refreshed.RegistrationTokenExpiresAt!.Value);
+        _state.TransitionTo(DeviceState.Registered, s => WithIdentity(s, refreshed));
+        return refreshed;
+    }
+}

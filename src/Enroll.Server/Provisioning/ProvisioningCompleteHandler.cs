@@ -1,0 +1,101 @@
+using Enroll.Protocol;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
+using Enroll.Server.Handlers;
+using Enroll.Server.Registry;
+using Enroll.Server.Tokens;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Provisioning;
+
+/// <summary>
+/// Handles <c>enroll/v1/provisioning/complete</c>: reports a pending operation's status, or hands an approved
+/// operation's Registration Token to the client that started it. The token is minted once; asking again before the device
+/// used it returns the same token, never a second one.
+/// </summary>
+internal sealed class ProvisioningCompleteHandler
+{
+    private readonly IRegistry _registry;
+    private readonly TokenIssuer _issuer;
+    private readonly EnrollServerOptions _options;
+
+    public ProvisioningCompleteHandler(IRegistry registry, TokenIssuer issuer, IOptions<EnrollServerOptions> options)
+    {
+        _registry = registry;
+        _issuer = issuer;
+        _options = options.Value;
+    }
+
+    public RequestRoute Route => new RequestRoute<ProvisioningCompleteRequest, ProvisioningCompleteResponse>(
+        EnrollTopics.ProvisioningComplete,
+        "provisioning_complete",
+        EnrollJsonContext.Default.ProvisioningCompleteRequest,
+        EnrollJsonContext.Default.ProvisioningCompleteResponse,
+        r => (null, r.ClientId, r.RequestId),
+        HandleAsync,
+        (error, requestId) => new ProvisioningCompleteResponse { Error = error, RequestId = requestId });
+
+    public async Task<ProvisioningCompleteResponse> HandleAsync(ProvisioningCompleteRequest request, RequestContext context, CancellationToken cancellationToken)
+    {
+        if (string.IsNullOrEmpty(request.OperationId) || request.OperationId.Length > 64)
+        {
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "operation_id is required");
+        }
+
+        var operation = await _registry.FindOperationAsync(request.OperationId, cancellationToken).ConfigureAwait(false);
+        if (operation is null || !string.Equals(operation.ClientId, request.ClientId, StringComparison.Ordinal))
+        {
+            // Another client's operation is reported as unknown: its token goes only to the client that asked.
+            throw new RequestRejectedException(ErrorCodes.NotFound, $"no provisioning operation '{request.OperationId}' for this client");
+        }
+
+        var now = context.ReceivedAt;
+        if (operation.Status == OperationStatus.Pending && operation.ExpiresAt <= now)
+        {
+            await _registry.ExpireOperationsAsync(now, cancellationToken).ConfigureAwait(false);
+            operation = operation with { Status = OperationStatus.Expired };
+        }
+
+        switch (operation.Status)
+        {
+            case OperationStatus.Pending:
+                return new ProvisioningCompleteResponse
+                {
+                    OperationId = operation.OperationId,
+                    Status = OperationStatus.Pending,
+                    RetryAfterSeconds = (int)_options.PendingPollInterval.TotalSeconds,
+                    RequestId = request.RequestId,
+                };
+            case OperationStatus.Rejected:
+                throw new RequestRejectedException(ErrorCodes.Rejected, operation.Reason is { Length: > 0 } reason ? $"an operator rejected the operation: {reason}" : "an operator rejected the operation");
+            case OperationStatus.Expired:
+                throw new RequestRejectedException(ErrorCodes.Expired, "the operation expired before an operator decided; start a new one");
+            case OperationStatus.Completed:
+                throw new RequestRejectedException(ErrorCodes.Conflict, "the operation is already completed; register with the Registration Token it returned");
+        }
+
+        if (operation.RegistrationToken is null)
+        {
+            var device = await _registry.FindDeviceAsync(operation.DeviceId!, cancellationToken).ConfigureAwait(false)
+                ?? throw new RequestRejectedException(ErrorCodes.NotFound, $"device '{operation.DeviceId}' no longer exists");
+            var lifetime = (await _registry.FindProvisioningTokenAsync(operation.ProvisioningTokenId, cancellationToken).ConfigureAwait(false))?.RegistrationTokenLifetime;
+            var issued = _issuer.IssueRegistrationToken(device, lifetime);
+            operation = await _registry.AttachRegistrationTokenAsync(
+                operation.OperationId,
+                issued.Token,
+                new RegistrationTokenRecord { TokenId = issued.TokenId, DeviceId = device.DeviceId, IssuedAt = issued.IssuedAt, ExpiresAt = issued.ExpiresAt },
+                cancellationToken).ConfigureAwait(false);
+        }
+
+        return new ProvisioningCompleteResponse
+        {
+            OperationId = operation.OperationId,
+            Status = OperationStatus.Approved,
+            DeviceId = operation.DeviceId,
+            RegistrationToken = operation.RegistrationToken,
+            ExpiresAt = operation.RegistrationTokenExpiresAt,
+            RequestId = request.RequestId,
+        };
+    }
+}

@@ -1,0 +1,106 @@
+using Enroll.Protocol;
+using Enroll.Server.Diagnostics;
+using Enroll.Server.Handlers;
+using Enroll.Server.Registry;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Tokens;
+
+/// <summary>A device authenticated by its Registration Token.</summary>
+internal sealed record RegistrationTokenHolder(DeviceRecord Device, string TokenId, DateTimeOffset IssuedAt, DateTimeOffset ExpiresAt, RegistrationTokenUse Use)
+{
+    public TimeSpan Lifetime => ExpiresAt - IssuedAt;
+}
+
+/// <summary>
+/// Issues Registration Tokens and checks their use against the ledger: a token refreshed away may be used once more
+/// within <see cref="EnrollServerOptions.RefreshGrace"/>; any use after that revokes the device's tokens and is logged as
+/// suspicious.
+/// </summary>
+internal sealed class RegistrationTokenService
+{
+    private readonly IRegistry _registry;
+    private readonly TokenIssuer _issuer;
+    private readonly DeviceTokenValidator _validator;
+    private readonly TimeProvider _timeProvider;
+    private readonly EnrollServerOptions _options;
+    private readonly ILogger<RegistrationTokenService> _logger;
+
+    public RegistrationTokenService(IRegistry registry, TokenIssuer issuer, DeviceTokenValidator validator, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
+    {
+        _registry = registry;
+        _issuer = issuer;
+        _validator = validator;
+        _timeProvider = timeProvider;
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    /// <summary>Issues a token and records it in the ledger.</summary>
+    public async Task<IssuedToken> IssueAsync(DeviceRecord device, TimeSpan? lifetime, CancellationToken cancellationToken)
+    {
+        var token = _issuer.IssueRegistrationToken(device, lifetime);
+        await _registry.RecordRegistrationTokenAsync(ToRecord(device.DeviceId, token), cancellationToken).ConfigureAwait(false);
+        return token;
+    }
+
+    /// <summary>Issues the successor of <paramref name="holder"/>'s token, with the same lifetime.</summary>
+    public async Task<IssuedToken> RefreshAsync(RegistrationTokenHolder holder, CancellationToken cancellationToken)
+    {
+        var token = _issuer.IssueRegistrationToken(holder.Device, holder.Lifetime);
+        var record = ToRecord(holder.Device.DeviceId, token);
+        if (holder.Use == RegistrationTokenUse.GraceUse)
+        {
+            // The device lost the first answer; its successor stays valid too.
+            await _registry.RecordRegistrationTokenAsync(record, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            await _registry.ReplaceRegistrationTokenAsync(holder.TokenId, record, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        }
+
+        return token;
+    }
+
+    /// <summary>Validates the token and its ledger entry; throws <see cref="RequestRejectedException"/> when refused.</summary>
+    public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, CancellationToken cancellationToken)
+    {
+        var check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
+        if (!check.IsValid)
+        {
+            throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
+        }
+
+        var device = check.Device!;
+        if (!string.Equals(device.ClientId, clientId, StringComparison.Ordinal))
+        {
+            throw new RequestRejectedException(ErrorCodes.Forbidden, "the registration token belongs to another client");
+        }
+
+        var tokenId = check.Token!.TokenId!;
+        var use = await _registry.UseRegistrationTokenAsync(tokenId, device.DeviceId, _timeProvider.GetUtcNow(), _options.RefreshGrace, cancellationToken).ConfigureAwait(false);
+        switch (use)
+        {
+            case RegistrationTokenUse.Unknown:
+                throw new RequestRejectedException(ErrorCodes.Unauthorized, "registration token refused: unknown token");
+            case RegistrationTokenUse.Reused:
+                Log.RegistrationTokenReused(_logger, device.DeviceId, clientId);
+                throw new RequestRejectedException(ErrorCodes.Unauthorized, "registration token refused: it was already refreshed; the device's tokens are revoked");
+        }
+
+        return new RegistrationTokenHolder(device, tokenId, check.Token.IssuedAt, check.Token.ExpiresAt, use);
+    }
+
+    /// <summary>True when less than 20 % of the token's lifetime remains: the device should refresh now.</summary>
+    public bool IsExpiring(RegistrationTokenHolder holder) =>
+        holder.ExpiresAt - _timeProvider.GetUtcNow() < holder.Lifetime * 0.2;
+
+    private static RegistrationTokenRecord ToRecord(string deviceId, IssuedToken token) => new()
+    {
+        TokenId = token.TokenId,
+        DeviceId = deviceId,
+        IssuedAt = token.IssuedAt,
+        ExpiresAt = token.ExpiresAt,
+    };
+}
