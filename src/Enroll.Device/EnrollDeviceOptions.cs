@@ -24,6 +24,13 @@ public sealed class EnrollDeviceOptions
     [RegularExpression(@"^[A-Za-z0-9\-_.:@]{1,128}$", ErrorMessage = "OrgId must be " + EnrollIdentifiers.Rule + ".")]
     public string? OrgId { get; set; }
 
+    /// <summary>
+    /// The Device ID to ask for in a provisioning operation; the server honours it when it is free and refuses with a
+    /// <c>conflict</c> when another device has it. Without it the server assigns an ID.
+    /// </summary>
+    [RegularExpression(@"^[A-Za-z0-9\-_.:@]{1,128}$", ErrorMessage = "DesiredDeviceId must be " + EnrollIdentifiers.Rule + ".")]
+    public string? DesiredDeviceId { get; set; }
+
     /// <summary>A human-friendly name shown to operators.</summary>
     [MaxLength(256)]
     public string? DeviceName { get; set; }

@@ -75,6 +75,9 @@ public sealed class TestServer : IAsyncDisposable
         return new TestServer(host, options, owned, key);
     }
 
+    /// <summary>Starts counting what clients publish, by topic.</summary>
+    public RequestCounter CountRequests() => new(this);
+
     /// <summary>Creates a Provisioning Token through the HTTP API and returns it (with its secret).</summary>
     public async Task<ProvisioningTokenInfo> CreateTokenAsync(string orgId = "test-org", bool autoApprove = true, int? maxUses = null, DateTimeOffset? expiresAt = null)
     {
@@ -84,6 +87,44 @@ public sealed class TestServer : IAsyncDisposable
             AdminJsonContext.Default.CreateProvisioningTokenRequest);
         response.EnsureSuccessStatusCode();
         return (await response.Content.ReadFromJsonAsync(AdminJsonContext.Default.ProvisioningTokenInfo))!;
+    }
+
+    public async Task<IReadOnlyList<ProvisioningOperationInfo>> ListOperationsAsync(string status = "all")
+    {
+        var list = await _http.GetFromJsonAsync($"/api/provisioning-operations?status={status}", AdminJsonContext.Default.ItemListProvisioningOperationInfo);
+        return list!.Items;
+    }
+
+    public Task<ProvisioningOperationInfo> ApproveAsync(string operationId) => DecideAsync(operationId, "approve", null);
+
+    public Task<ProvisioningOperationInfo> RejectAsync(string operationId, string reason) => DecideAsync(operationId, "reject", reason);
+
+    private async Task<ProvisioningOperationInfo> DecideAsync(string operationId, string decision, string? reason)
+    {
+        using var response = await _http.PostAsJsonAsync($"/api/provisioning-operations/{operationId}/{decision}", new OperationDecisionRequest { Reason = reason }, AdminJsonContext.Default.OperationDecisionRequest);
+        var body = await response.Content.ReadAsStringAsync();
+        if (!response.IsSuccessStatusCode)
+        {
+            throw new HttpRequestException($"{decision} {operationId}: {(int)response.StatusCode} {body}");
+        }
+
+        return System.Text.Json.JsonSerializer.Deserialize(body, AdminJsonContext.Default.ProvisioningOperationInfo)!;
+    }
+
+    public async Task<DeviceInfo> RevokeDeviceAsync(string deviceId)
+    {
+        using var response = await _http.PostAsync($"/api/devices/{deviceId}/revoke", null);
+        response.EnsureSuccessStatusCode();
+        return (await response.Content.ReadFromJsonAsync(AdminJsonContext.Default.DeviceInfo))!;
+    }
+
+    public async Task<DeviceInfo> GetDeviceAsync(string deviceId) =>
+        (await _http.GetFromJsonAsync($"/api/devices/{deviceId}", AdminJsonContext.Default.DeviceInfo))!;
+
+    public async Task RevokeTokenAsync(string tokenId)
+    {
+        using var response = await _http.PostAsync($"/api/tokens/{tokenId}/revoke", null);
+        response.EnsureSuccessStatusCode();
     }
 
     public async Task<IReadOnlyList<DeviceInfo>> ListDevicesAsync()

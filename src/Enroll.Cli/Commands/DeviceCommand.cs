@@ -31,6 +31,8 @@ internal static class DeviceCommand
 
         public Option<string?> Org { get; } = new("--org") { Description = "The organisation to join (default: the token's)" };
 
+        public Option<string?> DesiredDeviceId { get; } = new("--desired-device-id") { Description = "Ask for this Device ID (granted when free)" };
+
         public Option<string?> Name { get; } = new("--name") { Description = "A human-friendly device name" };
 
         public Option<string> State { get; } = StateOption();
@@ -49,7 +51,7 @@ internal static class DeviceCommand
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Verbose })
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Verbose })
             {
                 command.Options.Add(option);
             }
@@ -87,6 +89,7 @@ internal static class DeviceCommand
                 o.ClientId = clientId;
                 o.ProvisioningToken = parse.GetValue(Token);
                 o.OrgId = parse.GetValue(Org);
+                o.DesiredDeviceId = parse.GetValue(DesiredDeviceId);
                 o.DeviceName = parse.GetValue(Name);
                 o.StatePath = statePath;
                 o.AttemptTimeout = parse.GetDuration(AttemptTimeout);

@@ -82,4 +82,7 @@ internal static partial class Log
 
     [LoggerMessage(30, LogLevel.Debug, "Disconnected from {Broker}")]
     public static partial void DisconnectedCleanly(ILogger logger, string broker);
+
+    [LoggerMessage(31, LogLevel.Warning, "The broker refused the device's access token ({Reason}); sending the request anonymously")]
+    public static partial void AccessTokenRefusedAtConnect(ILogger logger, string reason);
 }

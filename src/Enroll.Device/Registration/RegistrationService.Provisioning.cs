@@ -28,7 +28,7 @@ public sealed partial class RegistrationService
             {
                 ProvisioningToken = credentials.ProvisioningToken,
                 ClientId = credentials.ClientId,
-                DesiredDeviceId = credentials.DeviceId,
+                DesiredDeviceId = credentials.DeviceId ?? _options.DesiredDeviceId,
                 DeviceName = _options.DeviceName,
                 OrgId = _options.OrgId ?? credentials.OrgId,
                 Metadata = metadata,

@@ -49,6 +49,12 @@ public sealed partial class RegistrationService
             return await CompleteProvisioningAsync(credentials, cancellationToken).ConfigureAwait(false);
         }
 
+        if (credentials.ProvisioningToken is not null && credentials.DeviceId is null && _options.DesiredDeviceId is not null)
+        {
+            // Only a provisioning operation can ask for a particular Device ID.
+            return await ProvisionAsync(credentials, cancellationToken).ConfigureAwait(false);
+        }
+
         if (credentials.ProvisioningToken is not null)
         {
             try

@@ -75,7 +75,19 @@ internal sealed class ServerRequestSender
                     observer?.OnAttempt(name, attempt);
                     _metrics?.Attempt(name);
                     var connectWith = credentials();
-                    await _channel.Connection.ConnectAsync(connectWith, token).ConfigureAwait(false);
+                    try
+                    {
+                        await _channel.Connection.ConnectAsync(connectWith, token).ConfigureAwait(false);
+                    }
+                    catch (EnrollConnectionException ex) when (ex.CredentialsRefused && connectWith.IsAuthenticated)
+                    {
+                        // The broker no longer accepts the access token (revoked or expired): requests need no
+                        // credentials of the connection, so ask anonymously; the answer will say what to do next.
+                        Log.AccessTokenRefusedAtConnect(_logger, ex.Message);
+                        connectWith = ConnectionCredentials.Anonymous(connectWith.ClientId);
+                        await _channel.Connection.ConnectAsync(connectWith, token).ConfigureAwait(false);
+                    }
+
                     var answerTopic = responseTopic(connectWith);
                     await _channel.EnsureSubscribedAsync(answerTopic, _options.QualityOfService, token).ConfigureAwait(false);
 

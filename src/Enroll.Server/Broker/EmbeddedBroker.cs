@@ -66,6 +66,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         var builder = new MqttServerOptionsBuilder()
             .WithDefaultEndpoint()
             .WithDefaultEndpointPort(Port)
+            .WithDefaultEndpointReuseAddress()
             .WithDefaultCommunicationTimeout(TimeSpan.FromSeconds(30));
         builder = Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
             ? builder.WithDefaultEndpointBoundIPV6Address(Address).WithDefaultEndpointBoundIPAddress(IPAddress.None)
