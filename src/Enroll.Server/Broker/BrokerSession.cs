@@ -6,6 +6,9 @@ internal static class BrokerSession
     /// <summary>The Device ID a client authenticated as (absent for anonymous clients).</summary>
     public const string DeviceId = "enroll.device_id";
 
+    /// <summary>The client's remote IP address, for per-source rate limits.</summary>
+    public const string RemoteAddress = "enroll.remote_address";
+
     /// <summary>The client ID the server uses for messages it publishes itself.</summary>
     public const string ServerClientId = "$enroll-server";
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json;
 using Enroll.Protocol.Json;
@@ -29,6 +30,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
+    private readonly ConcurrentDictionary<string, int> _connected = new(StringComparer.Ordinal);
     private MqttServer? _server;
 
     public EmbeddedBroker(
@@ -75,6 +77,9 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         var server = new MqttServerFactory().CreateMqttServer(builder.Build());
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
+        server.InterceptingSubscriptionAsync += e => Guard(() => InterceptSubscription(e));
+        server.ClientConnectedAsync += e => Guard(() => OnClientConnected(e.ClientId));
+        server.ClientDisconnectedAsync += e => Guard(() => OnClientDisconnected(e.ClientId));
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
         Log.BrokerStarted(_logger, Endpoint.ToString());
@@ -138,9 +143,28 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             e.AssignedClientIdentifier = "anon-" + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(8));
         }
 
+        var clientId = string.IsNullOrEmpty(e.ClientId) ? e.AssignedClientIdentifier : e.ClientId;
+        if (e.RemoteEndPoint is IPEndPoint remote)
+        {
+            e.SessionItems[BrokerSession.RemoteAddress] = remote.Address.ToString();
+        }
+
         if (string.IsNullOrEmpty(e.UserName))
         {
-            // Anonymous clients may only use the request topics (enforced per topic).
+            if (e.RawPassword is { Length: > 0 })
+            {
+                Refuse(e, MqttConnectReasonCode.BadUserNameOrPassword, "a password without a user name");
+                return;
+            }
+
+            // Anonymous clients may only request and read their own client topics (enforced per topic), and may not
+            // take over the client ID of a connected client.
+            if (IsConnected(clientId))
+            {
+                Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, "client ID in use by a connected client");
+                return;
+            }
+
             _metrics.ConnectionAccepted("anonymous");
             return;
         }
@@ -154,7 +178,15 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         var check = await _tokens.ValidateAccessTokenAsync(e.Password, e.UserName, e.CancellationToken).ConfigureAwait(false);
         if (!check.IsValid)
         {
-            Refuse(e, MqttConnectReasonCode.BadUserNameOrPassword, check.Failure!);
+            // A genuine token of a device that may no longer connect is "not authorized"; anything else is bad credentials.
+            Refuse(e, check.Device is null ? MqttConnectReasonCode.BadUserNameOrPassword : MqttConnectReasonCode.NotAuthorized, check.Failure!);
+            return;
+        }
+
+        // A device connects with the client ID it registered with; that also lets it take over its own stale session.
+        if (!string.Equals(check.Device!.ClientId, clientId, StringComparison.Ordinal))
+        {
+            Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, $"device {e.UserName} must connect with its own client ID");
             return;
         }
 
@@ -179,6 +211,17 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         }
 
         var message = e.ApplicationMessage;
+        var deviceId = e.SessionItems[BrokerSession.DeviceId] as string;
+        if (!AccessPolicy.CanPublish(message.Topic, e.ClientId, deviceId))
+        {
+            e.ProcessPublish = false;
+            e.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
+            e.Response.ReasonString = "not allowed to publish on this topic";
+            _metrics.AccessDenied("publish");
+            Log.AccessDenied(_logger, "publish", e.ClientId, message.Topic, deviceId is null ? "anonymous client" : $"device {deviceId}");
+            return Task.CompletedTask;
+        }
+
         if (EnrollTopics.IsRequestTopic(message.Topic))
         {
             // Requests are for the server alone; never route them to other subscribers.
@@ -188,7 +231,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 ResponseTopic = message.ResponseTopic,
                 CorrelationData = message.CorrelationData,
                 SenderClientId = e.ClientId,
-                SenderDeviceId = e.SessionItems[BrokerSession.DeviceId] as string,
+                SenderDeviceId = deviceId,
+                SenderAddress = e.SessionItems[BrokerSession.RemoteAddress] as string,
                 ReceivedAt = _timeProvider.GetUtcNow(),
             };
             if (!_queue.TryEnqueue(request))
@@ -199,6 +243,42 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                     return PublishAsync(topic, RequestQueue.OverloadedAnswer, message.CorrelationData, retain: false, CancellationToken.None);
                 }
             }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private Task InterceptSubscription(InterceptingSubscriptionEventArgs e)
+    {
+        var deviceId = e.SessionItems[BrokerSession.DeviceId] as string;
+        var filter = e.TopicFilter.Topic;
+        if (!AccessPolicy.CanSubscribe(filter, e.ClientId, deviceId))
+        {
+            e.ProcessSubscription = false;
+            e.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
+            e.ReasonString = "not allowed to subscribe to this filter";
+            _metrics.AccessDenied("subscribe");
+            Log.AccessDenied(_logger, "subscribe", e.ClientId, filter, deviceId is null ? "anonymous client" : $"device {deviceId}");
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private bool IsConnected(string clientId) => _connected.TryGetValue(clientId, out var count) && count > 0;
+
+    private Task OnClientConnected(string clientId)
+    {
+        _connected.AddOrUpdate(clientId, 1, (_, count) => count + 1);
+        return Task.CompletedTask;
+    }
+
+    private Task OnClientDisconnected(string clientId)
+    {
+        // A takeover connects the new session before the old one is gone, so count sessions per client ID.
+        var remaining = _connected.AddOrUpdate(clientId, 0, (_, count) => count - 1);
+        if (remaining <= 0)
+        {
+            _connected.TryRemove(new KeyValuePair<string, int>(clientId, remaining));
         }
 
         return Task.CompletedTask;

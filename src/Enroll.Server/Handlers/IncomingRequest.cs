@@ -14,11 +14,17 @@ internal sealed record IncomingRequest(string Topic, ReadOnlyMemory<byte> Payloa
     /// <summary>The Device ID the sender authenticated as, when the transport knows it.</summary>
     public string? SenderDeviceId { get; init; }
 
+    /// <summary>The sender's IP address, when the transport knows it.</summary>
+    public string? SenderAddress { get; init; }
+
     public DateTimeOffset ReceivedAt { get; init; }
 }
 
 /// <summary>Who sent a request and when; handed to handlers.</summary>
-internal sealed record RequestContext(string? SenderClientId, string? SenderDeviceId, DateTimeOffset ReceivedAt);
+internal sealed record RequestContext(string? SenderClientId, string? SenderDeviceId, DateTimeOffset ReceivedAt)
+{
+    public string? SenderAddress { get; init; }
+}
 
 /// <summary>Sends responses back through the broker.</summary>
 internal interface IResponsePublisher

@@ -118,6 +118,20 @@ internal sealed partial class RequestDispatcher : BackgroundService
             return "invalid";
         }
 
+        if (request.SenderClientId is { } mqttClientId && !string.Equals(mqttClientId, clientId, StringComparison.Ordinal))
+        {
+            // A client speaks only for itself, or it could start operations or fetch answers for another client. The
+            // refusal goes to the sender's own topic, never to the client it named.
+            if (EnrollIdentifiers.IsValid(mqttClientId))
+            {
+                await SendAsync(route, EnrollTopics.ClientResponses(mqttClientId), request.CorrelationData, Error(route, ErrorCodes.Forbidden, $"client_id must equal your MQTT client ID ('{mqttClientId}')", requestId), cancellationToken).ConfigureAwait(false);
+            }
+
+            _metrics.RequestRejected(request.Topic, "client_id_mismatch");
+            LogRejected(_logger, route.Name, mqttClientId, ErrorCodes.Forbidden, $"claimed client_id '{clientId}'");
+            return ErrorCodes.Forbidden;
+        }
+
         var conventional = EnrollTopics.ConventionalResponseTopic(deviceId, clientId);
         var responseTopic = request.ResponseTopic ?? conventional;
         if (!EnrollTopics.IsAllowedResponseTopic(responseTopic, deviceId, clientId))
@@ -134,7 +148,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         string outcome;
         try
         {
-            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt);
+            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress };
             response = await route.Handle(decoded, context, cancellationToken).ConfigureAwait(false);
             outcome = "ok";
         }

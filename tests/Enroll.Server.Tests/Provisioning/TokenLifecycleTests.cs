@@ -130,11 +130,15 @@ public sealed class TokenLifecycleTests(ITestOutputHelper output)
         await using var server = await TestServer.StartAsync(output, o => o.RefreshGrace = TimeSpan.FromSeconds(60), timeProvider: time);
         var token = await server.CreateTokenAsync(autoApprove: true);
         using var state = new TempDirectory();
-        await using var device = DeviceHarness.Create(server.MqttEndpoint, "reuse-1", state.Path, token.Token, output, timeProvider: time);
-        var deviceId = (await device.Registration.StartAsync()).DeviceId;
-        var original = (await device.Store.LoadAsync())!.RegistrationToken!;
-        await device.Registration.RefreshRegistrationTokenAsync().WaitAsync(Patience);
-        var current = await device.Store.LoadAsync();
+        string deviceId, original;
+        DeviceCredentials? current;
+        await using (var device = DeviceHarness.Create(server.MqttEndpoint, "reuse-1", state.Path, token.Token, output, timeProvider: time))
+        {
+            deviceId = (await device.Registration.StartAsync()).DeviceId;
+            original = (await device.Store.LoadAsync())!.RegistrationToken!;
+            await device.Registration.RefreshRegistrationTokenAsync().WaitAsync(Patience);
+            current = await device.Store.LoadAsync();
+        }
 
         await using var raw = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "reuse-1");
         await raw.SubscribeAsync(EnrollTopics.ClientResponses("reuse-1"));
@@ -150,7 +154,7 @@ public sealed class TokenLifecycleTests(ITestOutputHelper output)
         var answer = RawMqttClient.Text(await raw.ReceiveAsync());
         Assert.Contains("\"unauthorized\"", answer, StringComparison.Ordinal);
 
-        Assert.Equal(MqttClientConnectResultCode.BadUserNameOrPassword, await RawMqttClient.TryConnectAsync(server.MqttEndpoint, "reuse-1", deviceId, current!.AccessToken));
+        Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await RawMqttClient.TryConnectAsync(server.MqttEndpoint, "reuse-1", deviceId, current!.AccessToken));
         var stolen = $$"""{"registration_token":"{{current.RegistrationToken}}","client_id":"reuse-1","device_id":"{{deviceId}}"}""";
         await raw.PublishAsync(EnrollTopics.TokensRefresh, stolen, EnrollTopics.ClientResponses("reuse-1"));
         Assert.Contains("\"unauthorized\"", RawMqttClient.Text(await raw.ReceiveAsync()), StringComparison.Ordinal);
