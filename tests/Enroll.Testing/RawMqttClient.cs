@@ -28,10 +28,21 @@ public sealed class RawMqttClient : IAsyncDisposable
 
     public IMqttClient Client => _client;
 
-    public static async Task<RawMqttClient> ConnectAsync(Uri broker, string clientId, string? username = null, string? password = null, MqttProtocolVersion version = MqttProtocolVersion.V500)
+    public static async Task<RawMqttClient> ConnectAsync(Uri broker, string clientId, string? username = null, string? password = null, MqttProtocolVersion version = MqttProtocolVersion.V500, System.Net.IPAddress? localAddress = null)
     {
         var client = new MqttClientFactory().CreateMqttClient();
-        var builder = new MqttClientOptionsBuilder().WithTcpServer(broker.Host, broker.Port).WithClientId(clientId).WithProtocolVersion(version).WithTimeout(TimeSpan.FromSeconds(10));
+        // WithEndPoint resets the TCP options, so it goes first.
+        var builder = new MqttClientOptionsBuilder()
+            .WithEndPoint(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(broker.Host), broker.Port))
+            .WithTcpServer(o =>
+            {
+                if (localAddress is not null)
+                {
+                    // Another loopback address (127.0.0.2, ...) makes this client a different source to the server.
+                    o.LocalEndpoint = new System.Net.IPEndPoint(localAddress, 0);
+                }
+            })
+            .WithClientId(clientId).WithProtocolVersion(version).WithTimeout(TimeSpan.FromSeconds(10));
         if (username is not null)
         {
             builder.WithCredentials(username, password);

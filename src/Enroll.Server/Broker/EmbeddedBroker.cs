@@ -2,10 +2,12 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Text.Json;
+using Enroll.Protocol;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Handlers;
+using Enroll.Server.Security;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -26,6 +28,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly EnrollServerOptions _options;
     private readonly DeviceTokenValidator _tokens;
     private readonly RequestQueue _queue;
+    private readonly FailureRateLimiter _limiter;
     private readonly SigningKeyRing _keys;
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
@@ -37,6 +40,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         IOptions<EnrollServerOptions> options,
         DeviceTokenValidator tokens,
         RequestQueue queue,
+        FailureRateLimiter limiter,
         SigningKeyRing keys,
         ServerMetrics metrics,
         TimeProvider timeProvider,
@@ -45,6 +49,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         _options = options.Value;
         _tokens = tokens;
         _queue = queue;
+        _limiter = limiter;
         _keys = keys;
         _metrics = metrics;
         _timeProvider = timeProvider;
@@ -226,13 +231,23 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         {
             // Requests are for the server alone; never route them to other subscribers.
             e.ProcessPublish = false;
+            var source = e.SessionItems[BrokerSession.RemoteAddress] as string;
+            if (_limiter.IsSourceLimited(source, out var retryAfter))
+            {
+                // A source that keeps failing is answered here, so its burst never queues ahead of other devices.
+                _metrics.RequestRejected(message.Topic, ErrorCodes.RateLimited);
+                return message.ResponseTopic is { } limitedTopic && EnrollTopics.IsResponseTopicShape(limitedTopic)
+                    ? PublishAsync(limitedTopic, RequestQueue.RateLimitedAnswer((int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds))), message.CorrelationData, retain: false, CancellationToken.None)
+                    : Task.CompletedTask;
+            }
+
             var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
             {
                 ResponseTopic = message.ResponseTopic,
                 CorrelationData = message.CorrelationData,
                 SenderClientId = e.ClientId,
                 SenderDeviceId = deviceId,
-                SenderAddress = e.SessionItems[BrokerSession.RemoteAddress] as string,
+                SenderAddress = source,
                 ReceivedAt = _timeProvider.GetUtcNow(),
             };
             if (!_queue.TryEnqueue(request))

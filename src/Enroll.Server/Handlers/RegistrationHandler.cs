@@ -64,7 +64,7 @@ internal sealed class RegistrationHandler
         var clientId = request.ClientId!;
         ValidateShape(request);
 
-        var (orgId, provisioningToken, holder) = await AuthenticateAsync(request, cancellationToken).ConfigureAwait(false);
+        var (orgId, provisioningToken, holder) = await AuthenticateAsync(request, context, cancellationToken).ConfigureAwait(false);
         var deviceId = request.DeviceId ?? holder?.Device.DeviceId;
 
         var outcome = await _registry.RegisterDeviceAsync(
@@ -138,18 +138,18 @@ internal sealed class RegistrationHandler
 
     /// <summary>Returns the organisation the device joins and the credential that allowed it.</summary>
     private async Task<(string OrgId, ProvisioningTokenRecord? ProvisioningToken, RegistrationTokenHolder? Holder)> AuthenticateAsync(
-        RegistrationRequest request, CancellationToken cancellationToken)
+        RegistrationRequest request, RequestContext context, CancellationToken cancellationToken)
     {
         if (request.RegistrationToken is { } registrationToken)
         {
-            var holder = await _registrationTokens.AuthenticateAsync(registrationToken, request.DeviceId, request.ClientId!, cancellationToken).ConfigureAwait(false);
+            var holder = await _registrationTokens.AuthenticateAsync(registrationToken, request.DeviceId, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
             CheckOrg(request.OrgId, holder.Device.OrgId);
             return (holder.Device.OrgId, null, holder);
         }
 
         if (request.ProvisioningToken is { } provisioningToken)
         {
-            var (result, record) = await _provisioningTokens.VerifyAsync(provisioningToken, cancellationToken).ConfigureAwait(false);
+            var (result, record) = await _provisioningTokens.VerifyLimitedAsync(provisioningToken, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
             switch (result)
             {
                 case ProvisioningTokenCheck.Unknown:

@@ -30,7 +30,7 @@ internal sealed class TokenRefreshHandler(RegistrationTokenService registrationT
             throw new RequestRejectedException(ErrorCodes.InvalidRequest, "registration_token is required");
         }
 
-        var holder = await registrationTokens.AuthenticateAsync(request.RegistrationToken, request.DeviceId, request.ClientId!, cancellationToken).ConfigureAwait(false);
+        var holder = await registrationTokens.AuthenticateAsync(request.RegistrationToken, request.DeviceId, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
         var issued = await registrationTokens.RefreshAsync(holder, cancellationToken).ConfigureAwait(false);
         Log.RegistrationTokenRefreshed(logger, holder.Device.DeviceId);
         return new TokenRefreshResponse

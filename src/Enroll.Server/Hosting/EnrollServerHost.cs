@@ -9,6 +9,7 @@ using Enroll.Server.Http;
 using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
+using Enroll.Server.Security;
 using Enroll.Server.Tokens;
 using Enroll.Shared.Files;
 using Microsoft.AspNetCore.Builder;
@@ -111,6 +112,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton<DeviceTokenValidator>();
         services.AddSingleton<RequestQueue>();
         services.AddSingleton<RegistrationTokenService>();
+        services.AddSingleton<FailureRateLimiter>();
         services.AddSingleton<OperationService>();
         services.AddSingleton<RegistrationHandler>();
         services.AddSingleton<ProvisioningInitHandler>();

@@ -53,6 +53,18 @@ public sealed class EnrollServerOptions
     /// <summary>Requests waiting for a handler before new ones are answered <c>unavailable</c>. The default value is 10,000.</summary>
     public int MaxQueuedRequests { get; set; } = 10_000;
 
+    /// <summary>Failed credential attempts one client ID may make per <see cref="FailureWindow"/>. The default value is 5.</summary>
+    public int ClientFailureLimit { get; set; } = 5;
+
+    /// <summary>
+    /// Failed credential attempts one source address may make per <see cref="FailureWindow"/>; generous, because many
+    /// devices can share an address behind NAT. The default value is 100.
+    /// </summary>
+    public int SourceFailureLimit { get; set; } = 100;
+
+    /// <summary>The window the failure limits refill over. The default value is 1 minute.</summary>
+    public TimeSpan FailureWindow { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Concurrent request handlers. The default value is twice the processor count.</summary>
     public int HandlerConcurrency { get; set; } = Environment.ProcessorCount * 2;
 }

@@ -68,7 +68,7 @@ internal sealed class ProvisioningInitHandler
             throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"device_name is limited to {RegistrationHandler.MaxNameLength} characters and metadata to {RegistrationHandler.MaxMetadataEntries} entries");
         }
 
-        var (check, token) = await _provisioningTokens.VerifyAsync(request.ProvisioningToken, cancellationToken).ConfigureAwait(false);
+        var (check, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, clientId, context.SenderAddress, cancellationToken).ConfigureAwait(false);
         var existing = token is null ? null : await _registry.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
         switch (check)
         {

@@ -1,6 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
+using Enroll.Protocol;
+using Enroll.Server.Handlers;
 using Enroll.Server.Registry;
+using Enroll.Server.Security;
 using Microsoft.IdentityModel.Tokens;
 
 namespace Enroll.Server.ProvisioningTokens;
@@ -28,11 +31,37 @@ internal sealed class ProvisioningTokenService
     private const string IdAlphabet = "0123456789abcdefghjkmnpqrstvwxyz";
     private readonly IRegistry _registry;
     private readonly TimeProvider _timeProvider;
+    private readonly FailureRateLimiter _limiter;
 
-    public ProvisioningTokenService(IRegistry registry, TimeProvider timeProvider)
+    public ProvisioningTokenService(IRegistry registry, TimeProvider timeProvider, FailureRateLimiter limiter)
     {
         _registry = registry;
         _timeProvider = timeProvider;
+        _limiter = limiter;
+    }
+
+    /// <summary>
+    /// <see cref="VerifyAsync"/> behind the failure rate limit: a client or source that failed too often is answered
+    /// <c>rate_limited</c> before any lookup, and every refused token counts against both.
+    /// </summary>
+    public async Task<(ProvisioningTokenCheck Check, ProvisioningTokenRecord? Record)> VerifyLimitedAsync(string presented, string clientId, string? source, CancellationToken cancellationToken)
+    {
+        RejectIfLimited(_limiter, clientId, source);
+        var result = await VerifyAsync(presented, cancellationToken).ConfigureAwait(false);
+        if (result.Check is ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired)
+        {
+            _limiter.RecordFailure(clientId, source);
+        }
+
+        return result;
+    }
+
+    internal static void RejectIfLimited(FailureRateLimiter limiter, string clientId, string? source)
+    {
+        if (limiter.IsLimited(clientId, source, out var retryAfter))
+        {
+            throw new RequestRejectedException(ErrorCodes.RateLimited, "too many failed attempts; wait before trying again", (int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds)));
+        }
     }
 
     public async Task<CreatedProvisioningToken> CreateAsync(

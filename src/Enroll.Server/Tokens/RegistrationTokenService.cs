@@ -26,9 +26,11 @@ internal sealed class RegistrationTokenService
     private readonly TimeProvider _timeProvider;
     private readonly EnrollServerOptions _options;
     private readonly ILogger<RegistrationTokenService> _logger;
+    private readonly Security.FailureRateLimiter _limiter;
 
-    public RegistrationTokenService(IRegistry registry, TokenIssuer issuer, DeviceTokenValidator validator, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
+    public RegistrationTokenService(IRegistry registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
     {
+        _limiter = limiter;
         _registry = registry;
         _issuer = issuer;
         _validator = validator;
@@ -64,11 +66,13 @@ internal sealed class RegistrationTokenService
     }
 
     /// <summary>Validates the token and its ledger entry; throws <see cref="RequestRejectedException"/> when refused.</summary>
-    public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, CancellationToken cancellationToken)
+    public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, string? source, CancellationToken cancellationToken)
     {
+        ProvisioningTokens.ProvisioningTokenService.RejectIfLimited(_limiter, clientId, source);
         var check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
         if (!check.IsValid)
         {
+            _limiter.RecordFailure(clientId, source);
             throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
         }
 
