@@ -104,9 +104,12 @@ public sealed partial class RegistrationService
                     wait += wait * (Random.Shared.NextDouble() * 0.2);
                 }
 
-                _state.TransitionTo(DeviceState.Pending, s => s with { OperationId = operationId, RetryIn = wait, Failure = null });
                 Log.WaitingForApproval(_logger, operationId, wait);
-                await WaitForDecisionAsync(push, wait, cancellationToken).ConfigureAwait(false);
+                await WaitForDecisionAsync(
+                    push,
+                    wait,
+                    () => _state.TransitionTo(DeviceState.Pending, s => s with { OperationId = operationId, RetryIn = wait, Failure = null }),
+                    cancellationToken).ConfigureAwait(false);
                 if (push.Task.IsCompleted)
                 {
                     push = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -120,10 +123,15 @@ public sealed partial class RegistrationService
         }
     }
 
-    private async Task WaitForDecisionAsync(TaskCompletionSource push, TimeSpan wait, CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits for a push or for <paramref name="wait"/>. The timer starts before <paramref name="waiting"/> announces the
+    /// wait, so whoever reacts to the announcement (a test advancing a fake clock, say) finds the timer already running.
+    /// </summary>
+    private async Task WaitForDecisionAsync(TaskCompletionSource push, TimeSpan wait, Action waiting, CancellationToken cancellationToken)
     {
         using var delay = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var timer = Task.Delay(wait, _timeProvider, delay.Token);
+        waiting();
         await Task.WhenAny(push.Task, timer).ConfigureAwait(false);
         await delay.CancelAsync().ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();

@@ -51,7 +51,7 @@ public sealed partial class RegistrationService
             var due = NextCareAt(credentials, now);
             if (due > now)
             {
-                await WaitForCareAsync(due - now, cancellationToken).ConfigureAwait(false);
+                await WaitForCareAsync(due, cancellationToken).ConfigureAwait(false);
                 continue;
             }
 
@@ -66,7 +66,7 @@ public sealed partial class RegistrationService
             catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false } or EnrollServerException { IsPermanent: false })
             {
                 Log.TokenCareRetry(_logger, ex.Message, CareRetryDelay);
-                await WaitForCareAsync(CareRetryDelay, cancellationToken).ConfigureAwait(false);
+                await WaitForCareAsync(_timeProvider.GetUtcNow() + CareRetryDelay, cancellationToken).ConfigureAwait(false);
             }
             catch (EnrollException ex)
             {
@@ -80,11 +80,20 @@ public sealed partial class RegistrationService
     /// <summary>Wakes token care early (for example after the server said the Registration Token is expiring).</summary>
     internal void WakeTokenCare() => _careWake.TrySetResult();
 
-    private async Task WaitForCareAsync(TimeSpan delay, CancellationToken cancellationToken)
+    /// <summary>Waits until <paramref name="due"/> (by the <see cref="TimeProvider"/>) or an early wake-up.</summary>
+    private async Task WaitForCareAsync(DateTimeOffset due, CancellationToken cancellationToken)
     {
         var wake = _careWake;
         using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        await Task.WhenAny(Task.Delay(delay, _timeProvider, timer.Token), wake.Task).ConfigureAwait(false);
+        var delay = due - _timeProvider.GetUtcNow();
+        var elapsed = Task.Delay(delay > TimeSpan.Zero ? delay : TimeSpan.Zero, _timeProvider, timer.Token);
+
+        // The clock may have moved between reading it and starting the timer; do not sleep past a due time already reached.
+        if (_timeProvider.GetUtcNow() < due)
+        {
+            await Task.WhenAny(elapsed, wake.Task).ConfigureAwait(false);
+        }
+
         await timer.CancelAsync().ConfigureAwait(false);
         if (wake.Task.IsCompleted)
         {
