@@ -14,6 +14,7 @@ internal static class EnrollCli
         root.Subcommands.Add(OpsCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(DeviceCommand.Create());
+        root.Subcommands.Add(KeysCommand.Create());
         return root;
     }
 }

@@ -167,6 +167,23 @@ public sealed record OperationDecisionRequest
     public string? Reason { get; init; }
 }
 
+/// <summary>One of the server's keys as the API shows it (public part only).</summary>
+public sealed record ServerKeyInfo
+{
+    /// <summary>The key ID (RFC 7638 thumbprint).</summary>
+    public required string Kid { get; init; }
+
+    /// <summary><c>sig</c> (ES256 signing) or <c>enc</c> (ECDH-ES encryption).</summary>
+    public required string Use { get; init; }
+
+    /// <summary>True for the key new tokens are signed (or new requests encrypted) with.</summary>
+    public bool Current { get; init; }
+
+    /// <summary>When the key was created.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset CreatedAt { get; init; }
+}
+
 /// <summary>A list answer: <c>{"items": [...]}</c>.</summary>
 public sealed record ItemList<T>(IReadOnlyList<T> Items);
 
@@ -194,5 +211,6 @@ public sealed record ApiProblem
 [JsonSerializable(typeof(ProvisioningOperationInfo))]
 [JsonSerializable(typeof(ItemList<ProvisioningOperationInfo>))]
 [JsonSerializable(typeof(OperationDecisionRequest))]
+[JsonSerializable(typeof(ItemList<ServerKeyInfo>))]
 [JsonSerializable(typeof(Messages.ServerKeySet))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

@@ -30,6 +30,14 @@ internal static class AdminApi
         api.MapGet("/devices", ListDevicesAsync);
         api.MapGet("/devices/{id}", GetDeviceAsync);
         api.MapPost("/devices/{id}/revoke", RevokeDeviceAsync);
+        api.MapGet("/keys", (SigningKeyRing keys) => TypedResults.Json(KeyList(keys), AdminJsonContext.Default.ItemListServerKeyInfo));
+        api.MapPost("/keys/rotate", (SigningKeyRing keys, ILogger<SigningKeyRing> logger) =>
+        {
+            var created = keys.Rotate();
+            var pruned = keys.Prune(SigningKeyRing.KeysKept);
+            Log.KeysRotated(logger, created.KeyId, pruned);
+            return TypedResults.Json(KeyList(keys), AdminJsonContext.Default.ItemListServerKeyInfo);
+        });
         api.MapGet("/provisioning-operations", ListOperationsAsync);
         api.MapGet("/provisioning-operations/{id}", GetOperationAsync);
         api.MapPost("/provisioning-operations/{id}/approve", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, true, operations, http, ct));
@@ -208,6 +216,12 @@ internal static class AdminApi
         DecidedAt = record.DecidedAt,
         CompletedAt = record.CompletedAt,
     };
+
+    private static ItemList<ServerKeyInfo> KeyList(SigningKeyRing keys)
+    {
+        var all = keys.All;
+        return new ItemList<ServerKeyInfo>(all.Select((k, i) => new ServerKeyInfo { Kid = k.KeyId, Use = "sig", Current = i == all.Count - 1, CreatedAt = k.CreatedAt }).Reverse().ToList());
+    }
 
     internal static IResult Problem(int status, string title, string detail) =>
         TypedResults.Json(new ApiProblem { Title = title, Status = status, Detail = detail }, AdminJsonContext.Default.ApiProblem, "application/problem+json", status);

@@ -15,6 +15,12 @@ namespace Enroll.Server.Tokens;
 /// </summary>
 internal sealed class SigningKeyRing : IDisposable
 {
+    /// <summary>
+    /// Keys kept after a rotation (the current one and the previous ones): tokens signed by a key stay valid while it is
+    /// kept, so rotate at most every (token lifetime ÷ 2) to never cut a device off.
+    /// </summary>
+    public const int KeysKept = 3;
+
     private const string Prefix = "signing-";
     private readonly string _directory;
     private readonly TimeProvider _timeProvider;
