@@ -90,6 +90,12 @@ public sealed class EnrollDeviceOptions
     /// </summary>
     public string? ServerKeysPath { get; set; }
 
+    /// <summary>
+    /// Encrypt every request end to end to the server's published encryption key (JWE ECDH-ES + A256GCM) and expect the
+    /// answers encrypted back, so the broker sees no tokens or metadata in clear. The default value is false.
+    /// </summary>
+    public bool EncryptRequests { get; set; }
+
     /// <summary>Tolerated difference between the device's clock and the server's. The default value is 60 seconds.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);

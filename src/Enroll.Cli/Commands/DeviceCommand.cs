@@ -47,11 +47,13 @@ internal static class DeviceCommand
 
         public Option<string?> ServerKeys { get; } = new("--server-keys") { Description = "A JWKS file with the server's signing keys to trust (default: the keys the server publishes)" };
 
+        public Option<bool> Encrypt { get; } = new("--encrypt") { Description = "Encrypt requests end to end to the server's published key (JWE)" };
+
         public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Log every step to standard error" };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Verbose })
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Encrypt, Verbose })
             {
                 command.Options.Add(option);
             }
@@ -97,6 +99,7 @@ internal static class DeviceCommand
                 o.MaxBackoff = parse.GetDuration(MaxBackoff);
                 o.ProtocolVersion = version;
                 o.ServerKeysPath = parse.GetValue(ServerKeys);
+                o.EncryptRequests = parse.GetValue(Encrypt);
             });
             var provider = services.BuildServiceProvider();
             try

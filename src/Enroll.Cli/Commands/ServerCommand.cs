@@ -16,6 +16,7 @@ internal static class ServerCommand
         var dataDir = new Option<string>("--data-dir") { Description = "Folder for the SQLite registry, signing keys and admin key", DefaultValueFactory = _ => "enroll-data" };
         var bind = new Option<string>("--bind") { Description = "Address to listen on: an IP address, localhost, or * for all", DefaultValueFactory = _ => "127.0.0.1" };
         var open = new Option<bool>("--open-registration") { Description = "Accept registrations without any credential (trusted networks only)" };
+        var requireEncryption = new Option<bool>("--require-encryption") { Description = "Refuse requests that are not end-to-end encrypted (JWE) to the server's key" };
         var accessLifetime = CliOptions.Duration("--access-token-lifetime", "Lifetime of access tokens", "24h");
         var registrationLifetime = CliOptions.Duration("--registration-token-lifetime", "Default lifetime of Registration Tokens", "30d");
         var operationLifetime = CliOptions.Duration("--operation-lifetime", "How long a provisioning operation may stay pending", "24h");
@@ -23,7 +24,7 @@ internal static class ServerCommand
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, open, accessLifetime, registrationLifetime, operationLifetime, logLevel,
+            mqttPort, httpPort, dataDir, bind, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, logLevel,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -36,6 +37,7 @@ internal static class ServerCommand
                 DataDirectory = parse.GetValue(dataDir)!,
                 Bind = parse.GetValue(bind)!,
                 OpenRegistration = parse.GetValue(open),
+                RequireEncryption = parse.GetValue(requireEncryption),
                 AccessTokenLifetime = parse.GetDuration(accessLifetime),
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
@@ -111,6 +113,12 @@ internal static class ServerCommand
             output.Line(string.Empty);
             output.Line("  WARNING: --open-registration is on. ANY client that can reach the broker can register a device");
             output.Line("  WARNING: without a credential. Use it only on a trusted, isolated network.");
+        }
+
+        if (options.RequireEncryption)
+        {
+            output.Line(string.Empty);
+            output.Line("  Requests must be end-to-end encrypted (--require-encryption); devices need --encrypt.");
         }
 
         output.Line(string.Empty);

@@ -53,7 +53,8 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<ServerRequestSender>>(),
-            sp.GetRequiredService<DeviceMetrics>()));
+            sp.GetRequiredService<DeviceMetrics>(),
+            sp.GetRequiredService<ServerTokenVerifier>()));
         services.TryAddSingleton(sp => new ServerTokenVerifier(
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),

@@ -94,6 +94,12 @@ internal sealed class RequestChannel
     /// <summary>Finds a top-level <c>request_id</c> string without deserialising the whole payload.</summary>
     internal static string? ReadRequestId(ReadOnlySpan<byte> payload)
     {
+        if (Enroll.Protocol.Encryption.JweEnvelope.LooksLikeJwe(payload))
+        {
+            // Encrypted answers name their request in the protected header.
+            return Enroll.Protocol.Encryption.JweEnvelope.ReadResponseRequestId(payload);
+        }
+
         try
         {
             var reader = new Utf8JsonReader(payload, new JsonReaderOptions { MaxDepth = 64 });
@@ -147,13 +153,13 @@ internal sealed class RequestExchange : IDisposable
     }
 
     /// <summary>Publishes one attempt.</summary>
-    public Task PublishAsync(string topic, byte[] payload, string responseTopic, string requestId, int qualityOfService, CancellationToken cancellationToken) =>
+    public Task PublishAsync(string topic, byte[] payload, string responseTopic, string requestId, int qualityOfService, CancellationToken cancellationToken, string contentType = "application/json") =>
         _channel.Connection.PublishAsync(
             new OutgoingMessage(topic, payload, qualityOfService)
             {
                 ResponseTopic = responseTopic,
                 CorrelationData = Encoding.UTF8.GetBytes(requestId),
-                ContentType = "application/json",
+                ContentType = contentType,
             },
             cancellationToken);
 

@@ -2,7 +2,12 @@ using System.Diagnostics;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Enroll.Device.Connection;
+using System.Security.Cryptography;
+using System.Text;
 using Enroll.Device.Diagnostics;
+using Enroll.Device.Tokens;
+using Enroll.Protocol;
+using Enroll.Protocol.Encryption;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Microsoft.Extensions.Logging;
@@ -31,14 +36,20 @@ internal sealed class ServerRequestSender
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly DeviceMetrics? _metrics;
+    private readonly ServerTokenVerifier? _keys;
 
-    public ServerRequestSender(RequestChannel channel, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerRequestSender> logger, DeviceMetrics? metrics = null)
+    public ServerRequestSender(RequestChannel channel, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerRequestSender> logger, DeviceMetrics? metrics = null, ServerTokenVerifier? keys = null)
     {
         _channel = channel;
         _options = options.Value;
         _timeProvider = timeProvider;
         _logger = logger;
         _metrics = metrics;
+        _keys = keys;
+        if (_options.EncryptRequests && keys is null)
+        {
+            throw new InvalidOperationException("encrypted requests need the server's keys");
+        }
     }
 
     /// <summary>
@@ -57,6 +68,8 @@ internal sealed class ServerRequestSender
         where TResponse : class, IEnrollResponse
     {
         using var exchange = _channel.Open();
+        var responseKeys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        var refetchKey = false;
         var attempt = 0;
         var started = Stopwatch.GetTimestamp();
         var pipeline = RetryPipelineFactory.Create(_options, _timeProvider, notice =>
@@ -102,10 +115,24 @@ internal sealed class ServerRequestSender
                         throw new EnrollProtocolException($"cannot serialise the {name} request: {ex.Message}", ex);
                     }
 
+                    if (_options.EncryptRequests)
+                    {
+                        payload = await SealAsync(name, payload, requestId, responseKeys, refetchKey, token).ConfigureAwait(false);
+                    }
+
                     Log.SendingRequest(_logger, name, attempt, _options.MaxAttempts, topic, answerTopic);
-                    await exchange.PublishAsync(topic, payload, answerTopic, requestId, _options.QualityOfService, token).ConfigureAwait(false);
+                    await exchange.PublishAsync(topic, payload, answerTopic, requestId, _options.QualityOfService, token, _options.EncryptRequests ? JweEnvelope.ContentType : "application/json").ConfigureAwait(false);
                     var answer = await exchange.ReceiveAsync(token).ConfigureAwait(false);
-                    return Parse(name, answer, responseType);
+                    try
+                    {
+                        return Parse(name, Open(name, answer, responseKeys), responseType);
+                    }
+                    catch (EnrollServerException ex) when (_options.EncryptRequests && ex.Code == ErrorCodes.InvalidRequest && ex.ServerMessage.Contains("unknown encryption key", StringComparison.Ordinal) && !refetchKey)
+                    {
+                        // The server rotated its keys past the one we hold: fetch the current set and try once more.
+                        refetchKey = true;
+                        throw new EnrollServerException(ErrorCodes.Unavailable, ex.ServerMessage, TimeSpan.Zero);
+                    }
                 },
                 cancellationToken).ConfigureAwait(false);
             _metrics?.Completed(name, "success", Stopwatch.GetElapsedTime(started));
@@ -121,6 +148,69 @@ internal sealed class ServerRequestSender
             _metrics?.Completed(name, "error", Stopwatch.GetElapsedTime(started));
             throw;
         }
+    }
+
+    /// <summary>Seals a request for the server's encryption key and remembers the key that opens its answer.</summary>
+    private async Task<byte[]> SealAsync(string name, byte[] payload, string requestId, Dictionary<string, byte[]> responseKeys, bool refetch, CancellationToken cancellationToken)
+    {
+        var (keyId, serverKey) = await _keys!.GetEncryptionKeyAsync(_channel.Connection, refetch, cancellationToken).ConfigureAwait(false);
+        SealedRequest sealedRequest;
+        try
+        {
+            sealedRequest = JweEnvelope.SealRequest(payload, serverKey, keyId);
+        }
+        catch (CryptographicException ex)
+        {
+            throw new EnrollProtocolException($"cannot encrypt the {name} request: {ex.Message}", ex);
+        }
+
+        lock (responseKeys)
+        {
+            responseKeys[requestId] = sealedRequest.ResponseKey;
+        }
+
+        return Encoding.ASCII.GetBytes(sealedRequest.Compact);
+    }
+
+    /// <summary>
+    /// Opens an encrypted answer with the key of the attempt it answers. Clear answers are taken only when they carry an
+    /// error (the server could not read the request); a clear success would mean someone else answered.
+    /// </summary>
+    private IncomingMessage Open(string name, IncomingMessage answer, Dictionary<string, byte[]> responseKeys)
+    {
+        if (!_options.EncryptRequests)
+        {
+            return answer;
+        }
+
+        if (!JweEnvelope.LooksLikeJwe(answer.Payload.Span))
+        {
+            if (EnrollJson.TryDeserialize(answer.Payload, EnrollJsonContext.Default.RegistrationResponse, out var clear, out _) && clear.Error is not null)
+            {
+                return answer;
+            }
+
+            throw new EnrollProtocolException($"the answer to the encrypted {name} request came unencrypted");
+        }
+
+        var requestId = answer.CorrelationData is { Length: > 0 } correlation ? Encoding.UTF8.GetString(correlation) : JweEnvelope.ReadResponseRequestId(answer.Payload.Span);
+        byte[]? key;
+        lock (responseKeys)
+        {
+            key = requestId is null ? null : responseKeys.GetValueOrDefault(requestId);
+        }
+
+        if (key is null)
+        {
+            throw new EnrollProtocolException($"the encrypted answer to {name} cannot be opened: it answers no request of ours");
+        }
+
+        if (!JweEnvelope.TryOpenResponse(answer.Payload.Span, key, out var plaintext, out var error))
+        {
+            throw new EnrollProtocolException($"the encrypted answer to {name} cannot be opened: {error}");
+        }
+
+        return answer with { Payload = plaintext };
     }
 
     private static TResponse Parse<TResponse>(string name, IncomingMessage answer, JsonTypeInfo<TResponse> responseType)

@@ -28,6 +28,7 @@ internal sealed class ServerTokenVerifier
     private readonly ILogger _logger;
     private readonly EnrollTokenValidator _validator;
     private IReadOnlyList<SecurityKey> _keys = [];
+    private (string KeyId, System.Security.Cryptography.ECDiffieHellman Key)? _encryptionKey;
     private string? _keysJson;
 
     public ServerTokenVerifier(IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerTokenVerifier> logger)
@@ -90,6 +91,21 @@ internal sealed class ServerTokenVerifier
         }
 
         return new VerifiedToken(outcome.IssuedAt, outcome.ExpiresAt, outcome.Claims.GetValueOrDefault("org_id"));
+    }
+
+    /// <summary>
+    /// The server's current encryption key, from the pinned key file or the published key set (fetched when the device
+    /// has none, or again when <paramref name="refetch"/> is set after the server refused an old key).
+    /// </summary>
+    public async Task<(string KeyId, System.Security.Cryptography.ECDiffieHellman Key)> GetEncryptionKeyAsync(IDeviceConnection connection, bool refetch, CancellationToken cancellationToken)
+    {
+        if ((_encryptionKey is null || refetch) && _options.ServerKeysPath is null)
+        {
+            await FetchKeysAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+
+        return _encryptionKey ?? throw new EnrollProtocolException(
+            "the server publishes no encryption key; turn EncryptRequests off or update the server");
     }
 
     private static VerifiedToken ReadWithoutValidation(string token)
@@ -162,6 +178,7 @@ internal sealed class ServerTokenVerifier
         try
         {
             _keys = ServerKeyConversions.ToVerificationKeys(set);
+            _encryptionKey = ServerKeyConversions.ToEncryptionKey(set);
         }
         catch (Exception ex) when (ex is FormatException or JsonException or System.Security.Cryptography.CryptographicException or ArgumentException)
         {

@@ -29,7 +29,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly DeviceTokenValidator _tokens;
     private readonly RequestQueue _queue;
     private readonly FailureRateLimiter _limiter;
-    private readonly SigningKeyRing _keys;
+    private readonly PublishedKeys _keys;
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
@@ -41,7 +41,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         DeviceTokenValidator tokens,
         RequestQueue queue,
         FailureRateLimiter limiter,
-        SigningKeyRing keys,
+        PublishedKeys keys,
         ServerMetrics metrics,
         TimeProvider timeProvider,
         ILogger<EmbeddedBroker> logger)
@@ -90,7 +90,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         Log.BrokerStarted(_logger, Endpoint.ToString());
 
         await PublishKeysAsync().ConfigureAwait(false);
-        _keys.Rotated += () => _ = PublishKeysAsync();
+        _keys.Changed += () => _ = PublishKeysAsync();
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
@@ -101,7 +101,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         }
     }
 
-    public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken)
+    public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json")
     {
         var message = new MqttApplicationMessage
         {
@@ -109,7 +109,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             Payload = new ReadOnlySequence<byte>(payload),
             CorrelationData = correlationData,
             QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
-            ContentType = "application/json",
+            ContentType = contentType,
             Retain = retain,
         };
         await Server.InjectApplicationMessage(

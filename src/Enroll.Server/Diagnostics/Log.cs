@@ -56,6 +56,6 @@ internal static partial class Log
     [LoggerMessage(14, LogLevel.Warning, "Could not push the status of operation {OperationId} to {Topic}: {Reason}")]
     public static partial void PushFailed(ILogger logger, string operationId, string topic, string reason);
 
-    [LoggerMessage(15, LogLevel.Warning, "Rotated the signing key: {KeyId} now signs; removed {Pruned} old key(s)")]
-    public static partial void KeysRotated(ILogger logger, string keyId, int pruned);
+    [LoggerMessage(15, LogLevel.Warning, "Rotated keys: {SigningKeyId} now signs, {EncryptionKeyId} now receives encrypted requests; removed {Pruned} old key(s)")]
+    public static partial void KeysRotated(ILogger logger, string signingKeyId, string encryptionKeyId, int pruned);
 }

@@ -29,5 +29,5 @@ internal sealed record RequestContext(string? SenderClientId, string? SenderDevi
 /// <summary>Sends responses back through the broker.</summary>
 internal interface IResponsePublisher
 {
-    Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken);
+    Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json");
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Enroll.Protocol;
+using Enroll.Protocol.Encryption;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
@@ -21,6 +22,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
 {
     private readonly Dictionary<string, RequestRoute> _routes;
     private readonly RequestQueue _queue;
+    private readonly Tokens.EncryptionKeyRing _encryptionKeys;
     private readonly IResponsePublisher _publisher;
     private readonly EnrollServerOptions _options;
     private readonly ServerMetrics _metrics;
@@ -29,6 +31,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
         RequestQueue queue,
+        Tokens.EncryptionKeyRing encryptionKeys,
         IResponsePublisher publisher,
         IOptions<EnrollServerOptions> options,
         ServerMetrics metrics,
@@ -40,6 +43,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         _metrics = metrics;
         _logger = logger;
         _queue = queue;
+        _encryptionKeys = encryptionKeys;
     }
 
     protected override Task ExecuteAsync(CancellationToken stoppingToken)
@@ -99,22 +103,40 @@ internal sealed partial class RequestDispatcher : BackgroundService
             return "too_large";
         }
 
-        if (!EnrollJson.TryDeserialize(request.Payload, route.RequestType, out var decoded, out var error))
+        var payload = request.Payload;
+        byte[]? responseKey = null;
+        if (JweEnvelope.LooksLikeJwe(payload.Span))
         {
-            await RejectUndecodedAsync(route, request, error, cancellationToken).ConfigureAwait(false);
+            if (!JweEnvelope.TryOpenRequest(payload.Span, _encryptionKeys.Find, out var plaintext, out responseKey, out var why))
+            {
+                await RejectUndecodedAsync(route, request, $"cannot decrypt the request: {why}", cancellationToken).ConfigureAwait(false);
+                return "undecryptable";
+            }
+
+            payload = plaintext;
+        }
+        else if (_options.RequireEncryption)
+        {
+            await RejectUndecodedAsync(route, request, "this server accepts only encrypted requests (JWE ECDH-ES + A256GCM to the key published on enroll/v1/server/keys)", cancellationToken).ConfigureAwait(false);
+            return "plaintext_refused";
+        }
+
+        if (!EnrollJson.TryDeserialize(payload, route.RequestType, out var decoded, out var error))
+        {
+            await RejectUndecodedAsync(route, request, error, cancellationToken, responseKey: responseKey).ConfigureAwait(false);
             return "malformed";
         }
 
         var (deviceId, clientId, requestId) = route.Identifiers(decoded);
         if (string.IsNullOrEmpty(clientId))
         {
-            await RejectUndecodedAsync(route, request, "client_id is required", cancellationToken, requestId).ConfigureAwait(false);
+            await RejectUndecodedAsync(route, request, "client_id is required", cancellationToken, requestId, responseKey).ConfigureAwait(false);
             return "invalid";
         }
 
         if (!EnrollIdentifiers.IsValid(clientId) || (deviceId is not null && !EnrollIdentifiers.IsValid(deviceId)))
         {
-            await RejectUndecodedAsync(route, request, $"client_id and device_id must be {EnrollIdentifiers.Rule}", cancellationToken, requestId).ConfigureAwait(false);
+            await RejectUndecodedAsync(route, request, $"client_id and device_id must be {EnrollIdentifiers.Rule}", cancellationToken, requestId, responseKey).ConfigureAwait(false);
             return "invalid";
         }
 
@@ -124,7 +146,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
             // refusal goes to the sender's own topic, never to the client it named.
             if (EnrollIdentifiers.IsValid(mqttClientId))
             {
-                await SendAsync(route, EnrollTopics.ClientResponses(mqttClientId), request.CorrelationData, Error(route, ErrorCodes.Forbidden, $"client_id must equal your MQTT client ID ('{mqttClientId}')", requestId), cancellationToken).ConfigureAwait(false);
+                await SendAsync(route, EnrollTopics.ClientResponses(mqttClientId), request.CorrelationData, Error(route, ErrorCodes.Forbidden, $"client_id must equal your MQTT client ID ('{mqttClientId}')", requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
             }
 
             _metrics.RequestRejected(request.Topic, "client_id_mismatch");
@@ -139,7 +161,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
             var allowed = deviceId is null
                 ? $"'{EnrollTopics.ClientResponses(clientId)}'"
                 : $"'{EnrollTopics.ClientResponses(clientId)}' or '{EnrollTopics.DeviceResponses(deviceId)}'";
-            await SendAsync(route, conventional, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, $"the response topic must be {allowed}", requestId), cancellationToken).ConfigureAwait(false);
+            await SendAsync(route, conventional, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, $"the response topic must be {allowed}", requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
             _metrics.RequestRejected(request.Topic, "response_topic");
             return "invalid";
         }
@@ -167,12 +189,12 @@ internal sealed partial class RequestDispatcher : BackgroundService
             outcome = ErrorCodes.Internal;
         }
 
-        await SendAsync(route, responseTopic, request.CorrelationData, response, cancellationToken).ConfigureAwait(false);
+        await SendAsync(route, responseTopic, request.CorrelationData, response, requestId, responseKey, cancellationToken).ConfigureAwait(false);
         return outcome;
     }
 
     /// <summary>Answers a request that could not be read, when its (MQTT 5) response topic is a plausible one.</summary>
-    private async Task RejectUndecodedAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, string reason, CancellationToken cancellationToken, string? requestId = null)
+    private async Task RejectUndecodedAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, string reason, CancellationToken cancellationToken, string? requestId = null, byte[]? responseKey = null)
         where TRequest : class
         where TResponse : class, IEnrollResponse
     {
@@ -180,7 +202,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         LogInvalid(_logger, request.Topic, request.SenderClientId ?? "?", reason);
         if (request.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
         {
-            await SendAsync(route, topic, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, reason, requestId), cancellationToken).ConfigureAwait(false);
+            await SendAsync(route, topic, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, reason, requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -189,12 +211,20 @@ internal sealed partial class RequestDispatcher : BackgroundService
         where TResponse : class, IEnrollResponse =>
         route.Error(new ErrorBody(code, message), requestId);
 
-    private async Task SendAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string topic, byte[]? correlationData, TResponse response, CancellationToken cancellationToken)
+    /// <summary>Publishes the answer; sealed with the request's response key when the request came encrypted.</summary>
+    private async Task SendAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string topic, byte[]? correlationData, TResponse response, string? requestId, byte[]? responseKey, CancellationToken cancellationToken)
         where TRequest : class
         where TResponse : class, IEnrollResponse
     {
         var payload = JsonSerializer.SerializeToUtf8Bytes(response, route.ResponseType);
-        await _publisher.PublishAsync(topic, payload, correlationData, retain: false, cancellationToken).ConfigureAwait(false);
+        if (responseKey is null)
+        {
+            await _publisher.PublishAsync(topic, payload, correlationData, retain: false, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
+        var sealedAnswer = System.Text.Encoding.ASCII.GetBytes(JweEnvelope.SealResponse(payload, responseKey, requestId));
+        await _publisher.PublishAsync(topic, sealedAnswer, correlationData, retain: false, cancellationToken, JweEnvelope.ContentType).ConfigureAwait(false);
     }
 
     [LoggerMessage(100, LogLevel.Warning, "Invalid request on {Topic} from {ClientId}: {Reason}")]

@@ -74,6 +74,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
 
         // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
         var keyRing = new SigningKeyRing(Path.Combine(dataDirectory, "keys"), time);
+        var encryptionKeys = new EncryptionKeyRing(Path.Combine(dataDirectory, "keys"), time);
         var adminKey = AdminKey.LoadOrCreate(dataDirectory);
 
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Enroll.Server", ContentRootPath = dataDirectory });
@@ -103,6 +104,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton(Options.Create(options));
         services.AddSingleton(time);
         services.AddSingleton(keyRing);
+        services.AddSingleton(encryptionKeys);
+        services.AddSingleton<PublishedKeys>();
         services.AddSingleton(adminKey);
         services.AddSingleton(new TimeOrderedId(time));
         services.AddSingleton<IRegistry>(_ => new SqliteRegistry(Path.Combine(dataDirectory, SqliteRegistry.FileName)));

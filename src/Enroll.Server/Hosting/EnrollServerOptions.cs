@@ -47,6 +47,12 @@ public sealed class EnrollServerOptions
     /// <summary>Tolerated clock difference when checking token lifetimes. The default value is 60 seconds.</summary>
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>
+    /// Refuse requests that are not end-to-end encrypted (JWE ECDH-ES + A256GCM to the server's published key), so a shared
+    /// or third-party broker never sees tokens or metadata in clear. The default value is false.
+    /// </summary>
+    public bool RequireEncryption { get; set; }
+
     /// <summary>The largest request payload accepted, in bytes. The default value is 65,536.</summary>
     public int MaxRequestBytes { get; set; } = 64 * 1024;
 

@@ -20,7 +20,7 @@ internal static class AdminApi
     public static void MapEnrollApi(this IEndpointRouteBuilder app)
     {
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
-        app.MapGet("/.well-known/jwks.json", (SigningKeyRing keys) => TypedResults.Json(keys.KeySet, AdminJsonContext.Default.ServerKeySet));
+        app.MapGet("/.well-known/jwks.json", (PublishedKeys keys) => TypedResults.Json(keys.KeySet, AdminJsonContext.Default.ServerKeySet));
 
         var api = app.MapGroup("/api").AddEndpointFilter<AdminKeyFilter>();
         api.MapPost("/tokens", CreateTokenAsync);
@@ -30,13 +30,12 @@ internal static class AdminApi
         api.MapGet("/devices", ListDevicesAsync);
         api.MapGet("/devices/{id}", GetDeviceAsync);
         api.MapPost("/devices/{id}/revoke", RevokeDeviceAsync);
-        api.MapGet("/keys", (SigningKeyRing keys) => TypedResults.Json(KeyList(keys), AdminJsonContext.Default.ItemListServerKeyInfo));
-        api.MapPost("/keys/rotate", (SigningKeyRing keys, ILogger<SigningKeyRing> logger) =>
+        api.MapGet("/keys", (SigningKeyRing signing, EncryptionKeyRing encryption) => TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo));
+        api.MapPost("/keys/rotate", (PublishedKeys keys, SigningKeyRing signing, EncryptionKeyRing encryption, ILogger<SigningKeyRing> logger) =>
         {
-            var created = keys.Rotate();
-            var pruned = keys.Prune(SigningKeyRing.KeysKept);
-            Log.KeysRotated(logger, created.KeyId, pruned);
-            return TypedResults.Json(KeyList(keys), AdminJsonContext.Default.ItemListServerKeyInfo);
+            var (signingKey, encryptionKey, pruned) = keys.Rotate();
+            Log.KeysRotated(logger, signingKey, encryptionKey, pruned);
+            return TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo);
         });
         api.MapGet("/provisioning-operations", ListOperationsAsync);
         api.MapGet("/provisioning-operations/{id}", GetOperationAsync);
@@ -217,10 +216,15 @@ internal static class AdminApi
         CompletedAt = record.CompletedAt,
     };
 
-    private static ItemList<ServerKeyInfo> KeyList(SigningKeyRing keys)
+    private static ItemList<ServerKeyInfo> KeyList(SigningKeyRing signing, EncryptionKeyRing encryption)
     {
-        var all = keys.All;
-        return new ItemList<ServerKeyInfo>(all.Select((k, i) => new ServerKeyInfo { Kid = k.KeyId, Use = "sig", Current = i == all.Count - 1, CreatedAt = k.CreatedAt }).Reverse().ToList());
+        var sig = signing.All;
+        var enc = encryption.All;
+        return new ItemList<ServerKeyInfo>(
+        [
+            .. sig.Select((k, i) => new ServerKeyInfo { Kid = k.KeyId, Use = "sig", Current = i == sig.Count - 1, CreatedAt = k.CreatedAt }).Reverse(),
+            .. enc.Select((k, i) => new ServerKeyInfo { Kid = k.KeyId, Use = "enc", Current = i == enc.Count - 1, CreatedAt = k.CreatedAt }).Reverse(),
+        ]);
     }
 
     internal static IResult Problem(int status, string title, string detail) =>

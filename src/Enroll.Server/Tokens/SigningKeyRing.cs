@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Security.Cryptography;
-using System.Text;
 using Enroll.Protocol.Messages;
 using Enroll.Shared.Files;
 using Enroll.Shared.Tokens;
@@ -41,9 +39,6 @@ internal sealed class SigningKeyRing : IDisposable
 
     /// <summary>True when this start created the first key.</summary>
     public bool Created { get; }
-
-    /// <summary>Raised after a rotation, so the published key set can be refreshed.</summary>
-    public event Action? Rotated;
 
     /// <summary>The key new tokens are signed with.</summary>
     public SigningKey Current
@@ -99,15 +94,13 @@ internal sealed class SigningKeyRing : IDisposable
         var ecdsa = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var keyId = Thumbprint(ecdsa);
         var created = _timeProvider.GetUtcNow();
-        var file = Path.Combine(_directory, $"{Prefix}{created.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture)}-{keyId}.pem");
-        OwnerOnlyFiles.WriteAllText(file, ecdsa.ExportPkcs8PrivateKeyPem());
+        var file = KeyFiles.Write(_directory, Prefix, created, keyId, ecdsa.ExportPkcs8PrivateKeyPem());
         var key = new SigningKey(keyId, ecdsa, created, file);
         lock (_lock)
         {
             _keys = [.. _keys, key];
         }
 
-        Rotated?.Invoke();
         return key;
     }
 
@@ -132,27 +125,16 @@ internal sealed class SigningKeyRing : IDisposable
             key.Key.Dispose();
         }
 
-        Rotated?.Invoke();
         return removed.Count;
     }
 
     private void Load()
     {
         var keys = new List<SigningKey>();
-        foreach (var file in Directory.EnumerateFiles(_directory, Prefix + "*.pem").Order(StringComparer.Ordinal))
+        foreach (var (file, created, pem) in KeyFiles.Read(_directory, Prefix))
         {
-            if (OwnerOnlyFiles.IsAccessibleByOthers(file))
-            {
-                throw new InvalidOperationException(
-                    $"The signing key {file} can be read by other users. Restrict it (chmod 600 '{file}') before starting the server.");
-            }
-
             var ecdsa = ECDsa.Create();
-            ecdsa.ImportFromPem(File.ReadAllText(file));
-            var stamp = Path.GetFileNameWithoutExtension(file)[Prefix.Length..].Split('-')[0];
-            var created = DateTimeOffset.TryParseExact(stamp, "yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var parsed)
-                ? parsed
-                : File.GetCreationTimeUtc(file);
+            ecdsa.ImportFromPem(pem);
             keys.Add(new SigningKey(Thumbprint(ecdsa), ecdsa, created, file));
         }
 
@@ -160,12 +142,7 @@ internal sealed class SigningKeyRing : IDisposable
     }
 
     /// <summary>RFC 7638 JWK thumbprint of an EC public key.</summary>
-    internal static string Thumbprint(ECDsa key)
-    {
-        var p = key.ExportParameters(false);
-        var json = $$"""{"crv":"P-256","kty":"EC","x":"{{Base64UrlEncoder.Encode(p.Q.X!)}}","y":"{{Base64UrlEncoder.Encode(p.Q.Y!)}}"}""";
-        return Base64UrlEncoder.Encode(SHA256.HashData(Encoding.UTF8.GetBytes(json)));
-    }
+    internal static string Thumbprint(ECDsa key) => KeyFiles.Thumbprint(key.ExportParameters(false));
 
     public void Dispose()
     {

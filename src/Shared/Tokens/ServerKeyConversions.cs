@@ -28,6 +28,25 @@ internal static class ServerKeyConversions
         return keys;
     }
 
+    /// <summary>The newest encryption key (<c>use: enc</c>, ECDH-ES, P-256) of a key set, or null when it has none.</summary>
+    public static (string KeyId, ECDiffieHellman Key)? ToEncryptionKey(ServerKeySet keySet)
+    {
+        foreach (var key in keySet.Keys)
+        {
+            if (key.Kty == "EC" && key.Crv == "P-256" && key.Use == "enc" && key.Alg == "ECDH-ES")
+            {
+                var ecdh = ECDiffieHellman.Create(new ECParameters
+                {
+                    Curve = ECCurve.NamedCurves.nistP256,
+                    Q = new ECPoint { X = Base64UrlEncoder.DecodeBytes(key.X), Y = Base64UrlEncoder.DecodeBytes(key.Y) },
+                });
+                return (key.Kid, ecdh);
+            }
+        }
+
+        return null;
+    }
+
     public static ServerKey ToServerKey(ECDsa key, string keyId, string use = "sig", string alg = "ES256")
     {
         var parameters = key.ExportParameters(includePrivateParameters: false);
