@@ -46,19 +46,20 @@ internal sealed class ProvisioningTokenService
     /// </summary>
     public async Task<(ProvisioningTokenCheck Check, ProvisioningTokenRecord? Record)> VerifyLimitedAsync(string presented, string clientId, string? source, CancellationToken cancellationToken)
     {
-        RejectIfLimited(_limiter, clientId, source);
+        Reserve(_limiter, clientId, source);
         var result = await VerifyAsync(presented, cancellationToken).ConfigureAwait(false);
-        if (result.Check is ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired)
+        if (result.Check is not (ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired))
         {
-            _limiter.RecordFailure(clientId, source);
+            _limiter.Refund(clientId, source);
         }
 
         return result;
     }
 
-    internal static void RejectIfLimited(FailureRateLimiter limiter, string clientId, string? source)
+    /// <summary>Reserves a failure slot for a credential check, or answers <c>rate_limited</c>.</summary>
+    internal static void Reserve(FailureRateLimiter limiter, string clientId, string? source)
     {
-        if (limiter.IsLimited(clientId, source, out var retryAfter))
+        if (!limiter.TryReserve(clientId, source, out var retryAfter))
         {
             throw new RequestRejectedException(ErrorCodes.RateLimited, "too many failed attempts; wait before trying again", (int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds)));
         }

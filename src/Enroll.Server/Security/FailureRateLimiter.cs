@@ -29,34 +29,67 @@ internal sealed class FailureRateLimiter
         return source is not null && IsLimited("source:" + source, _options.SourceFailureLimit, out retryAfter);
     }
 
-    /// <summary>True when this client or source may not try now.</summary>
-    public bool IsLimited(string? clientId, string? source, out TimeSpan retryAfter)
-    {
-        retryAfter = TimeSpan.Zero;
-        if (clientId is not null && IsLimited("client:" + clientId, _options.ClientFailureLimit, out retryAfter))
-        {
-            return true;
-        }
-
-        return IsSourceLimited(source, out retryAfter);
-    }
-
-    /// <summary>Takes a token from the client's and the source's buckets.</summary>
-    public void RecordFailure(string? clientId, string? source)
+    /// <summary>
+    /// Reserves one failure from the client's and the source's buckets before a credential is checked, or returns false
+    /// (with the wait) when either is empty. Reserving first keeps the limit exact when many checks run at once;
+    /// <see cref="Refund"/> gives the reservation back when the credential turns out valid.
+    /// </summary>
+    public bool TryReserve(string? clientId, string? source, out TimeSpan retryAfter)
     {
         if (_buckets.Count > MaxKeys)
         {
             Prune();
         }
 
-        if (clientId is not null)
-        {
-            Take("client:" + clientId, _options.ClientFailureLimit);
-        }
+        var now = _timeProvider.GetUtcNow();
+        var client = clientId is null ? null : _buckets.GetOrAdd("client:" + clientId, _ => new Bucket(_options.ClientFailureLimit, now));
+        var origin = source is null ? null : _buckets.GetOrAdd("source:" + source, _ => new Bucket(_options.SourceFailureLimit, now));
 
-        if (source is not null)
+        // Always lock the client bucket before the source bucket, so concurrent reservations cannot deadlock.
+        lock (client ?? new object())
         {
-            Take("source:" + source, _options.SourceFailureLimit);
+            lock (origin ?? new object())
+            {
+                retryAfter = TimeSpan.Zero;
+                if (client is not null && client.Refill(now, _options.ClientFailureLimit, _options.FailureWindow) < 1)
+                {
+                    retryAfter = _options.FailureWindow / _options.ClientFailureLimit * (1 - client.Tokens);
+                    return false;
+                }
+
+                if (origin is not null && origin.Refill(now, _options.SourceFailureLimit, _options.FailureWindow) < 1)
+                {
+                    retryAfter = _options.FailureWindow / _options.SourceFailureLimit * (1 - origin.Tokens);
+                    return false;
+                }
+
+                if (client is not null)
+                {
+                    client.Tokens -= 1;
+                }
+
+                if (origin is not null)
+                {
+                    origin.Tokens -= 1;
+                }
+
+                return true;
+            }
+        }
+    }
+
+    /// <summary>Returns a reservation made by <see cref="TryReserve"/> for a credential that was valid.</summary>
+    public void Refund(string? clientId, string? source)
+    {
+        foreach (var (key, limit) in new[] { (clientId is null ? null : "client:" + clientId, _options.ClientFailureLimit), (source is null ? null : "source:" + source, _options.SourceFailureLimit) })
+        {
+            if (key is not null && _buckets.TryGetValue(key, out var bucket))
+            {
+                lock (bucket)
+                {
+                    bucket.Tokens = Math.Min(limit, bucket.Tokens + 1);
+                }
+            }
         }
     }
 
@@ -79,17 +112,6 @@ internal sealed class FailureRateLimiter
             var perToken = _options.FailureWindow / limit;
             retryAfter = perToken * (1 - tokens);
             return true;
-        }
-    }
-
-    private void Take(string key, int limit)
-    {
-        var now = _timeProvider.GetUtcNow();
-        var bucket = _buckets.GetOrAdd(key, _ => new Bucket(limit, now));
-        lock (bucket)
-        {
-            bucket.Refill(now, limit, _options.FailureWindow);
-            bucket.Tokens = Math.Max(0, bucket.Tokens - 1);
         }
     }
 

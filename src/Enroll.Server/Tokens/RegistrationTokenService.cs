@@ -68,13 +68,14 @@ internal sealed class RegistrationTokenService
     /// <summary>Validates the token and its ledger entry; throws <see cref="RequestRejectedException"/> when refused.</summary>
     public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, string? source, CancellationToken cancellationToken)
     {
-        ProvisioningTokens.ProvisioningTokenService.RejectIfLimited(_limiter, clientId, source);
+        ProvisioningTokens.ProvisioningTokenService.Reserve(_limiter, clientId, source);
         var check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
         if (!check.IsValid)
         {
-            _limiter.RecordFailure(clientId, source);
             throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
         }
+
+        _limiter.Refund(clientId, source);
 
         var device = check.Device!;
         if (!string.Equals(device.ClientId, clientId, StringComparison.Ordinal))
