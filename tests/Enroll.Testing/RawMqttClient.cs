@@ -138,6 +138,24 @@ public sealed class RawMqttClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Collects every message that arrives within <paramref name="window"/>.</summary>
+    public async Task<IReadOnlyList<MqttApplicationMessage>> CollectAsync(TimeSpan window)
+    {
+        var messages = new List<MqttApplicationMessage>();
+        using var cts = new CancellationTokenSource(window);
+        try
+        {
+            while (true)
+            {
+                messages.Add(await _received.Reader.ReadAsync(cts.Token));
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return messages;
+        }
+    }
+
     public static string Text(MqttApplicationMessage message) => Encoding.UTF8.GetString(message.Payload.ToArray());
 
     public async ValueTask DisposeAsync()

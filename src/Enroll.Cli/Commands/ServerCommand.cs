@@ -16,6 +16,17 @@ internal static class ServerCommand
         var dataDir = new Option<string>("--data-dir") { Description = "Folder for the SQLite registry, signing keys and admin key", DefaultValueFactory = _ => "enroll-data" };
         var bind = new Option<string>("--bind") { Description = "Address to listen on: an IP address, localhost, or * for all", DefaultValueFactory = _ => "127.0.0.1" };
         var open = new Option<bool>("--open-registration") { Description = "Accept registrations without any credential (trusted networks only)" };
+        var broker = new Option<string?>("--broker") { Description = "Use an external MQTT 5 broker (mqtt://host:port) instead of the embedded one; see docs/operations.md" };
+        broker.Validators.Add(result =>
+        {
+            var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+            if (text is not null && (!Uri.TryCreate(text, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "mqtts" or "tcp" or "ssl")))
+            {
+                result.AddError($"--broker: '{text}' is not an mqtt:// or mqtts:// address");
+            }
+        });
+        var brokerUser = new Option<string>("--broker-username") { Description = "The server's user on the external broker", DefaultValueFactory = _ => "enroll-server" };
+        var brokerPassword = new Option<string?>("--broker-password") { Description = "The server's password on the external broker (or set ENROLL_BROKER_PASSWORD)" };
         var requireEncryption = new Option<bool>("--require-encryption") { Description = "Refuse requests that are not end-to-end encrypted (JWE) to the server's key" };
         var accessLifetime = CliOptions.Duration("--access-token-lifetime", "Lifetime of access tokens", "24h");
         var registrationLifetime = CliOptions.Duration("--registration-token-lifetime", "Default lifetime of Registration Tokens", "30d");
@@ -24,7 +35,7 @@ internal static class ServerCommand
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, logLevel,
+            mqttPort, httpPort, dataDir, bind, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, logLevel,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -38,6 +49,9 @@ internal static class ServerCommand
                 Bind = parse.GetValue(bind)!,
                 OpenRegistration = parse.GetValue(open),
                 RequireEncryption = parse.GetValue(requireEncryption),
+                ExternalBroker = parse.GetValue(broker) is { } external ? new Uri(external) : null,
+                BrokerUsername = parse.GetValue(brokerUser)!,
+                BrokerPassword = parse.GetValue(brokerPassword) ?? Environment.GetEnvironmentVariable("ENROLL_BROKER_PASSWORD"),
                 AccessTokenLifetime = parse.GetDuration(accessLifetime),
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
@@ -56,7 +70,7 @@ internal static class ServerCommand
                     }).SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning),
                     cancellationToken: cancellationToken);
             }
-            catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException or ArgumentException or UnauthorizedAccessException)
+            catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException or ArgumentException or UnauthorizedAccessException or TimeoutException)
             {
                 return output.Fail(ExitCodes.Failure, $"cannot start the server: {Describe(ex)}");
             }
@@ -98,7 +112,7 @@ internal static class ServerCommand
         output.Line(string.Empty);
         output.Line("Enroll server is running.");
         output.Line(string.Empty);
-        output.Line($"  MQTT broker   {mqtt}   (embedded)");
+        output.Line($"  MQTT broker   {mqtt}   ({(options.ExternalBroker is null ? "embedded" : $"external, as user {options.BrokerUsername}")})");
         output.Line($"  HTTP API      {http}   (JWKS at {http}/.well-known/jwks.json)");
         output.Line($"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
         output.Line($"  Admin key     {host.AdminKeyPath}   (the enroll CLI reads it from here)");

@@ -126,19 +126,29 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningCompleteHandler>().Route);
         services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<TokenRefreshHandler>().Route);
         services.AddHostedService<OperationExpirySweeper>();
-        services.AddSingleton<EmbeddedBroker>();
-        services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
-        services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
+        if (options.ExternalBroker is null)
+        {
+            services.AddSingleton<EmbeddedBroker>();
+            services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
+            services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
+        }
+        else
+        {
+            services.AddSingleton<ExternalBrokerTransport>();
+            services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
+            services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerTransport>());
+        }
+
         services.AddHostedService<RequestDispatcher>();
 
         var app = builder.Build();
         app.MapEnrollApi();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
 
-        var broker = app.Services.GetRequiredService<EmbeddedBroker>();
+        var mqtt = options.ExternalBroker ?? app.Services.GetRequiredService<EmbeddedBroker>().Endpoint;
         var http = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
         http = new UriBuilder(http) { Host = BindAddress.ClientHost(bind).Trim('[', ']') }.Uri;
-        return new EnrollServerHost(app, broker.Endpoint, http, dataDirectory, keyRing.Created || adminKey.Created);
+        return new EnrollServerHost(app, mqtt, http, dataDirectory, keyRing.Created || adminKey.Created);
     }
 
     /// <summary>Stops the broker, the handlers and the HTTP API.</summary>

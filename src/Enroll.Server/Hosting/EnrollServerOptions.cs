@@ -12,6 +12,19 @@ public sealed class EnrollServerOptions
     /// <summary>The HTTP API and console port; 0 picks a free port. The default value is 8080.</summary>
     public int HttpPort { get; set; } = 8080;
 
+    /// <summary>
+    /// An external MQTT 5 broker (Mosquitto, EMQX, HiveMQ, ...) to use instead of the embedded one, as
+    /// <c>mqtt://host:port</c>. The broker then authenticates devices and enforces access control (see
+    /// docs/operations.md); the server connects as <see cref="BrokerUsername"/>. The default value is null (embedded).
+    /// </summary>
+    public Uri? ExternalBroker { get; set; }
+
+    /// <summary>The user the server connects to an external broker as. The default value is <c>enroll-server</c>.</summary>
+    public string BrokerUsername { get; set; } = "enroll-server";
+
+    /// <summary>The server's password on the external broker; only the server should know it.</summary>
+    public string? BrokerPassword { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 
