@@ -14,7 +14,7 @@ internal static partial class Log
     [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason}")]
     public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason);
 
-    [LoggerMessage(4, LogLevel.Information, "Published {Count} signing key(s) on {Topic}")]
+    [LoggerMessage(4, LogLevel.Information, "Published {Count} key(s) on {Topic}")]
     public static partial void KeysPublished(ILogger logger, int count, string topic);
 
     [LoggerMessage(5, LogLevel.Error, "Broker event handler failed")]

@@ -1,0 +1,98 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Enroll.Testing;
+using Xunit.Abstractions;
+
+namespace Enroll.Cli.Tests.Docs;
+
+/// <summary>
+/// Runs the examples of docs/protocol.md exactly as written — Debian's real mosquitto_rr and mosquitto_sub against a
+/// real server — substituting only the port and the values the reader would copy from earlier answers.
+/// </summary>
+public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task EveryExampleInTheProtocolDoc_RunsAsWrittenAgainstAServer()
+    {
+        ExternalTools.Require("mosquitto_rr", "mosquitto-clients");
+        var examples = Examples(await File.ReadAllTextAsync(MosquittoBroker.RepositoryFile("docs/protocol.md")));
+        await using var server = await TestServer.StartAsync(output);
+        var env = new Dictionary<string, string>
+        {
+            ["TOKEN"] = (await server.CreateTokenAsync("demo", autoApprove: true)).Token!,
+            ["APPROVAL_TOKEN"] = (await server.CreateTokenAsync("demo", autoApprove: false)).Token!,
+        };
+
+        using (var registered = await RunJsonAsync("register"))
+        {
+            env["DEVICE_ID"] = registered.RootElement.GetProperty("device_id").GetString()!;
+            env["ACCESS_TOKEN"] = registered.RootElement.GetProperty("jwt_token").GetString()!;
+            env["REGISTRATION_TOKEN"] = registered.RootElement.GetProperty("registration_token").GetString()!;
+        }
+
+        using (var again = await RunJsonAsync("register-again"))
+        {
+            Assert.Equal(env["DEVICE_ID"], again.RootElement.GetProperty("device_id").GetString());
+        }
+
+        using (var legacy = await RunJsonAsync("register-mqtt311"))
+        {
+            Assert.Equal("req-0001", legacy.RootElement.GetProperty("request_id").GetString());
+            Assert.StartsWith("dev_", legacy.RootElement.GetProperty("device_id").GetString(), StringComparison.Ordinal);
+        }
+
+        using (var malformed = await RunJsonAsync("register-malformed"))
+        {
+            Assert.Equal("invalid_request", malformed.RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        using (var init = await RunJsonAsync("provisioning-init"))
+        {
+            Assert.Equal("pending", init.RootElement.GetProperty("status").GetString());
+            env["OPERATION_ID"] = init.RootElement.GetProperty("operation_id").GetString()!;
+        }
+
+        await server.ApproveAsync(env["OPERATION_ID"]);
+        using (var complete = await RunJsonAsync("provisioning-complete"))
+        {
+            Assert.Equal("approved", complete.RootElement.GetProperty("status").GetString());
+            Assert.Equal("plant-7-gateway", complete.RootElement.GetProperty("device_id").GetString());
+            Assert.StartsWith("eyJ", complete.RootElement.GetProperty("registration_token").GetString(), StringComparison.Ordinal);
+        }
+
+        using (var refreshed = await RunJsonAsync("refresh"))
+        {
+            Assert.NotEqual(env["REGISTRATION_TOKEN"], refreshed.RootElement.GetProperty("registration_token").GetString());
+        }
+
+        var connected = await RunAsync("connect-as-device");
+        Assert.DoesNotContain("Connection Refused", connected.StandardError, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("Error", connected.StandardError, StringComparison.Ordinal);
+
+        using (var keys = await RunJsonAsync("server-keys"))
+        {
+            Assert.Contains(keys.RootElement.GetProperty("keys").EnumerateArray(), k => k.GetProperty("use").GetString() == "sig");
+        }
+
+        async Task<ProcessResult> RunAsync(string name)
+        {
+            var script = examples[name].Replace("-p 1883", $"-p {server.MqttPort}", StringComparison.Ordinal);
+            var result = await ExternalTools.RunAsync("bash", ["-c", script], TimeSpan.FromSeconds(20), environment: env);
+            output.WriteLine($"--- {name}\n{result}");
+            return result;
+        }
+
+        async Task<JsonDocument> RunJsonAsync(string name)
+        {
+            var result = await RunAsync(name);
+            Assert.True(result.ExitCode == 0, $"{name} failed: {result}");
+            return JsonDocument.Parse(result.StandardOutput.Trim());
+        }
+    }
+
+    private static Dictionary<string, string> Examples(string markdown) =>
+        ExampleBlock().Matches(markdown).ToDictionary(m => m.Groups["name"].Value, m => m.Groups["script"].Value);
+
+    [GeneratedRegex(@"<!-- example: (?<name>[a-z0-9-]+) -->\s*```bash\n(?<script>.*?)```", RegexOptions.Singleline)]
+    private static partial Regex ExampleBlock();
+}
