@@ -15,6 +15,7 @@ internal static class EnrollCli
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(DeviceCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
+        root.Subcommands.Add(MessagesCommand.Create());
         return root;
     }
 }

@@ -110,6 +110,34 @@ public sealed class EnrollDeviceOptions
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
     public TimeSpan KeepAlive { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>The most messages the outbox holds. The default value is 100,000.</summary>
+    [Range(1, 100_000_000)]
+    public int OutboxMaxMessages { get; set; } = 100_000;
+
+    /// <summary>The most payload bytes the outbox holds. The default value is 64 MiB.</summary>
+    [Range(1024, long.MaxValue)]
+    public long OutboxMaxBytes { get; set; } = 64L * 1024 * 1024;
+
+    /// <summary>What a send does when the outbox is full. The default value is <see cref="OutboxOverflowPolicy.Reject"/>.</summary>
+    public OutboxOverflowPolicy OutboxOverflow { get; set; } = OutboxOverflowPolicy.Reject;
+
+    /// <summary>
+    /// How durable a send is when it returns. The default value is <see cref="OutboxDurability.Full"/>;
+    /// <see cref="OutboxDurability.Relaxed"/> may lose the last sends on power loss.
+    /// </summary>
+    public OutboxDurability OutboxDurability { get; set; } = OutboxDurability.Full;
+
+    /// <summary>
+    /// Payloads larger than this many bytes are gzip-compressed when that makes them smaller (content encoding
+    /// <c>gzip</c>); 0 turns compression off. The default value is 4096.
+    /// </summary>
+    [Range(0, int.MaxValue)]
+    public int CompressAbove { get; set; } = 4096;
+
+    /// <summary>How many published messages may wait for the broker's acknowledgement at once. The default value is 64.</summary>
+    [Range(1, 65_535)]
+    public int PublishWindow { get; set; } = 64;
+
     /// <summary>Include the host's network, storage, memory and OS facts in requests. The default value is true.</summary>
     public bool SendMetadata { get; set; } = true;
 }

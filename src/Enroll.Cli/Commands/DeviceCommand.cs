@@ -16,6 +16,7 @@ internal static class DeviceCommand
         var command = new Command("device", "Act as a device: register, run the agent, show status");
         command.Subcommands.Add(Register());
         command.Subcommands.Add(Run());
+        command.Subcommands.Add(Send());
         command.Subcommands.Add(Status());
         return command;
     }
@@ -243,6 +244,97 @@ internal static class DeviceCommand
         return command;
     }
 
+    private static Command Send()
+    {
+        var options = new DeviceOptions();
+        var stream = new Option<string>("--stream") { Description = "The stream to send on (for example telemetry or logs/kernel)", Required = true };
+        var data = new Option<string>("--data") { Description = "The payload: JSON or text, or @FILE to read it from a file", Required = true };
+        var contentType = new Option<string>("--content-type") { Description = "The payload's MIME type", DefaultValueFactory = _ => "application/json" };
+        var properties = new Option<string[]>("--property") { Description = "A custom property NAME=VALUE (repeatable)", AllowMultipleArgumentsPerToken = false };
+        var repeat = new Option<int>("--repeat") { Description = "Send the payload this many times; {n} in it becomes the index", DefaultValueFactory = _ => 1 };
+        var concurrency = new Option<int>("--concurrency") { Description = "Concurrent senders for --repeat", DefaultValueFactory = _ => 1 };
+        var printIds = new Option<bool>("--print-ids") { Description = "Print 'INDEX MESSAGE_ID' for every send the moment it is durable" };
+        var deliver = new Option<bool>("--deliver") { Description = "Also connect and deliver, and return only when the outbox is drained" };
+        var json = CliOptions.Json();
+        var command = new Command("send", "Store a message durably in the device's outbox and return (the agent, or --deliver, sends it)") { stream, data, contentType, properties, repeat, concurrency, printIds, deliver, json };
+        options.AddTo(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            return await RunDevice(output, async () =>
+            {
+                var text = parse.GetValue(data)!;
+                var template = text.StartsWith('@') ? await File.ReadAllTextAsync(text[1..], cancellationToken) : text;
+                var custom = new Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var pair in parse.GetValue(properties) ?? [])
+                {
+                    var equals = pair.IndexOf('=', StringComparison.Ordinal);
+                    if (equals <= 0)
+                    {
+                        throw new CliUsageException($"--property must be NAME=VALUE, not '{pair}'");
+                    }
+
+                    custom[pair[..equals]] = pair[(equals + 1)..];
+                }
+
+                await using var provider = await options.BuildAsync(parse);
+                var outbox = provider.GetRequiredService<DeviceOutbox>();
+                var hosted = parse.GetValue(deliver) ? provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList() : [];
+                var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                provider.GetRequiredService<OutboxPublisher>().Drained += () => drained.TrySetResult();
+                foreach (var service in hosted)
+                {
+                    await service.StartAsync(cancellationToken);
+                }
+
+                var messageProperties = new MessageProperties { ContentType = parse.GetValue(contentType), Custom = custom.Count == 0 ? null : custom };
+                var count = Math.Max(1, parse.GetValue(repeat));
+                var next = -1;
+                var ids = new string[count];
+                var lines = new Lock();
+                async Task SenderAsync()
+                {
+                    int index;
+                    while ((index = Interlocked.Increment(ref next)) < count)
+                    {
+                        var payload = System.Text.Encoding.UTF8.GetBytes(template.Replace("{n}", index.ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal));
+                        ids[index] = await outbox.SendAsync(parse.GetValue(stream)!, payload, messageProperties, cancellationToken);
+                        if (parse.GetValue(printIds))
+                        {
+                            lock (lines)
+                            {
+                                output.Out.WriteLine($"{index} {ids[index]}");
+                                output.Out.Flush();
+                            }
+                        }
+                    }
+                }
+
+                await Task.WhenAll(Enumerable.Range(0, Math.Max(1, parse.GetValue(concurrency))).Select(_ => Task.Run(SenderAsync, cancellationToken)));
+                if (hosted.Count > 0)
+                {
+                    await drained.Task.WaitAsync(cancellationToken);
+                    foreach (var service in Enumerable.Reverse(hosted))
+                    {
+                        await service.StopAsync(CancellationToken.None);
+                    }
+                }
+
+                if (parse.GetValue(json))
+                {
+                    output.Line(System.Text.Json.JsonSerializer.Serialize(ids, CliJsonContext.Default.StringArray));
+                }
+                else if (!parse.GetValue(printIds))
+                {
+                    output.Line(count == 1 ? ids[0] : $"Stored {count} messages ({ids[0]} ... {ids[^1]}).");
+                }
+
+                return ExitCodes.Ok;
+            });
+        });
+        return command;
+    }
+
     internal static string DescribeStatus(DeviceStatus status) => status.State switch
     {
         DeviceState.Registered => $"registered as {status.DeviceId}; access token valid until {(status.AccessTokenExpiresAt is { } a ? Format(a) : "-")}" +
@@ -294,6 +386,9 @@ internal static class DeviceCommand
                 RegistrationTokenExpiresAt = stored?.RegistrationTokenExpiresAt,
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
+                Outbox = DeviceOutbox.ReadStatistics(statePath) is { } box
+                    ? new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Dropped = box.Dropped, Quarantined = box.Quarantined }
+                    : null,
             };
 
             if (parse.GetValue(json))
@@ -319,6 +414,11 @@ internal static class DeviceCommand
                     if (result.RegisteredAt is { } at)
                     {
                         output.Line($"Last registered:     {Format(at)}");
+                    }
+
+                    if (result.Outbox is { } outbox)
+                    {
+                        output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; {outbox.Dropped} dropped, {outbox.Quarantined} quarantined ever");
                     }
                 }
             }

@@ -44,9 +44,26 @@ internal sealed record StatusOutput
 
     [JsonConverter(typeof(UtcTimestampConverter))]
     public DateTimeOffset? RegisteredAt { get; init; }
+
+    public OutboxStatusOutput? Outbox { get; init; }
+}
+
+/// <summary>The outbox part of <c>enroll device status --json</c>.</summary>
+internal sealed record OutboxStatusOutput
+{
+    public long Depth { get; init; }
+
+    public long Bytes { get; init; }
+
+    public double? OldestAgeSeconds { get; init; }
+
+    public long Dropped { get; init; }
+
+    public long Quarantined { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(RegisterOutput))]
 [JsonSerializable(typeof(StatusOutput))]
+[JsonSerializable(typeof(string[]))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

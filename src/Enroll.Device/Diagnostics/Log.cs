@@ -85,4 +85,16 @@ internal static partial class Log
 
     [LoggerMessage(31, LogLevel.Warning, "The broker refused the device's access token ({Reason}); sending the request anonymously")]
     public static partial void AccessTokenRefusedAtConnect(ILogger logger, string reason);
+
+    [LoggerMessage(40, LogLevel.Warning, "The broker refused the device's credentials ({Reason}); registering again")]
+    public static partial void SessionRefused(ILogger logger, string reason);
+
+    [LoggerMessage(41, LogLevel.Warning, "Cannot connect as the device ({Reason}); trying again in {Delay}")]
+    public static partial void SessionRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(42, LogLevel.Warning, "Outbox delivery interrupted ({Reason}); unacknowledged messages will be sent again")]
+    public static partial void PublisherInterrupted(ILogger logger, string reason);
+
+    [LoggerMessage(43, LogLevel.Error, "Outbox row {Sequence} (message {MessageId}) cannot be sent ({Reason}); moved it to quarantine")]
+    public static partial void Quarantined(ILogger logger, long sequence, string messageId, string reason);
 }

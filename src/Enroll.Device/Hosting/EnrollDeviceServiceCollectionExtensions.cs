@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
+using Enroll.Device.Outbox;
 using Enroll.Device.Requests;
 using Enroll.Device.Tokens;
 using Microsoft.Extensions.Configuration;
@@ -15,7 +16,8 @@ public static class EnrollDeviceServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the Enroll device services configured by <paramref name="configure"/>, including the
-    /// <see cref="Enroll.Device.EnrollDeviceAgent"/> hosted service that registers the device and keeps it registered.
+    /// <see cref="Enroll.Device.EnrollDeviceAgent"/> hosted service that registers the device and keeps it registered, and the
+    /// <see cref="Enroll.Device.OutboxPublisher"/> that delivers what <see cref="Enroll.Device.DeviceOutbox"/> stores.
     /// Options are validated at start.
     /// Replace <see cref="Enroll.Device.ICredentialStore"/> or <see cref="Enroll.Device.IDeviceInfoProvider"/> by registering
     /// your own before or after this call.
@@ -70,6 +72,33 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<ILogger<Enroll.Device.RegistrationService>>(),
             sp.GetRequiredService<DeviceMetrics>()));
         services.AddHostedService<Enroll.Device.EnrollDeviceAgent>();
+        services.TryAddSingleton(sp => sp.GetService<IMeterFactory>() is { } meters ? new OutboxMetrics(meters) : new OutboxMetrics(new NullMeterFactory()));
+        services.TryAddSingleton(sp =>
+        {
+            var registration = sp.GetRequiredService<Enroll.Device.RegistrationService>();
+            var store = sp.GetRequiredService<Enroll.Device.ICredentialStore>();
+            var stored = new Lazy<string?>(() => store.LoadAsync().AsTask().GetAwaiter().GetResult()?.DeviceId);
+            return new Enroll.Device.DeviceOutbox(
+                sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILogger<Enroll.Device.DeviceOutbox>>(),
+                () => registration.CurrentCredentials?.DeviceId ?? stored.Value,
+                sp.GetRequiredService<OutboxMetrics>());
+        });
+        services.TryAddSingleton(sp => new DeviceSession(
+            sp.GetRequiredService<Enroll.Device.RegistrationService>(),
+            sp.GetRequiredService<IDeviceConnection>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<DeviceSession>>()));
+        services.TryAddSingleton(sp => new Enroll.Device.OutboxPublisher(
+            sp.GetRequiredService<Enroll.Device.DeviceOutbox>(),
+            sp.GetRequiredService<DeviceSession>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.OutboxPublisher>>(),
+            sp.GetRequiredService<OutboxMetrics>()));
+        services.AddHostedService(sp => sp.GetRequiredService<Enroll.Device.OutboxPublisher>());
         return services;
     }
 }

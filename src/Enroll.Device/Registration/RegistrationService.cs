@@ -243,6 +243,44 @@ public sealed partial class RegistrationService : IAsyncDisposable
         return credentials;
     }
 
+    /// <summary>The credentials as last loaded or stored in this process.</summary>
+    internal DeviceCredentials? CurrentCredentials => _credentials;
+
+    /// <summary>Returns the credentials once the device has a Device ID and an access token, waiting for them if needed.</summary>
+    internal async Task<DeviceCredentials> WaitForIdentityAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var changed = new TaskCompletionSource<DeviceCredentials>(TaskCreationOptions.RunContinuationsAsynchronously);
+            void OnChanged(DeviceCredentials credentials) => changed.TrySetResult(credentials);
+            CredentialsChanged += OnChanged;
+            try
+            {
+                var current = await LoadAsync(cancellationToken).ConfigureAwait(false);
+                if (current is { DeviceId: not null, AccessToken: not null })
+                {
+                    return current;
+                }
+
+                await changed.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                CredentialsChanged -= OnChanged;
+            }
+        }
+    }
+
+    /// <summary>Forgets the access token (the broker refused it), so the next <see cref="GetAccessTokenAsync"/> registers again.</summary>
+    internal async Task InvalidateAccessTokenAsync(CancellationToken cancellationToken)
+    {
+        var current = await LoadAsync(cancellationToken).ConfigureAwait(false);
+        if (current?.AccessToken is not null)
+        {
+            await SaveAsync(current with { AccessToken = null, AccessTokenExpiresAt = null }, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     private static DeviceStatus WithIdentity(DeviceStatus status, DeviceCredentials credentials) => status with
     {
         DeviceId = credentials.DeviceId,

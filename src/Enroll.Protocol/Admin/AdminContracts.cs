@@ -184,6 +184,42 @@ public sealed record ServerKeyInfo
     public DateTimeOffset CreatedAt { get; init; }
 }
 
+/// <summary>A stored device message as the API shows it.</summary>
+public sealed record MessageInfo
+{
+    /// <summary>Position in the store; pass the last one seen as <c>after</c> to read only newer messages.</summary>
+    public long Seq { get; init; }
+
+    /// <summary>The device that sent it.</summary>
+    public required string DeviceId { get; init; }
+
+    /// <summary>The device's message ID.</summary>
+    public required string MessageId { get; init; }
+
+    /// <summary>The stream.</summary>
+    public required string Stream { get; init; }
+
+    /// <summary>When the device stored it.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? CreatedAt { get; init; }
+
+    /// <summary>When the server received it.</summary>
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset ReceivedAt { get; init; }
+
+    /// <summary>The payload's MIME type.</summary>
+    public string? ContentType { get; init; }
+
+    /// <summary>Custom properties.</summary>
+    public Dictionary<string, string>? Properties { get; init; }
+
+    /// <summary>The payload as text, when it is valid UTF-8.</summary>
+    public string? Payload { get; init; }
+
+    /// <summary>The payload in base64, when it is not valid UTF-8.</summary>
+    public string? PayloadBase64 { get; init; }
+}
+
 /// <summary>A list answer: <c>{"items": [...]}</c>.</summary>
 public sealed record ItemList<T>(IReadOnlyList<T> Items);
 
@@ -212,5 +248,6 @@ public sealed record ApiProblem
 [JsonSerializable(typeof(ItemList<ProvisioningOperationInfo>))]
 [JsonSerializable(typeof(OperationDecisionRequest))]
 [JsonSerializable(typeof(ItemList<ServerKeyInfo>))]
+[JsonSerializable(typeof(ItemList<MessageInfo>))]
 [JsonSerializable(typeof(Messages.ServerKeySet))]
 public sealed partial class AdminJsonContext : JsonSerializerContext;

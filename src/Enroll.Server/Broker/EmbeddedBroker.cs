@@ -13,6 +13,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet;
+using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
 
@@ -29,6 +30,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly DeviceTokenValidator _tokens;
     private readonly RequestQueue _queue;
     private readonly FailureRateLimiter _limiter;
+    private readonly Ingest.MessageIngest _ingest;
+    private readonly TimeOrderedId _ids;
     private readonly PublishedKeys _keys;
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
@@ -41,6 +44,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         DeviceTokenValidator tokens,
         RequestQueue queue,
         FailureRateLimiter limiter,
+        Ingest.MessageIngest ingest,
+        TimeOrderedId ids,
         PublishedKeys keys,
         ServerMetrics metrics,
         TimeProvider timeProvider,
@@ -50,6 +55,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         _tokens = tokens;
         _queue = queue;
         _limiter = limiter;
+        _ingest = ingest;
+        _ids = ids;
         _keys = keys;
         _metrics = metrics;
         _timeProvider = timeProvider;
@@ -208,11 +215,11 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason);
     }
 
-    private Task InterceptPublishAsync(InterceptingPublishEventArgs e)
+    private async Task InterceptPublishAsync(InterceptingPublishEventArgs e)
     {
         if (e.ClientId == BrokerSession.ServerClientId)
         {
-            return Task.CompletedTask;
+            return;
         }
 
         var message = e.ApplicationMessage;
@@ -224,7 +231,13 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             e.Response.ReasonString = "not allowed to publish on this topic";
             _metrics.AccessDenied("publish");
             Log.AccessDenied(_logger, "publish", e.ClientId, message.Topic, deviceId is null ? "anonymous client" : $"device {deviceId}");
-            return Task.CompletedTask;
+            return;
+        }
+
+        if (deviceId is not null && EnrollTopics.TryParseDeviceMessageTopic(message.Topic, out var sender, out var stream) && sender == deviceId)
+        {
+            await IngestAsync(e, sender, stream).ConfigureAwait(false);
+            return;
         }
 
         if (EnrollTopics.IsRequestTopic(message.Topic))
@@ -236,9 +249,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             {
                 // A source that keeps failing is answered here, so its burst never queues ahead of other devices.
                 _metrics.RequestRejected(message.Topic, ErrorCodes.RateLimited);
-                return message.ResponseTopic is { } limitedTopic && EnrollTopics.IsResponseTopicShape(limitedTopic)
-                    ? PublishAsync(limitedTopic, RequestQueue.RateLimitedAnswer((int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds))), message.CorrelationData, retain: false, CancellationToken.None)
-                    : Task.CompletedTask;
+                if (message.ResponseTopic is { } limitedTopic && EnrollTopics.IsResponseTopicShape(limitedTopic))
+                {
+                    await PublishAsync(limitedTopic, RequestQueue.RateLimitedAnswer((int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds))), message.CorrelationData, retain: false, CancellationToken.None).ConfigureAwait(false);
+                }
+
+                return;
             }
 
             var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
@@ -255,12 +271,59 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 _metrics.RequestRejected(message.Topic, "overloaded");
                 if (message.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
                 {
-                    return PublishAsync(topic, RequestQueue.OverloadedAnswer, message.CorrelationData, retain: false, CancellationToken.None);
+                    await PublishAsync(topic, RequestQueue.OverloadedAnswer, message.CorrelationData, retain: false, CancellationToken.None).ConfigureAwait(false);
                 }
             }
         }
+    }
 
-        return Task.CompletedTask;
+    /// <summary>
+    /// Stores a device's message before the broker acknowledges it: the PUBACK goes out only after the group commit that
+    /// holds the message, so an acknowledged message is never lost. Resends are stored once.
+    /// </summary>
+    private async Task IngestAsync(InterceptingPublishEventArgs e, string deviceId, string stream)
+    {
+        var message = e.ApplicationMessage;
+        e.ProcessPublish = false;
+        string? messageId = null, createdAt = null, encoding = null;
+        var properties = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var property in message.UserProperties ?? [])
+        {
+            switch (property.Name)
+            {
+                case "message_id":
+                    messageId = property.ReadValueAsString();
+                    break;
+                case "created_at":
+                    createdAt = property.ReadValueAsString();
+                    break;
+                case "content_encoding":
+                    encoding = property.ReadValueAsString();
+                    break;
+                default:
+                    properties[property.Name] = property.ReadValueAsString();
+                    break;
+            }
+        }
+
+        var ingested = new IngestedMessage
+        {
+            DeviceId = deviceId,
+            // MQTT 3.1.1 has no user properties: such messages get a server ID and cannot be de-duplicated.
+            MessageId = messageId ?? "srv_" + _ids.Next(),
+            Stream = stream,
+            CreatedAt = DateTimeOffset.TryParse(createdAt, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var created) ? created : null,
+            ReceivedAt = _timeProvider.GetUtcNow(),
+            ContentType = message.ContentType,
+            Properties = properties,
+            Payload = message.Payload.ToArray(),
+        };
+        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(false);
+        if (result == Ingest.IngestResult.Invalid)
+        {
+            e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
+            e.Response.ReasonString = reason;
+        }
     }
 
     private Task InterceptSubscription(InterceptingSubscriptionEventArgs e)

@@ -58,4 +58,7 @@ internal static partial class Log
 
     [LoggerMessage(15, LogLevel.Warning, "Rotated keys: {SigningKeyId} now signs, {EncryptionKeyId} now receives encrypted requests; removed {Pruned} old key(s)")]
     public static partial void KeysRotated(ILogger logger, string signingKeyId, string encryptionKeyId, int pruned);
+
+    [LoggerMessage(16, LogLevel.Warning, "Refused message {MessageId} of device {DeviceId}: {Reason}")]
+    public static partial void MessageRefused(ILogger logger, string deviceId, string messageId, string reason);
 }

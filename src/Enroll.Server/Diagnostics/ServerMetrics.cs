@@ -13,6 +13,7 @@ internal static class ServerInstruments
     public const string Connections = "enroll.server.broker.connections";
     public const string ConnectionsRefused = "enroll.server.broker.connections.refused";
     public const string AccessDenied = "enroll.server.broker.access_denied";
+    public const string MessagesIngested = "enroll.server.messages.ingested";
 }
 
 /// <summary>The server's metrics, created through <see cref="IMeterFactory"/>.</summary>
@@ -24,6 +25,7 @@ internal sealed class ServerMetrics
     private readonly Counter<long> _connections;
     private readonly Counter<long> _connectionsRefused;
     private readonly Counter<long> _accessDenied;
+    private readonly Counter<long> _ingested;
 
     public ServerMetrics(IMeterFactory meterFactory)
     {
@@ -34,6 +36,7 @@ internal sealed class ServerMetrics
         _connections = meter.CreateCounter<long>(ServerInstruments.Connections, "{connection}", "Accepted broker connections, by kind");
         _connectionsRefused = meter.CreateCounter<long>(ServerInstruments.ConnectionsRefused, "{connection}", "Refused broker connections, by reason");
         _accessDenied = meter.CreateCounter<long>(ServerInstruments.AccessDenied, "{operation}", "Publishes and subscriptions refused by access control");
+        _ingested = meter.CreateCounter<long>(ServerInstruments.MessagesIngested, "{message}", "Device messages ingested, by outcome (stored, duplicate, invalid)");
     }
 
     public void RequestHandled(string topic, string outcome, TimeSpan duration)
@@ -49,6 +52,8 @@ internal sealed class ServerMetrics
     public void ConnectionAccepted(string kind) => _connections.Add(1, new KeyValuePair<string, object?>("kind", kind));
 
     public void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
+
+    public void MessageIngested(string outcome) => _ingested.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
 
     public void AccessDenied(string operation) => _accessDenied.Add(1, new KeyValuePair<string, object?>("operation", operation));
 }

@@ -66,6 +66,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         EnrollServerOptions options,
         Action<ILoggingBuilder>? configureLogging = null,
         TimeProvider? timeProvider = null,
+        Action<IServiceCollection>? configureServices = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -126,6 +127,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningCompleteHandler>().Route);
         services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<TokenRefreshHandler>().Route);
         services.AddHostedService<OperationExpirySweeper>();
+        services.AddSingleton<Ingest.MessageIngest>();
         if (options.ExternalBroker is null)
         {
             services.AddSingleton<EmbeddedBroker>();
@@ -141,6 +143,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
 
         services.AddHostedService<RequestDispatcher>();
 
+        // Deployments add IMessageSink forwarders (or replace services) here.
+        configureServices?.Invoke(services);
         var app = builder.Build();
         app.MapEnrollApi();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);

@@ -37,6 +37,7 @@ internal static class AdminApi
             Log.KeysRotated(logger, signingKey, encryptionKey, pruned);
             return TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo);
         });
+        api.MapGet("/messages", ListMessagesAsync);
         api.MapGet("/provisioning-operations", ListOperationsAsync);
         api.MapGet("/provisioning-operations/{id}", GetOperationAsync);
         api.MapPost("/provisioning-operations/{id}/approve", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, true, operations, http, ct));
@@ -140,6 +141,35 @@ internal static class AdminApi
 
         Log.DeviceRevoked(logger, id);
         return TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
+    }
+
+    /// <summary>Recent messages (the newest <c>limit</c>), or with <c>after</c> the ones stored since that sequence number.</summary>
+    private static async Task<IResult> ListMessagesAsync(IRegistry registry, string? device, long? after, int? limit, CancellationToken cancellationToken)
+    {
+        var count = Math.Clamp(limit ?? 50, 1, 1000);
+        var messages = after is { } since
+            ? await registry.ListMessagesAsync(device, since, count, cancellationToken).ConfigureAwait(false)
+            : await registry.RecentMessagesAsync(device, count, cancellationToken).ConfigureAwait(false);
+        return TypedResults.Json(new ItemList<MessageInfo>(messages.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListMessageInfo);
+    }
+
+    internal static MessageInfo ToInfo(StoredMessage stored)
+    {
+        var message = stored.Message;
+        var text = System.Text.Unicode.Utf8.IsValid(message.Payload.Span) ? System.Text.Encoding.UTF8.GetString(message.Payload.Span) : null;
+        return new MessageInfo
+        {
+            Seq = stored.Sequence,
+            DeviceId = message.DeviceId,
+            MessageId = message.MessageId,
+            Stream = message.Stream,
+            CreatedAt = message.CreatedAt,
+            ReceivedAt = message.ReceivedAt,
+            ContentType = message.ContentType,
+            Properties = message.Properties.Count == 0 ? null : new Dictionary<string, string>(message.Properties),
+            Payload = text,
+            PayloadBase64 = text is null ? Convert.ToBase64String(message.Payload.Span) : null,
+        };
     }
 
     private static readonly string[] OperationStatuses = ["pending", "approved", "rejected", "expired", "completed"];

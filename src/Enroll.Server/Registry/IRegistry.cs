@@ -69,4 +69,16 @@ internal interface IRegistry : IAsyncDisposable
 
     /// <summary>Marks <paramref name="oldTokenId"/> as refreshed away by <paramref name="replacement"/> (recorded too).</summary>
     Task ReplaceRegistrationTokenAsync(string oldTokenId, RegistrationTokenRecord replacement, DateTimeOffset now, CancellationToken cancellationToken = default);
+
+    /// <summary>Stores a device message unless one with the same Device ID and message ID exists; true when it was new.</summary>
+    Task<bool> StoreMessageAsync(IngestedMessage message, CancellationToken cancellationToken = default);
+
+    /// <summary>Messages after <paramref name="afterSequence"/> (optionally of one device), oldest first.</summary>
+    Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>The newest <paramref name="limit"/> messages (optionally of one device), oldest first.</summary>
+    Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, CancellationToken cancellationToken = default);
+
+    /// <summary>How many messages are stored (optionally of one device).</summary>
+    Task<long> CountMessagesAsync(string? deviceId, CancellationToken cancellationToken = default);
 }

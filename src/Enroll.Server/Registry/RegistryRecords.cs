@@ -193,3 +193,6 @@ internal enum RegistrationTokenUse
     /// <summary>The server has no record of the token.</summary>
     Unknown,
 }
+
+/// <summary>A stored device message.</summary>
+internal sealed record StoredMessage(long Sequence, IngestedMessage Message);

@@ -79,6 +79,21 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX registration_tokens_device ON registration_tokens (device_id);
         """,
+        """
+        CREATE TABLE messages (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            device_id TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            stream TEXT NOT NULL,
+            created_at INTEGER,
+            received_at INTEGER NOT NULL,
+            content_type TEXT,
+            properties TEXT,
+            payload BLOB NOT NULL,
+            UNIQUE (device_id, message_id)
+        );
+        CREATE INDEX messages_device ON messages (device_id, seq);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

@@ -33,10 +33,13 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         _writer.Open();
         Pragmas(_writer, $"PRAGMA journal_mode=WAL; PRAGMA synchronous={_synchronous}; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=30000;");
         _queue = Channel.CreateUnbounded<IWriteOperation>(new UnboundedChannelOptions { SingleReader = true });
+        Durability = durability;
         _writerLoop = Task.Factory.StartNew(WriterLoop, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
     public string Path { get; }
+
+    public SqliteDurability Durability { get; }
 
     /// <summary>Number of transactions committed by the writer; with <see cref="WritesCommitted"/> shows the batching.</summary>
     public long Commits => Interlocked.Read(ref _commits);
@@ -80,6 +83,22 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         return item.Completion.Task;
     }
 
+    /// <summary>
+    /// Runs <paramref name="maintenance"/> on the writer connection between batches, outside any transaction (for
+    /// <c>PRAGMA incremental_vacuum</c>, WAL checkpoints and the like).
+    /// </summary>
+    public Task MaintainAsync(Action<SqliteConnection> maintenance)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        var item = new MaintenanceOperation(maintenance);
+        if (!_queue.Writer.TryWrite(item))
+        {
+            ObjectDisposedException.ThrowIf(true, this);
+        }
+
+        return item.Completion.Task;
+    }
+
     /// <summary>Queues a write without a result; see <see cref="WriteAsync{T}"/>.</summary>
     public Task WriteAsync(Action<SqliteWriteContext> operation, CancellationToken cancellationToken = default) =>
         WriteAsync<bool>(context =>
@@ -94,9 +113,22 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
-            while (batch.Count < _maxBatch && _queue.Reader.TryRead(out var item))
+            while (batch.Count < _maxBatch && _queue.Reader.TryPeek(out var next))
             {
-                if (!item.IsCancelled)
+                if (next is MaintenanceOperation maintenance)
+                {
+                    if (batch.Count > 0)
+                    {
+                        break;
+                    }
+
+                    _queue.Reader.TryRead(out _);
+                    maintenance.Run(_writer);
+                    continue;
+                }
+
+                _queue.Reader.TryRead(out var item);
+                if (!item!.IsCancelled)
                 {
                     batch.Add(item);
                 }
@@ -177,6 +209,36 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         void Complete();
 
         void Fail(Exception exception);
+    }
+
+    private sealed class MaintenanceOperation(Action<SqliteConnection> maintenance) : IWriteOperation
+    {
+        public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool IsCancelled => false;
+
+        public void Run(SqliteConnection connection)
+        {
+            try
+            {
+                maintenance(connection);
+                Completion.TrySetResult();
+            }
+#pragma warning disable CA1031 // the caller gets the failure; the writer loop keeps running
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                Completion.TrySetException(ex);
+            }
+        }
+
+        public bool Run(SqliteWriteContext context) => throw new InvalidOperationException("maintenance runs outside batches");
+
+        public void Complete()
+        {
+        }
+
+        public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
 
     private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken) : IWriteOperation

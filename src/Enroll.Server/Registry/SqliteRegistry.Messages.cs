@@ -1,0 +1,65 @@
+using System.Text.Json;
+using Microsoft.Data.Sqlite;
+
+namespace Enroll.Server.Registry;
+
+internal sealed partial class SqliteRegistry
+{
+    private const string MessageColumns = "seq, device_id, message_id, stream, created_at, received_at, content_type, properties, payload";
+
+    public Task<bool> StoreMessageAsync(IngestedMessage message, CancellationToken cancellationToken = default) =>
+        _database.WriteAsync(
+            context =>
+            {
+                using var insert = context.CreateCommand($"""
+                    INSERT OR IGNORE INTO messages (device_id, message_id, stream, created_at, received_at, content_type, properties, payload)
+                    VALUES ($device, $id, $stream, $created, $received, $type, $properties, $payload)
+                    """);
+                insert.Parameters.AddWithValue("$device", message.DeviceId);
+                insert.Parameters.AddWithValue("$id", message.MessageId);
+                insert.Parameters.AddWithValue("$stream", message.Stream);
+                insert.Parameters.AddWithValue("$created", (object?)ToUnix(message.CreatedAt) ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$received", ToUnix(message.ReceivedAt));
+                insert.Parameters.AddWithValue("$type", (object?)message.ContentType ?? DBNull.Value);
+                insert.Parameters.AddWithValue("$properties", message.Properties.Count == 0 ? DBNull.Value : JsonSerializer.Serialize(new Dictionary<string, string>(message.Properties), RegistryJsonContext.Default.DictionaryStringString));
+                insert.Parameters.AddWithValue("$payload", message.Payload.ToArray());
+                return insert.ExecuteNonQuery() > 0;
+            },
+            cancellationToken);
+
+    public Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<StoredMessage>>(Query(
+            $"SELECT {MessageColumns} FROM messages WHERE ($device IS NULL OR device_id = $device) AND seq > $after ORDER BY seq LIMIT $limit",
+            ReadMessage,
+            ("$device", deviceId),
+            ("$after", afterSequence),
+            ("$limit", limit)));
+
+    public Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, CancellationToken cancellationToken = default)
+    {
+        var newest = Query(
+            $"SELECT {MessageColumns} FROM messages WHERE ($device IS NULL OR device_id = $device) ORDER BY seq DESC LIMIT $limit",
+            ReadMessage,
+            ("$device", deviceId),
+            ("$limit", limit));
+        newest.Reverse();
+        return Task.FromResult<IReadOnlyList<StoredMessage>>(newest);
+    }
+
+    public Task<long> CountMessagesAsync(string? deviceId, CancellationToken cancellationToken = default) =>
+        Task.FromResult(Query("SELECT COUNT(*) FROM messages WHERE ($device IS NULL OR device_id = $device)", r => r.GetInt64(0), ("$device", deviceId)).Single());
+
+    private static StoredMessage ReadMessage(SqliteDataReader r) => new(
+        r.GetInt64(0),
+        new IngestedMessage
+        {
+            DeviceId = r.GetString(1),
+            MessageId = r.GetString(2),
+            Stream = r.GetString(3),
+            CreatedAt = FromUnixNullable(r, 4),
+            ReceivedAt = FromUnix(r.GetInt64(5)),
+            ContentType = StringOrNull(r, 6),
+            Properties = r.IsDBNull(7) ? new Dictionary<string, string>() : JsonSerializer.Deserialize(r.GetString(7), RegistryJsonContext.Default.DictionaryStringString)!,
+            Payload = (byte[])r.GetValue(8),
+        });
+}
