@@ -24,6 +24,32 @@ public sealed class DeviceHarness : IAsyncDisposable
 
     public ICredentialStore Store => _provider.GetRequiredService<ICredentialStore>();
 
+    public DeviceOutbox Outbox => _provider.GetRequiredService<DeviceOutbox>();
+
+    public OutboxPublisher Publisher => _provider.GetRequiredService<OutboxPublisher>();
+
+    private List<Microsoft.Extensions.Hosting.IHostedService>? _agents;
+
+    /// <summary>Starts the hosted services a Generic Host app would run: the registration agent and the outbox publisher.</summary>
+    public async Task StartAgentsAsync()
+    {
+        _agents = _provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList();
+        foreach (var agent in _agents)
+        {
+            await agent.StartAsync(CancellationToken.None);
+        }
+    }
+
+    public async Task StopAgentsAsync()
+    {
+        foreach (var agent in Enumerable.Reverse(_agents ?? []))
+        {
+            await agent.StopAsync(CancellationToken.None);
+        }
+
+        _agents = null;
+    }
+
     public static DeviceHarness Create(Uri broker, string clientId, string statePath, string? provisioningToken, ITestOutputHelper? output = null, Action<EnrollDeviceOptions>? configure = null, TimeProvider? timeProvider = null)
     {
         var services = new ServiceCollection();
@@ -58,6 +84,7 @@ public sealed class DeviceHarness : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        await StopAgentsAsync();
         var registration = _provider.GetRequiredService<RegistrationService>();
         if (registration.IsRunning)
         {

@@ -127,6 +127,29 @@ public sealed class TestServer : IAsyncDisposable
         response.EnsureSuccessStatusCode();
     }
 
+    /// <summary>How many messages the server stored (optionally of one device).</summary>
+    public Task<long> CountMessagesAsync(string? deviceId = null) =>
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IRegistry>(Host.Services).CountMessagesAsync(deviceId);
+
+    /// <summary>Every stored message of a device, oldest first.</summary>
+    public async Task<IReadOnlyList<Enroll.Server.IngestedMessage>> MessagesAsync(string? deviceId = null)
+    {
+        var registry = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IRegistry>(Host.Services);
+        var all = new List<Enroll.Server.IngestedMessage>();
+        long after = 0;
+        while (true)
+        {
+            var page = await registry.ListMessagesAsync(deviceId, after, 1000);
+            if (page.Count == 0)
+            {
+                return all;
+            }
+
+            all.AddRange(page.Select(p => p.Message));
+            after = page[^1].Sequence;
+        }
+    }
+
     public async Task<IReadOnlyList<DeviceInfo>> ListDevicesAsync()
     {
         var list = await _http.GetFromJsonAsync("/api/devices", AdminJsonContext.Default.ItemListDeviceInfo);

@@ -14,9 +14,7 @@ internal sealed class OutboxStore : IAsyncDisposable
 {
     public const string FileName = "outbox.db";
 
-    // auto_vacuum must precede the tables so drained space can be given back to the file system.
     private const string Schema = """
-        PRAGMA auto_vacuum = INCREMENTAL;
         CREATE TABLE IF NOT EXISTS messages (
             seq INTEGER PRIMARY KEY AUTOINCREMENT,
             message_id TEXT NOT NULL,
@@ -206,12 +204,29 @@ internal sealed class OutboxStore : IAsyncDisposable
         }
     }
 
-    /// <summary>Gives the space of drained rows back: incremental vacuum and a truncating WAL checkpoint.</summary>
+    /// <summary>
+    /// Gives the space of drained rows back to the file system: a truncating WAL checkpoint and, when the outbox is empty
+    /// (so rewriting it costs nothing), a VACUUM. Skipped quietly when another process is writing at that moment.
+    /// </summary>
     public Task ReclaimAsync() => _database.MaintainAsync(connection =>
     {
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);";
-        command.ExecuteNonQuery();
+        try
+        {
+            using var command = connection.CreateCommand();
+            command.CommandText = "SELECT depth FROM stats WHERE id = 1";
+            if (command.ExecuteScalar() is 0L)
+            {
+                command.CommandText = "VACUUM";
+                command.ExecuteNonQuery();
+            }
+
+            command.CommandText = "PRAGMA wal_checkpoint(TRUNCATE)";
+            command.ExecuteNonQuery();
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6)
+        {
+            // SQLITE_BUSY / SQLITE_LOCKED: someone else is writing; the next drain tries again.
+        }
     });
 
     /// <summary>Moves a row that cannot be decoded to the quarantine table, so the rows behind it still go out.</summary>
