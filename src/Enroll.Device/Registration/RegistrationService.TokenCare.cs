@@ -138,6 +138,32 @@ public sealed partial class RegistrationService
 
     private async Task<DeviceCredentials> RenewAccessTokenAsync(CancellationToken cancellationToken)
     {
+        await _flowLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await RenewAccessTokenLockedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _flowLock.Release();
+        }
+    }
+
+    private async Task<DeviceCredentials> RefreshCoreAsync(CancellationToken cancellationToken)
+    {
+        await _flowLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await RefreshLockedAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _flowLock.Release();
+        }
+    }
+
+    private async Task<DeviceCredentials> RenewAccessTokenLockedAsync(CancellationToken cancellationToken)
+    {
         var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false) ?? new DeviceCredentials { ClientId = _options.ClientId, ProvisioningToken = _options.ProvisioningToken };
         if (credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
         {
@@ -148,7 +174,7 @@ public sealed partial class RegistrationService
         return await ObtainRegistrationAsync(credentials, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<DeviceCredentials> RefreshCoreAsync(CancellationToken cancellationToken)
+    private async Task<DeviceCredentials> RefreshLockedAsync(CancellationToken cancellationToken)
     {
         var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false)
             ?? throw new EnrollException("the device has no Registration Token to refresh; register first");

@@ -28,6 +28,10 @@ public sealed partial class RegistrationService : IAsyncDisposable
     private readonly Registration.DeviceStateMachine _state;
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _credentialsLock = new(1, 1);
+
+    // One credential flow at a time (start, renewal, refresh, re-provisioning): each reads the credentials the previous
+    // one stored, so no flow ever saves a stale copy over a newer token.
+    private readonly SemaphoreSlim _flowLock = new(1, 1);
     private readonly SingleFlight<DeviceCredentials> _renewFlight = new();
     private readonly SingleFlight<DeviceCredentials> _refreshFlight = new();
     private Task<DeviceIdentity>? _run;
@@ -166,7 +170,15 @@ public sealed partial class RegistrationService : IAsyncDisposable
         await Task.Yield();
         try
         {
-            return await RegisterOrReuseAsync(cancellationToken).ConfigureAwait(false);
+            await _flowLock.WaitAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                return await RegisterOrReuseAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                _flowLock.Release();
+            }
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
@@ -309,6 +321,7 @@ public sealed partial class RegistrationService : IAsyncDisposable
         }
 
         _credentialsLock.Dispose();
+        _flowLock.Dispose();
     }
 
     private sealed class StateObserver(Registration.DeviceStateMachine state) : IRequestObserver
