@@ -36,7 +36,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
-    private readonly ConcurrentDictionary<string, int> _connected = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
 
     public EmbeddedBroker(
@@ -90,8 +90,6 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
         server.InterceptingSubscriptionAsync += e => Guard(() => InterceptSubscription(e));
-        server.ClientConnectedAsync += e => Guard(() => OnClientConnected(e.ClientId));
-        server.ClientDisconnectedAsync += e => Guard(() => OnClientDisconnected(e.ClientId));
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
         Log.BrokerStarted(_logger, Endpoint.ToString());
@@ -170,10 +168,10 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             }
 
             // Anonymous clients may only request and read their own client topics (enforced per topic), and may not
-            // take over the client ID of a connected client.
-            if (IsConnected(clientId))
+            // take over the client ID of a connected device.
+            if (await IsDeviceConnectedAsync(clientId).ConfigureAwait(false))
             {
-                Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, "client ID in use by a connected client");
+                Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, "client ID in use by a connected device");
                 return;
             }
 
@@ -203,6 +201,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         }
 
         e.SessionItems[BrokerSession.DeviceId] = e.UserName;
+        _deviceClientIds.TryAdd(clientId, 0);
         _metrics.ConnectionAccepted("device");
         Log.DeviceConnected(_logger, e.UserName, e.ClientId);
     }
@@ -342,25 +341,31 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         return Task.CompletedTask;
     }
 
-    private bool IsConnected(string clientId) => _connected.TryGetValue(clientId, out var count) && count > 0;
-
-    private Task OnClientConnected(string clientId)
+    /// <summary>
+    /// True when a device (an authenticated session) holds <paramref name="clientId"/>. The broker's session table is the
+    /// authority — it holds a session from before the CONNACK until the client is gone — and the set of client IDs ever
+    /// used by devices (one entry per device, never removed, so a takeover cannot race it) spares that lookup for the
+    /// many anonymous clients that never were.
+    /// </summary>
+    private async Task<bool> IsDeviceConnectedAsync(string clientId)
     {
-        _connected.AddOrUpdate(clientId, 1, (_, count) => count + 1);
-        return Task.CompletedTask;
-    }
-
-    private Task OnClientDisconnected(string clientId)
-    {
-        // A takeover connects the new session before the old one is gone, so count sessions per client ID.
-        var remaining = _connected.AddOrUpdate(clientId, 0, (_, count) => count - 1);
-        if (remaining <= 0)
+        if (!_deviceClientIds.ContainsKey(clientId))
         {
-            _connected.TryRemove(new KeyValuePair<string, int>(clientId, remaining));
+            return false;
         }
 
-        return Task.CompletedTask;
+        try
+        {
+            var session = await Server.GetSessionAsync(clientId).ConfigureAwait(false);
+            return session.Items[BrokerSession.DeviceId] is string;
+        }
+        catch (InvalidOperationException)
+        {
+            // No such session: the device is gone.
+            return false;
+        }
     }
+
 
     private async Task Guard(Func<Task> handler)
     {

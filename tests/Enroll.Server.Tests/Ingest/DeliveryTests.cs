@@ -101,7 +101,7 @@ public sealed class DeliveryTests(ITestOutputHelper output)
 
         await device.Outbox.SendAsync("s", """{"n":3}"""u8.ToArray());
         await device.StartAgentsAsync();
-        await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), s => s.Depth == 0, Patience, "the outbox drained");
+        await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 2, Patience, "both good messages stored");
 
         Assert.Equal([0, 3], (await server.MessagesAsync(deviceId)).Select(N));
         Assert.Equal(2, device.Outbox.GetStatistics().Quarantined);

@@ -113,7 +113,7 @@ public sealed class AccessControlTests(ITestOutputHelper output) : IAsyncLifetim
     }
 
     [Fact]
-    public async Task ConnectedClientId_CannotBeTakenOver_ExceptByTheDeviceItself()
+    public async Task ConnectedDevicesClientId_CannotBeTakenOver_ExceptByTheDeviceItself()
     {
         var a = await RegisterAsync("owner-1");
         var b = await RegisterAsync("other-1");

@@ -23,7 +23,12 @@ public sealed class TokenValidationTests(ITestOutputHelper output) : IAsyncLifet
 
     public async Task InitializeAsync()
     {
-        _server = await TestServer.StartAsync(output);
+        // Every attack below fails on purpose; lift the failure limits so each one meets the validator, not the limiter.
+        _server = await TestServer.StartAsync(output, o =>
+        {
+            o.ClientFailureLimit = 10_000;
+            o.SourceFailureLimit = 10_000;
+        });
         var token = await _server.CreateTokenAsync();
         await using var device = DeviceHarness.Create(_server.MqttEndpoint, "jwt-1", _state.Path, token.Token, output);
         _deviceId = (await device.Registration.StartAsync()).DeviceId;
