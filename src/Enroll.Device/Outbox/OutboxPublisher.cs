@@ -72,6 +72,7 @@ public sealed class OutboxPublisher : BackgroundService
         var acknowledged = new ConcurrentQueue<long>();
         var failure = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
         var inFlight = new ConcurrentDictionary<long, Task>();
+        var flushing = Task.CompletedTask;
         long cursor = 0;
         try
         {
@@ -79,8 +80,21 @@ public sealed class OutboxPublisher : BackgroundService
             {
                 var wake = _wake;
                 var rows = _outbox.Store.ReadAfter(cursor, _options.PublishWindow * 4);
+                if (rows.Count == 0 && !inFlight.IsEmpty)
+                {
+                    // Nothing new to send: wait for what is in flight (or a new message) before deleting and looking again.
+                    await Task.WhenAny(Task.WhenAll(inFlight.Values), wake.Task, failure.Task).WaitAsync(stoppingToken).ConfigureAwait(false);
+                    if (wake.Task.IsCompleted)
+                    {
+                        Interlocked.CompareExchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), wake);
+                    }
+
+                    continue;
+                }
+
                 if (rows.Count == 0)
                 {
+                    await flushing.ConfigureAwait(false);
                     await FlushAsync(acknowledged, stoppingToken).ConfigureAwait(false);
                     if (inFlight.IsEmpty && _outbox.GetStatistics().Depth == 0)
                     {
@@ -124,9 +138,11 @@ public sealed class OutboxPublisher : BackgroundService
                     var publish = PublishAsync(link, message, window, acknowledged, failure, stoppingToken);
                     inFlight[message.Sequence] = publish;
                     _ = publish.ContinueWith(_ => inFlight.TryRemove(message.Sequence, out var _), TaskScheduler.Default);
-                    if (acknowledged.Count >= DeleteBatch)
+                    if (acknowledged.Count >= DeleteBatch && flushing.IsCompleted)
                     {
-                        await FlushAsync(acknowledged, stoppingToken).ConfigureAwait(false);
+                        // Deletes commit in the background, one batch at a time, while publishing goes on.
+                        await flushing.ConfigureAwait(false);
+                        flushing = FlushAsync(acknowledged, stoppingToken);
                     }
                 }
             }
@@ -135,6 +151,7 @@ public sealed class OutboxPublisher : BackgroundService
         {
             // Let what is in flight finish (acknowledged or failed), then delete what the broker acknowledged.
             await Task.WhenAll(inFlight.Values).ConfigureAwait(false);
+            await flushing.ConfigureAwait(false);
             await FlushAsync(acknowledged, CancellationToken.None).ConfigureAwait(false);
         }
 

@@ -68,7 +68,46 @@ internal sealed class OutboxStore : IAsyncDisposable
 
     /// <summary>Stores one message, making room or refusing per the limits, in the next group commit.</summary>
     public Task<int> InsertAsync(OutboxInsert message, OutboxLimits limits, CancellationToken cancellationToken) =>
-        _database.WriteAsync(context => Insert(context, message, limits), cancellationToken);
+        // No savepoint needed: a refusal throws before anything changes, and an insert cannot fail halfway.
+        _database.WriteAsync(context => Insert(context, message, limits), isolated: false, cancellationToken);
+
+    /// <summary>
+    /// The stats row, read once per batch and written back once just before the commit, so every operation of a batch
+    /// sees the others' changes and the row is not rewritten per message.
+    /// </summary>
+    private static BatchStats Stats(SqliteWriteContext context)
+    {
+        if (context.BatchItems.TryGetValue(nameof(BatchStats), out var cached))
+        {
+            return (BatchStats)cached;
+        }
+
+        var read = context.Prepared("SELECT depth, bytes, dropped, quarantined FROM stats WHERE id = 1", _ => { });
+        BatchStats stats;
+        using (var reader = read.ExecuteReader())
+        {
+            reader.Read();
+            stats = new BatchStats { Depth = reader.GetInt64(0), Bytes = reader.GetInt64(1), Dropped = reader.GetInt64(2), Quarantined = reader.GetInt64(3) };
+        }
+
+        context.BatchItems[nameof(BatchStats)] = stats;
+        context.BeforeCommit(nameof(BatchStats), c =>
+        {
+            var write = c.Prepared("UPDATE stats SET depth = $depth, bytes = $bytes, dropped = $dropped, quarantined = $quarantined WHERE id = 1", p =>
+            {
+                p.Add("$depth", SqliteType.Integer);
+                p.Add("$bytes", SqliteType.Integer);
+                p.Add("$dropped", SqliteType.Integer);
+                p.Add("$quarantined", SqliteType.Integer);
+            });
+            write.Parameters["$depth"].Value = Math.Max(0, stats.Depth);
+            write.Parameters["$bytes"].Value = Math.Max(0, stats.Bytes);
+            write.Parameters["$dropped"].Value = stats.Dropped;
+            write.Parameters["$quarantined"].Value = stats.Quarantined;
+            write.ExecuteNonQuery();
+        });
+        return stats;
+    }
 
     private static int Insert(SqliteWriteContext context, OutboxInsert message, OutboxLimits limits)
     {
@@ -78,61 +117,59 @@ internal sealed class OutboxStore : IAsyncDisposable
             throw new OutboxFullException($"the message ({size} bytes) is larger than the whole outbox ({limits.MaxBytes} bytes)");
         }
 
-        long depth, bytes;
-        using (var read = context.CreateCommand("SELECT depth, bytes FROM stats WHERE id = 1"))
-        using (var reader = read.ExecuteReader())
-        {
-            reader.Read();
-            depth = reader.GetInt64(0);
-            bytes = reader.GetInt64(1);
-        }
-
+        var stats = Stats(context);
         var dropped = 0;
-        if (depth + 1 > limits.MaxMessages || bytes + size > limits.MaxBytes)
+        if (stats.Depth + 1 > limits.MaxMessages || stats.Bytes + size > limits.MaxBytes)
         {
             if (limits.Overflow == OutboxOverflowPolicy.Reject)
             {
-                throw new OutboxFullException($"the outbox is full ({depth} messages, {bytes} bytes; limits {limits.MaxMessages} messages, {limits.MaxBytes} bytes)");
+                throw new OutboxFullException($"the outbox is full ({stats.Depth} messages, {stats.Bytes} bytes; limits {limits.MaxMessages} messages, {limits.MaxBytes} bytes)");
             }
 
-            while (depth + 1 > limits.MaxMessages || bytes + size > limits.MaxBytes)
+            var drop = context.Prepared("DELETE FROM messages WHERE seq = (SELECT MIN(seq) FROM messages) RETURNING size", _ => { });
+            while (stats.Depth + 1 > limits.MaxMessages || stats.Bytes + size > limits.MaxBytes)
             {
-                using var drop = context.CreateCommand("DELETE FROM messages WHERE seq = (SELECT MIN(seq) FROM messages) RETURNING size");
-                var freed = drop.ExecuteScalar();
-                if (freed is null)
+                if (drop.ExecuteScalar() is not long freed)
                 {
                     break;
                 }
 
-                depth--;
-                bytes -= (long)freed;
+                stats.Depth--;
+                stats.Bytes -= freed;
+                stats.Dropped++;
                 dropped++;
             }
         }
 
-        using (var insert = context.CreateCommand($"""
+        var insert = context.Prepared(
+            $"""
             INSERT INTO messages (message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version)
             VALUES ($id, $device, $stream, $created, $type, $encoding, $properties, $payload, $size, {OutboxCodec.SchemaVersion})
-            """))
-        {
-            insert.Parameters.AddWithValue("$id", message.MessageId);
-            insert.Parameters.AddWithValue("$device", (object?)message.DeviceId ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$stream", message.Stream);
-            insert.Parameters.AddWithValue("$created", message.CreatedAt.ToUnixTimeMilliseconds());
-            insert.Parameters.AddWithValue("$type", (object?)message.ContentType ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$encoding", (object?)message.ContentEncoding ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$properties", (object?)message.PropertiesJson ?? DBNull.Value);
-            insert.Parameters.AddWithValue("$payload", message.Payload);
-            insert.Parameters.AddWithValue("$size", size);
-            insert.ExecuteNonQuery();
-        }
-
-        context.Execute(
-            "UPDATE stats SET depth = $depth + 1, bytes = $bytes + $size, dropped = dropped + $dropped WHERE id = 1",
-            ("$depth", depth),
-            ("$bytes", bytes),
-            ("$size", size),
-            ("$dropped", dropped));
+            """,
+            p =>
+            {
+                p.Add("$id", SqliteType.Text);
+                p.Add("$device", SqliteType.Text);
+                p.Add("$stream", SqliteType.Text);
+                p.Add("$created", SqliteType.Integer);
+                p.Add("$type", SqliteType.Text);
+                p.Add("$encoding", SqliteType.Text);
+                p.Add("$properties", SqliteType.Text);
+                p.Add("$payload", SqliteType.Blob);
+                p.Add("$size", SqliteType.Integer);
+            });
+        insert.Parameters["$id"].Value = message.MessageId;
+        insert.Parameters["$device"].Value = (object?)message.DeviceId ?? DBNull.Value;
+        insert.Parameters["$stream"].Value = message.Stream;
+        insert.Parameters["$created"].Value = message.CreatedAt.ToUnixTimeMilliseconds();
+        insert.Parameters["$type"].Value = (object?)message.ContentType ?? DBNull.Value;
+        insert.Parameters["$encoding"].Value = (object?)message.ContentEncoding ?? DBNull.Value;
+        insert.Parameters["$properties"].Value = (object?)message.PropertiesJson ?? DBNull.Value;
+        insert.Parameters["$payload"].Value = message.Payload;
+        insert.Parameters["$size"].Value = size;
+        insert.ExecuteNonQuery();
+        stats.Depth++;
+        stats.Bytes += size;
         return dropped;
     }
 
@@ -176,26 +213,21 @@ internal sealed class OutboxStore : IAsyncDisposable
         var empty = await _database.WriteAsync(
             context =>
             {
-                long freed = 0;
-                var deleted = 0;
-                using (var delete = context.CreateCommand("DELETE FROM messages WHERE seq = $seq RETURNING size"))
+                var stats = Stats(context);
+                var delete = context.Prepared("DELETE FROM messages WHERE seq = $seq RETURNING size", p => p.Add("$seq", SqliteType.Integer));
+                foreach (var sequence in sequences)
                 {
-                    var parameter = delete.Parameters.Add("$seq", SqliteType.Integer);
-                    foreach (var sequence in sequences)
+                    delete.Parameters["$seq"].Value = sequence;
+                    if (delete.ExecuteScalar() is long size)
                     {
-                        parameter.Value = sequence;
-                        if (delete.ExecuteScalar() is long size)
-                        {
-                            freed += size;
-                            deleted++;
-                        }
+                        stats.Bytes -= size;
+                        stats.Depth--;
                     }
                 }
 
-                context.Execute("UPDATE stats SET depth = MAX(depth - $n, 0), bytes = MAX(bytes - $freed, 0) WHERE id = 1", ("$n", deleted), ("$freed", freed));
-                using var depth = context.CreateCommand("SELECT depth FROM stats WHERE id = 1");
-                return (long)depth.ExecuteScalar()! == 0;
+                return stats.Depth <= 0;
             },
+            isolated: false,
             cancellationToken).ConfigureAwait(false);
 
         if (empty)
@@ -243,10 +275,10 @@ internal sealed class OutboxStore : IAsyncDisposable
                     ("$now", now.ToUnixTimeMilliseconds()),
                     ("$payload", row.Payload));
                 var removed = context.Execute("DELETE FROM messages WHERE seq = $seq", ("$seq", row.Sequence));
-                context.Execute(
-                    "UPDATE stats SET depth = MAX(depth - $n, 0), bytes = MAX(bytes - $size, 0), quarantined = quarantined + 1 WHERE id = 1",
-                    ("$n", removed),
-                    ("$size", Math.Max(0, row.Size)));
+                var stats = Stats(context);
+                stats.Depth -= removed;
+                stats.Bytes -= removed * Math.Max(0, row.Size);
+                stats.Quarantined++;
             },
             cancellationToken);
 
@@ -262,6 +294,18 @@ internal sealed class OutboxStore : IAsyncDisposable
     }
 
     public ValueTask DisposeAsync() => _database.DisposeAsync();
+}
+
+/// <summary>The stats row while a batch changes it.</summary>
+internal sealed class BatchStats
+{
+    public long Depth { get; set; }
+
+    public long Bytes { get; set; }
+
+    public long Dropped { get; set; }
+
+    public long Quarantined { get; set; }
 }
 
 /// <summary>A message on its way into the store.</summary>

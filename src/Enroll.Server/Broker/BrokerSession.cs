@@ -9,6 +9,12 @@ internal static class BrokerSession
     /// <summary>The client's remote IP address, for per-source rate limits.</summary>
     public const string RemoteAddress = "enroll.remote_address";
 
+    /// <summary>Ingestion still being stored, by packet identifier, whose PUBACK must wait for it.</summary>
+    public const string PendingAcks = "enroll.pending_acks";
+
+    /// <summary>Set while the packet being processed was already taken for ingestion when it arrived.</summary>
+    public const string IngestStarted = "enroll.ingest_started";
+
     /// <summary>The client ID the server uses for messages it publishes itself.</summary>
     public const string ServerClientId = "$enroll-server";
 }

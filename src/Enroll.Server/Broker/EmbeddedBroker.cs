@@ -90,6 +90,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
         server.InterceptingSubscriptionAsync += e => Guard(() => InterceptSubscription(e));
+        server.InterceptingInboundPacketAsync += e => Guard(() => InterceptInboundPacket(e));
+        server.InterceptingOutboundPacketAsync += InterceptOutboundPacketAsync;
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
         Log.BrokerStarted(_logger, Endpoint.ToString());
@@ -201,6 +203,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         }
 
         e.SessionItems[BrokerSession.DeviceId] = e.UserName;
+        e.SessionItems[BrokerSession.PendingAcks] = new ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>>();
         _deviceClientIds.TryAdd(clientId, 0);
         _metrics.ConnectionAccepted("device");
         Log.DeviceConnected(_logger, e.UserName, e.ClientId);
@@ -235,6 +238,14 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
 
         if (deviceId is not null && EnrollTopics.TryParseDeviceMessageTopic(message.Topic, out var sender, out var stream) && sender == deviceId)
         {
+            e.ProcessPublish = false;
+            if (e.SessionItems.Contains(BrokerSession.IngestStarted))
+            {
+                // Taken for ingestion when the packet arrived; its PUBACK waits for the commit (see InterceptOutboundPacketAsync).
+                e.SessionItems.Remove(BrokerSession.IngestStarted);
+                return;
+            }
+
             await IngestAsync(e, sender, stream).ConfigureAwait(false);
             return;
         }
@@ -277,16 +288,78 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     }
 
     /// <summary>
-    /// Stores a device's message before the broker acknowledges it: the PUBACK goes out only after the group commit that
-    /// holds the message, so an acknowledged message is never lost. Resends are stored once.
+    /// Stores a device's message before the broker acknowledges it (QoS 0 and 2, and publishes that used a topic alias):
+    /// the broker's answer waits for the group commit that holds the message. Resends are stored once.
     /// </summary>
     private async Task IngestAsync(InterceptingPublishEventArgs e, string deviceId, string stream)
     {
         var message = e.ApplicationMessage;
-        e.ProcessPublish = false;
+        var (ingested, encoding) = ToIngested(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
+        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(false);
+        if (result == Ingest.IngestResult.Invalid)
+        {
+            e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
+            e.Response.ReasonString = reason;
+        }
+    }
+
+    /// <summary>
+    /// QoS 1 messages a device publishes on its own messages topics start their ingestion the moment they arrive, and
+    /// the broker goes on reading the next packet: messages in flight from one device then share group commits. Their
+    /// PUBACKs still wait for the commit, in <see cref="InterceptOutboundPacketAsync"/>.
+    /// </summary>
+    private Task InterceptInboundPacket(InterceptingPacketEventArgs e)
+    {
+        if (e.Packet is not MqttPublishPacket { QualityOfServiceLevel: MqttQualityOfServiceLevel.AtLeastOnce } publish
+            || string.IsNullOrEmpty(publish.Topic)
+            || e.SessionItems[BrokerSession.DeviceId] is not string deviceId
+            || !EnrollTopics.TryParseDeviceMessageTopic(publish.Topic, out var sender, out var stream)
+            || sender != deviceId)
+        {
+            return Task.CompletedTask;
+        }
+
+        var (message, encoding) = ToIngested(deviceId, stream, publish.UserProperties, publish.ContentType, publish.Payload);
+        var pending = (ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>>)e.SessionItems[BrokerSession.PendingAcks]!;
+        pending[publish.PacketIdentifier] = _ingest.IngestAsync(message, encoding, CancellationToken.None);
+        e.SessionItems[BrokerSession.IngestStarted] = true;
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Holds a PUBACK until the message it acknowledges is stored; a message that could not be stored is refused.</summary>
+    private async Task InterceptOutboundPacketAsync(InterceptingPacketEventArgs e)
+    {
+        if (e.Packet is not MqttPubAckPacket ack
+            || e.SessionItems[BrokerSession.PendingAcks] is not ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>> pending
+            || !pending.TryRemove(ack.PacketIdentifier, out var ingestion))
+        {
+            return;
+        }
+
+        try
+        {
+            var (result, reason) = await ingestion.ConfigureAwait(false);
+            if (result == Ingest.IngestResult.Invalid)
+            {
+                ack.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
+                ack.ReasonString = reason;
+            }
+        }
+#pragma warning disable CA1031 // a message that could not be stored must not be acknowledged as stored
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            Log.BrokerHandlerFailed(_logger, ex);
+            ack.ReasonCode = MqttPubAckReasonCode.UnspecifiedError;
+            ack.ReasonString = "the message could not be stored; send it again";
+        }
+    }
+
+    private (IngestedMessage Message, string? Encoding) ToIngested(string deviceId, string stream, List<MqttUserProperty>? userProperties, string? contentType, ReadOnlySequence<byte> payload)
+    {
         string? messageId = null, createdAt = null, encoding = null;
         var properties = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var property in message.UserProperties ?? [])
+        foreach (var property in userProperties ?? [])
         {
             switch (property.Name)
             {
@@ -305,7 +378,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             }
         }
 
-        var ingested = new IngestedMessage
+        var message = new IngestedMessage
         {
             DeviceId = deviceId,
             // MQTT 3.1.1 has no user properties: such messages get a server ID and cannot be de-duplicated.
@@ -313,16 +386,11 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             Stream = stream,
             CreatedAt = DateTimeOffset.TryParse(createdAt, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var created) ? created : null,
             ReceivedAt = _timeProvider.GetUtcNow(),
-            ContentType = message.ContentType,
+            ContentType = contentType,
             Properties = properties,
-            Payload = message.Payload.ToArray(),
+            Payload = payload.ToArray(),
         };
-        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(false);
-        if (result == Ingest.IngestResult.Invalid)
-        {
-            e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
-            e.Response.ReasonString = reason;
-        }
+        return (message, encoding);
     }
 
     private Task InterceptSubscription(InterceptingSubscriptionEventArgs e)

@@ -8,23 +8,37 @@ internal sealed partial class SqliteRegistry
     private const string MessageColumns = "seq, device_id, message_id, stream, created_at, received_at, content_type, properties, payload";
 
     public Task<bool> StoreMessageAsync(IngestedMessage message, CancellationToken cancellationToken = default) =>
+        // One statement, no savepoint: it either stores the row or (a resend) changes nothing.
         _database.WriteAsync(
             context =>
             {
-                using var insert = context.CreateCommand($"""
+                var insert = context.Prepared(
+                    """
                     INSERT OR IGNORE INTO messages (device_id, message_id, stream, created_at, received_at, content_type, properties, payload)
                     VALUES ($device, $id, $stream, $created, $received, $type, $properties, $payload)
-                    """);
-                insert.Parameters.AddWithValue("$device", message.DeviceId);
-                insert.Parameters.AddWithValue("$id", message.MessageId);
-                insert.Parameters.AddWithValue("$stream", message.Stream);
-                insert.Parameters.AddWithValue("$created", (object?)ToUnix(message.CreatedAt) ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$received", ToUnix(message.ReceivedAt));
-                insert.Parameters.AddWithValue("$type", (object?)message.ContentType ?? DBNull.Value);
-                insert.Parameters.AddWithValue("$properties", message.Properties.Count == 0 ? DBNull.Value : JsonSerializer.Serialize(new Dictionary<string, string>(message.Properties), RegistryJsonContext.Default.DictionaryStringString));
-                insert.Parameters.AddWithValue("$payload", message.Payload.ToArray());
+                    """,
+                    p =>
+                    {
+                        p.Add("$device", SqliteType.Text);
+                        p.Add("$id", SqliteType.Text);
+                        p.Add("$stream", SqliteType.Text);
+                        p.Add("$created", SqliteType.Integer);
+                        p.Add("$received", SqliteType.Integer);
+                        p.Add("$type", SqliteType.Text);
+                        p.Add("$properties", SqliteType.Text);
+                        p.Add("$payload", SqliteType.Blob);
+                    });
+                insert.Parameters["$device"].Value = message.DeviceId;
+                insert.Parameters["$id"].Value = message.MessageId;
+                insert.Parameters["$stream"].Value = message.Stream;
+                insert.Parameters["$created"].Value = (object?)ToUnix(message.CreatedAt) ?? DBNull.Value;
+                insert.Parameters["$received"].Value = ToUnix(message.ReceivedAt);
+                insert.Parameters["$type"].Value = (object?)message.ContentType ?? DBNull.Value;
+                insert.Parameters["$properties"].Value = message.Properties.Count == 0 ? DBNull.Value : JsonSerializer.Serialize(new Dictionary<string, string>(message.Properties), RegistryJsonContext.Default.DictionaryStringString);
+                insert.Parameters["$payload"].Value = message.Payload.ToArray();
                 return insert.ExecuteNonQuery() > 0;
             },
+            isolated: false,
             cancellationToken);
 
     public Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default) =>

@@ -17,6 +17,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     private readonly string _readConnectionString;
     private readonly string _synchronous;
     private readonly int _maxBatch;
+    private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
     private int _disposed;
 
     public SqliteDatabase(string path, SqliteDurability durability = SqliteDurability.Full, int maxBatch = 512)
@@ -71,10 +72,18 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     /// Queues <paramref name="operation"/> for the next group commit and completes after that commit. The operation runs
     /// inside a savepoint: if it throws, only its own changes roll back and the exception reaches this caller.
     /// </summary>
-    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken = default)
+    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken = default) =>
+        WriteAsync(operation, isolated: true, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="WriteAsync{T}(Func{SqliteWriteContext, T}, CancellationToken)"/>; with <paramref name="isolated"/>
+    /// false the operation runs without its own savepoint, which is cheaper but only right for an operation that either
+    /// throws before it changes anything or cannot fail halfway.
+    /// </summary>
+    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, bool isolated, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var item = new WriteOperation<T>(operation, cancellationToken);
+        var item = new WriteOperation<T>(operation, isolated, cancellationToken);
         if (!_queue.Writer.TryWrite(item))
         {
             ObjectDisposedException.ThrowIf(true, this);
@@ -99,7 +108,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         return item.Completion.Task;
     }
 
-    /// <summary>Queues a write without a result; see <see cref="WriteAsync{T}"/>.</summary>
+    /// <summary>Queues a write without a result; see <see cref="WriteAsync{T}(Func{SqliteWriteContext, T}, CancellationToken)"/>.</summary>
     public Task WriteAsync(Action<SqliteWriteContext> operation, CancellationToken cancellationToken = default) =>
         WriteAsync<bool>(context =>
         {
@@ -146,9 +155,15 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         try
         {
             using var transaction = _writer.BeginTransaction(deferred: false);
-            var context = new SqliteWriteContext(_writer, transaction);
+            var context = new SqliteWriteContext(_writer, transaction, _prepared);
             foreach (var item in batch)
             {
+                if (!item.Isolated)
+                {
+                    item.Run(context);
+                    continue;
+                }
+
                 transaction.Save("op");
                 if (item.Run(context))
                 {
@@ -161,6 +176,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
                 }
             }
 
+            context.RunBeforeCommit();
             transaction.Commit();
             Interlocked.Increment(ref _commits);
             Interlocked.Add(ref _writes, batch.Count);
@@ -196,12 +212,19 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 
         _queue.Writer.TryComplete();
         await _writerLoop.ConfigureAwait(false);
+        foreach (var command in _prepared.Values)
+        {
+            await command.DisposeAsync().ConfigureAwait(false);
+        }
+
         await _writer.DisposeAsync().ConfigureAwait(false);
     }
 
     private interface IWriteOperation
     {
         bool IsCancelled { get; }
+
+        bool Isolated { get; }
 
         /// <summary>Runs the operation; false when it threw (its exception is kept for <see cref="Complete"/>).</summary>
         bool Run(SqliteWriteContext context);
@@ -216,6 +239,8 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         public TaskCompletionSource Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public bool IsCancelled => false;
+
+        public bool Isolated => true;
 
         public void Run(SqliteConnection connection)
         {
@@ -241,9 +266,11 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
 
-    private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, CancellationToken cancellationToken) : IWriteOperation
+    private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, bool isolated, CancellationToken cancellationToken) : IWriteOperation
     {
         private T? _result;
+
+        public bool Isolated => isolated;
         private Exception? _error;
 
         public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
