@@ -31,11 +31,15 @@ internal static class ServerCommand
         var accessLifetime = CliOptions.Duration("--access-token-lifetime", "Lifetime of access tokens", "24h");
         var registrationLifetime = CliOptions.Duration("--registration-token-lifetime", "Default lifetime of Registration Tokens", "30d");
         var operationLifetime = CliOptions.Duration("--operation-lifetime", "How long a provisioning operation may stay pending", "24h");
+        var relaxed = new Option<bool>("--relaxed-durability")
+        {
+            Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
+        };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, logLevel,
+            mqttPort, httpPort, dataDir, bind, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -55,6 +59,7 @@ internal static class ServerCommand
                 AccessTokenLifetime = parse.GetDuration(accessLifetime),
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
+                DurableCommits = !parse.GetValue(relaxed),
             };
             var level = parse.GetValue(logLevel);
 
@@ -127,6 +132,12 @@ internal static class ServerCommand
             output.Line(string.Empty);
             output.Line("  WARNING: --open-registration is on. ANY client that can reach the broker can register a device");
             output.Line("  WARNING: without a credential. Use it only on a trusted, isolated network.");
+        }
+
+        if (!options.DurableCommits)
+        {
+            output.Line(string.Empty);
+            output.Line("  --relaxed-durability: writes are acknowledged before they reach the disk; a power loss can lose the last ones.");
         }
 
         if (options.RequireEncryption)

@@ -109,7 +109,9 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton<PublishedKeys>();
         services.AddSingleton(adminKey);
         services.AddSingleton(new TimeOrderedId(time));
-        services.AddSingleton<IRegistry>(_ => new SqliteRegistry(Path.Combine(dataDirectory, SqliteRegistry.FileName)));
+        services.AddSingleton<IRegistry>(_ => new SqliteRegistry(
+            Path.Combine(dataDirectory, SqliteRegistry.FileName),
+            options.DurableCommits ? Enroll.Shared.Storage.SqliteDurability.Full : Enroll.Shared.Storage.SqliteDurability.Relaxed));
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton<ProvisioningTokenService>();
         services.AddSingleton<TokenIssuer>();

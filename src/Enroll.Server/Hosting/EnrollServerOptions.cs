@@ -66,6 +66,13 @@ public sealed class EnrollServerOptions
     /// </summary>
     public bool RequireEncryption { get; set; }
 
+    /// <summary>
+    /// How durable a registry commit is when the server acknowledges it: <c>true</c> (the default) waits for the disk
+    /// (<c>synchronous=FULL</c>); <c>false</c> (<c>synchronous=NORMAL</c>) survives a crash of the server process but may
+    /// lose the last acknowledged writes on power loss.
+    /// </summary>
+    public bool DurableCommits { get; set; } = true;
+
     /// <summary>The largest request payload accepted, in bytes. The default value is 65,536.</summary>
     public int MaxRequestBytes { get; set; } = 64 * 1024;
 
