@@ -15,6 +15,21 @@ public sealed class EnrollDeviceOptions
     [Required]
     public Uri Broker { get; set; } = new("mqtt://127.0.0.1:1883");
 
+    /// <summary>
+    /// A PEM file of the CA certificates the broker's TLS certificate must chain to (for <c>mqtts://</c>). The host name
+    /// in <see cref="Broker"/> must match the certificate too. The default value is null: the system's trusted roots.
+    /// </summary>
+    public string? TlsCaFile { get; set; }
+
+    /// <summary>
+    /// A PEM client certificate for mTLS, with <see cref="ClientKeyFile"/>. Signed by a CA the server trusts and issued to
+    /// <see cref="ClientId"/> (its common name), it lets the device register without a Provisioning Token.
+    /// </summary>
+    public string? ClientCertificateFile { get; set; }
+
+    /// <summary>The PEM private key of <see cref="ClientCertificateFile"/>.</summary>
+    public string? ClientKeyFile { get; set; }
+
     /// <summary>The identifier the device chose itself (serial number, MAC); also its MQTT client ID. Required.</summary>
     [Required]
     [RegularExpression(@"^[A-Za-z0-9\-_.:@]{1,128}$", ErrorMessage = "ClientId must be " + EnrollIdentifiers.Rule + ".")]

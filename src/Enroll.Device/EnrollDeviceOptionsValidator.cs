@@ -17,6 +17,25 @@ internal sealed class EnrollDeviceOptionsRules : IValidateOptions<EnrollDeviceOp
             failures.Add($"Broker must be an mqtt:// or mqtts:// address, not '{broker}'.");
         }
 
+        if ((options.ClientCertificateFile is null) != (options.ClientKeyFile is null))
+        {
+            failures.Add("ClientCertificateFile and ClientKeyFile go together: set both or neither.");
+        }
+
+        var tls = options.Broker?.Scheme is "mqtts" or "ssl";
+        if (!tls && (options.TlsCaFile is not null || options.ClientCertificateFile is not null))
+        {
+            failures.Add("TlsCaFile and ClientCertificateFile need a TLS broker address (mqtts://).");
+        }
+
+        foreach (var (file, what) in new[] { (options.TlsCaFile, "TlsCaFile"), (options.ClientCertificateFile, "ClientCertificateFile"), (options.ClientKeyFile, "ClientKeyFile") })
+        {
+            if (file is not null && !File.Exists(file))
+            {
+                failures.Add($"{what}: the file {file} does not exist.");
+            }
+        }
+
         if (options.MaxBackoff < options.InitialBackoff)
         {
             failures.Add("MaxBackoff must not be shorter than InitialBackoff.");

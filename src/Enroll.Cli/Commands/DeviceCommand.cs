@@ -48,13 +48,19 @@ internal static class DeviceCommand
 
         public Option<string?> ServerKeys { get; } = new("--server-keys") { Description = "A JWKS file with the server's signing keys to trust (default: the keys the server publishes)" };
 
+        public Option<string?> Ca { get; } = new("--ca") { Description = "PEM CA certificates the broker's TLS certificate must chain to (mqtts://)" };
+
+        public Option<string?> Cert { get; } = new("--cert") { Description = "PEM client certificate (mTLS): registers without a token when the server trusts its CA" };
+
+        public Option<string?> Key { get; } = new("--key") { Description = "PEM private key of --cert" };
+
         public Option<bool> Encrypt { get; } = new("--encrypt") { Description = "Encrypt requests end to end to the server's published key (JWE)" };
 
         public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Log every step to standard error" };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Encrypt, Verbose })
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, Verbose })
             {
                 command.Options.Add(option);
             }
@@ -101,6 +107,9 @@ internal static class DeviceCommand
                 o.ProtocolVersion = version;
                 o.ServerKeysPath = parse.GetValue(ServerKeys);
                 o.EncryptRequests = parse.GetValue(Encrypt);
+                o.TlsCaFile = parse.GetValue(Ca);
+                o.ClientCertificateFile = parse.GetValue(Cert);
+                o.ClientKeyFile = parse.GetValue(Key);
             });
             var provider = services.BuildServiceProvider();
             try

@@ -31,6 +31,12 @@ internal static class ServerCommand
         var accessLifetime = CliOptions.Duration("--access-token-lifetime", "Lifetime of access tokens", "24h");
         var registrationLifetime = CliOptions.Duration("--registration-token-lifetime", "Default lifetime of Registration Tokens", "30d");
         var operationLifetime = CliOptions.Duration("--operation-lifetime", "How long a provisioning operation may stay pending", "24h");
+        var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain) for MQTT over TLS and HTTPS; needs --tls-key" };
+        var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (owner-only file)" };
+        var mqttsPort = new Option<int>("--mqtts-port") { Description = "MQTT-over-TLS port (0 picks a free port)", DefaultValueFactory = _ => 8883 };
+        var httpsPort = new Option<int>("--https-port") { Description = "HTTPS port (0 picks a free port)", DefaultValueFactory = _ => 8443 };
+        var noPlaintext = new Option<bool>("--no-plaintext") { Description = "Serve TLS only: no plain MQTT or HTTP listener" };
+        var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA certificates for client-certificate (mTLS) registration without a Provisioning Token" };
         var relaxed = new Option<bool>("--relaxed-durability")
         {
             Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
@@ -39,7 +45,7 @@ internal static class ServerCommand
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -60,6 +66,12 @@ internal static class ServerCommand
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
                 DurableCommits = !parse.GetValue(relaxed),
+                TlsCertificateFile = parse.GetValue(tlsCert),
+                TlsKeyFile = parse.GetValue(tlsKey),
+                MqttTlsPort = parse.GetValue(mqttsPort),
+                HttpsPort = parse.GetValue(httpsPort),
+                NoPlaintext = parse.GetValue(noPlaintext),
+                ClientCaFile = parse.GetValue(clientCa),
             };
             var level = parse.GetValue(logLevel);
 
@@ -118,7 +130,16 @@ internal static class ServerCommand
         output.Line("Enroll server is running.");
         output.Line(string.Empty);
         output.Line($"  MQTT broker   {mqtt}   ({(options.ExternalBroker is null ? "embedded" : $"external, as user {options.BrokerUsername}")})");
+        if (host.MqttTlsEndpoint is { } mqttTls && host.MqttTlsEndpoint != host.MqttEndpoint)
+        {
+            output.Line($"  MQTT over TLS {mqttTls.ToString().TrimEnd('/')}{(options.ClientCaFile is null ? string.Empty : "   (client certificates from --client-ca register without a token)")}");
+        }
+
         output.Line($"  HTTP API      {http}   (JWKS at {http}/.well-known/jwks.json)");
+        if (host.HttpsEndpoint is { } https && host.HttpsEndpoint != host.HttpEndpoint)
+        {
+            output.Line($"  HTTPS API     {https.ToString().TrimEnd('/')}");
+        }
         output.Line($"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
         output.Line($"  Admin key     {host.AdminKeyPath}   (the enroll CLI reads it from here)");
         if (host.FirstStart)

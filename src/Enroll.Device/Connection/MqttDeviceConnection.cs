@@ -1,5 +1,7 @@
 using System.Buffers;
+using System.Security.Cryptography.X509Certificates;
 using Enroll.Device.Diagnostics;
+using Enroll.Shared.Tls;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet;
@@ -16,6 +18,8 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
     private readonly BrokerAddress _broker;
     private readonly ILogger<MqttDeviceConnection> _logger;
     private readonly SemaphoreSlim _connectLock = new(1, 1);
+    private readonly X509Certificate2Collection? _trustedCa;
+    private readonly X509Certificate2? _clientCertificate;
     private long _generation;
 
     public MqttDeviceConnection(IOptions<EnrollDeviceOptions> options, ILogger<MqttDeviceConnection> logger)
@@ -23,6 +27,8 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
         _options = options.Value;
         _broker = BrokerAddress.Parse(_options.Broker);
         _logger = logger;
+        _trustedCa = _options.TlsCaFile is null ? null : CertificateFiles.LoadBundle(_options.TlsCaFile);
+        _clientCertificate = _options.ClientCertificateFile is null ? null : CertificateFiles.LoadWithKey(_options.ClientCertificateFile, _options.ClientKeyFile!);
         _client = new MqttClientFactory().CreateMqttClient();
         _client.ApplicationMessageReceivedAsync += OnMessageAsync;
         _client.DisconnectedAsync += OnDisconnectedAsync;
@@ -67,9 +73,17 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
                 builder.WithCredentials(credentials.Username, credentials.Password);
             }
 
-            if (_broker.UseTls)
+            var tlsCheck = _broker.UseTls ? new ServerCertificateCheck(_broker.Host, _trustedCa) : null;
+            if (tlsCheck is not null)
             {
-                builder.WithTlsOptions(tls => tls.UseTls().WithTargetHost(_broker.Host));
+                builder.WithTlsOptions(tls =>
+                {
+                    tls.UseTls().WithTargetHost(_broker.Host).WithCertificateValidationHandler(tlsCheck.Validate);
+                    if (_clientCertificate is not null)
+                    {
+                        tls.WithClientCertificates([_clientCertificate]);
+                    }
+                });
             }
 
             Credentials = credentials;
@@ -84,6 +98,12 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
             }
             catch (Exception ex) when (ex is not EnrollException and not OperationCanceledException)
             {
+                if (tlsCheck?.Problem is { } problem)
+                {
+                    // A certificate problem never heals by retrying: say exactly what is wrong.
+                    throw new EnrollConnectionException($"cannot connect to {_broker}: the server's TLS certificate was refused: {problem}", ex) { CertificateRefused = true };
+                }
+
                 throw new EnrollConnectionException($"cannot connect to {_broker}: {ex.Message}", ex);
             }
 

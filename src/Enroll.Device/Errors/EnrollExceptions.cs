@@ -125,6 +125,12 @@ public sealed class EnrollConnectionException : EnrollException
 
     /// <summary>True when the broker refused the credentials (retrying with the same ones cannot help).</summary>
     public bool CredentialsRefused { get; init; }
+
+    /// <summary>
+    /// True when the device refused the server's TLS certificate (wrong CA, wrong host name, expired): retrying cannot
+    /// help until the configuration changes.
+    /// </summary>
+    public bool CertificateRefused { get; init; }
 }
 
 /// <summary>

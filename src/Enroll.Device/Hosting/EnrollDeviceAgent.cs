@@ -41,7 +41,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
             {
                 return;
             }
-            catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false } or EnrollServerException { IsPermanent: false })
+            catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false, CertificateRefused: false } or EnrollServerException { IsPermanent: false })
             {
                 var delay = _options.MaxBackoff * (0.5 + (Random.Shared.NextDouble() * 0.5));
                 Log.AgentRetry(_logger, ex.Message, delay);

@@ -63,7 +63,7 @@ public sealed partial class RegistrationService
             {
                 return;
             }
-            catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false } or EnrollServerException { IsPermanent: false })
+            catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false, CertificateRefused: false } or EnrollServerException { IsPermanent: false })
             {
                 Log.TokenCareRetry(_logger, ex.Message, CareRetryDelay);
                 await WaitForCareAsync(_timeProvider.GetUtcNow() + CareRetryDelay, cancellationToken).ConfigureAwait(false);

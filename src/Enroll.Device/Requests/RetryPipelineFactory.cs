@@ -45,7 +45,7 @@ internal static class RetryPipelineFactory
     public static bool IsTransient(Exception exception) => exception switch
     {
         EnrollServerException server => !server.IsPermanent,
-        EnrollConnectionException connection => !connection.CredentialsRefused,
+        EnrollConnectionException connection => !connection.CredentialsRefused && !connection.CertificateRefused,
         TimeoutRejectedException => true,
         _ => false,
     };

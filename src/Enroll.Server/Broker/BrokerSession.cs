@@ -6,6 +6,9 @@ internal static class BrokerSession
     /// <summary>The Device ID a client authenticated as (absent for anonymous clients).</summary>
     public const string DeviceId = "enroll.device_id";
 
+    /// <summary>The <see cref="Handlers.CertificateIdentity"/> of an anonymous client that presented a valid client certificate.</summary>
+    public const string Certificate = "enroll.certificate";
+
     /// <summary>The client's remote IP address, for per-source rate limits.</summary>
     public const string RemoteAddress = "enroll.remote_address";
 

@@ -36,6 +36,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly ServerMetrics _metrics;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
+    private readonly ServerTls _tls;
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
 
@@ -49,8 +50,10 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         PublishedKeys keys,
         ServerMetrics metrics,
         TimeProvider timeProvider,
+        ServerTls tls,
         ILogger<EmbeddedBroker> logger)
     {
+        _tls = tls;
         _options = options.Value;
         _tokens = tokens;
         _queue = queue;
@@ -63,30 +66,45 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         _logger = logger;
         var address = BindAddress.Parse(_options.Bind);
         Address = address;
-        Port = _options.MqttPort == 0 ? FreePort.Find(address) : _options.MqttPort;
+        Port = _options.NoPlaintext ? null : _options.MqttPort == 0 ? FreePort.Find(address) : _options.MqttPort;
+        TlsPort = tls.Certificate is null ? null : _options.MqttTlsPort == 0 ? FreePort.Find(address) : _options.MqttTlsPort;
     }
 
     public IPAddress Address { get; }
 
-    public int Port { get; }
+    /// <summary>The plain MQTT port, unless the server serves TLS only.</summary>
+    public int? Port { get; }
 
-    /// <summary>The address devices use, for example <c>mqtt://127.0.0.1:1883</c>.</summary>
-    public Uri Endpoint => new($"mqtt://{BindAddress.ClientHost(Address)}:{Port}");
+    /// <summary>The MQTT-over-TLS port, when TLS is configured.</summary>
+    public int? TlsPort { get; }
+
+    /// <summary>The plain address devices use, for example <c>mqtt://127.0.0.1:1883</c>; null when the server serves TLS only.</summary>
+    public Uri? Endpoint => Port is { } port ? new($"mqtt://{BindAddress.ClientHost(Address)}:{port}") : null;
+
+    /// <summary>The TLS address, for example <c>mqtts://127.0.0.1:8883</c>, when TLS is configured.</summary>
+    public Uri? TlsEndpoint => TlsPort is { } port ? new($"mqtts://{BindAddress.ClientHost(Address)}:{port}") : null;
 
     internal MqttServer Server => _server ?? throw new InvalidOperationException("The broker has not started.");
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        var builder = new MqttServerOptionsBuilder()
-            .WithDefaultEndpoint()
-            .WithDefaultEndpointPort(Port)
-            .WithDefaultEndpointReuseAddress()
-            .WithDefaultCommunicationTimeout(TimeSpan.FromSeconds(30));
-        builder = Address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
-            ? builder.WithDefaultEndpointBoundIPV6Address(Address).WithDefaultEndpointBoundIPAddress(IPAddress.None)
-            : builder.WithDefaultEndpointBoundIPAddress(Address).WithDefaultEndpointBoundIPV6Address(IPAddress.None);
+        // The stock endpoints stay off: the guarded listeners below serve plain TCP and TLS with bounded packets.
+        var serverOptions = new MqttServerOptionsBuilder()
+            .WithDefaultCommunicationTimeout(_options.ConnectTimeout)
+            .Build();
+        var listeners = new List<Transport.BrokerListener>();
+        if (Port is { } plain)
+        {
+            listeners.Add(new Transport.BrokerListener(Address, plain, null));
+        }
 
-        var server = new MqttServerFactory().CreateMqttServer(builder.Build());
+        if (TlsPort is { } secure)
+        {
+            listeners.Add(new Transport.BrokerListener(Address, secure, _tls.Certificate));
+        }
+
+        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, _metrics, _logger);
+        var server = new MqttServerFactory().CreateMqttServer(serverOptions, [adapter]);
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
         server.InterceptingSubscriptionAsync += e => Guard(() => InterceptSubscription(e));
@@ -94,7 +112,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         server.InterceptingOutboundPacketAsync += InterceptOutboundPacketAsync;
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
-        Log.BrokerStarted(_logger, Endpoint.ToString());
+        Log.BrokerStarted(_logger, string.Join(", ", new[] { Endpoint, TlsEndpoint }.OfType<Uri>()));
 
         await PublishKeysAsync().ConfigureAwait(false);
         _keys.Changed += () => _ = PublishKeysAsync();
@@ -169,6 +187,19 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 return;
             }
 
+            if (e.ClientCertificate is { } certificate)
+            {
+                // Checked against --client-ca during the handshake; it vouches for exactly one client ID, its common name.
+                var commonName = certificate.GetNameInfo(System.Security.Cryptography.X509Certificates.X509NameType.SimpleName, false);
+                if (!string.Equals(commonName, clientId, StringComparison.Ordinal))
+                {
+                    Refuse(e, MqttConnectReasonCode.ClientIdentifierNotValid, $"the client certificate is for '{commonName}', not client ID '{clientId}'");
+                    return;
+                }
+
+                e.SessionItems[BrokerSession.Certificate] = new CertificateIdentity(commonName, CertificateOrg(certificate));
+            }
+
             // Anonymous clients may only request and read their own client topics (enforced per topic), and may not
             // take over the client ID of a connected device.
             if (await IsDeviceConnectedAsync(clientId).ConfigureAwait(false))
@@ -207,6 +238,20 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         _deviceClientIds.TryAdd(clientId, 0);
         _metrics.ConnectionAccepted("device");
         Log.DeviceConnected(_logger, e.UserName, e.ClientId);
+    }
+
+    /// <summary>The organisation a client certificate names (its O attribute) when that is a valid identifier.</summary>
+    private string CertificateOrg(System.Security.Cryptography.X509Certificates.X509Certificate2 certificate)
+    {
+        foreach (var part in certificate.SubjectName.EnumerateRelativeDistinguishedNames())
+        {
+            if (part.GetSingleElementType().Value == "2.5.4.10" && part.GetSingleElementValue() is { } org && EnrollIdentifiers.IsValid(org))
+            {
+                return org;
+            }
+        }
+
+        return _options.ClientCertificateOrg;
     }
 
     private void Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string reason)
@@ -274,6 +319,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 SenderClientId = e.ClientId,
                 SenderDeviceId = deviceId,
                 SenderAddress = source,
+                SenderCertificate = e.SessionItems[BrokerSession.Certificate] as CertificateIdentity,
                 ReceivedAt = _timeProvider.GetUtcNow(),
             };
             if (!_queue.TryEnqueue(request))

@@ -17,13 +17,21 @@ internal sealed record IncomingRequest(string Topic, ReadOnlyMemory<byte> Payloa
     /// <summary>The sender's IP address, when the transport knows it.</summary>
     public string? SenderAddress { get; init; }
 
+    /// <summary>The client certificate the sender connected with (mTLS), already checked against the configured CA.</summary>
+    public CertificateIdentity? SenderCertificate { get; init; }
+
     public DateTimeOffset ReceivedAt { get; init; }
 }
+
+/// <summary>Who a verified client certificate vouches for: one MQTT client ID (its common name) in one organisation.</summary>
+internal sealed record CertificateIdentity(string ClientId, string OrgId);
 
 /// <summary>Who sent a request and when; handed to handlers.</summary>
 internal sealed record RequestContext(string? SenderClientId, string? SenderDeviceId, DateTimeOffset ReceivedAt)
 {
     public string? SenderAddress { get; init; }
+
+    public CertificateIdentity? SenderCertificate { get; init; }
 }
 
 /// <summary>Sends responses back through the broker.</summary>

@@ -173,6 +173,13 @@ internal sealed class RegistrationHandler
             return (record.OrgId, record, null);
         }
 
+        if (context.SenderCertificate is { } certificate && string.Equals(certificate.ClientId, request.ClientId, StringComparison.Ordinal))
+        {
+            // mTLS: a certificate from the configured CA, issued to this very client ID, stands in for a Provisioning Token.
+            CheckOrg(request.OrgId, certificate.OrgId);
+            return (certificate.OrgId, null, null);
+        }
+
         if (_options.OpenRegistration)
         {
             return (request.OrgId ?? _options.OpenRegistrationOrg, null, null);

@@ -170,7 +170,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         string outcome;
         try
         {
-            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress };
+            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress, SenderCertificate = request.SenderCertificate };
             response = await route.Handle(decoded, context, cancellationToken).ConfigureAwait(false);
             outcome = "ok";
         }

@@ -31,21 +31,32 @@ public sealed class EnrollServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
 
-    private EnrollServerHost(WebApplication app, Uri mqtt, Uri http, string dataDirectory, bool firstStart)
+    private EnrollServerHost(WebApplication app, Uri mqtt, Uri? mqttTls, Uri http, Uri? https, string dataDirectory, bool firstStart)
     {
         _app = app;
         MqttEndpoint = mqtt;
+        MqttTlsEndpoint = mqttTls;
         HttpEndpoint = http;
+        HttpsEndpoint = https;
         DataDirectory = dataDirectory;
         FirstStart = firstStart;
         AdminKeyPath = Path.Combine(dataDirectory, AdminKey.FileName);
     }
 
-    /// <summary>The broker address devices use, for example <c>mqtt://127.0.0.1:1883</c>.</summary>
+    /// <summary>
+    /// The broker address devices use, for example <c>mqtt://127.0.0.1:1883</c>; the TLS address
+    /// (<c>mqtts://...</c>) when the server serves no plaintext.
+    /// </summary>
     public Uri MqttEndpoint { get; }
 
-    /// <summary>The HTTP API address, for example <c>http://127.0.0.1:8080</c>.</summary>
+    /// <summary>The broker's TLS address, for example <c>mqtts://127.0.0.1:8883</c>, when TLS is configured.</summary>
+    public Uri? MqttTlsEndpoint { get; }
+
+    /// <summary>The HTTP API address, for example <c>http://127.0.0.1:8080</c>; the HTTPS one when there is no plaintext.</summary>
     public Uri HttpEndpoint { get; }
+
+    /// <summary>The HTTPS API address, for example <c>https://127.0.0.1:8443</c>, when TLS is configured.</summary>
+    public Uri? HttpsEndpoint { get; }
 
     /// <summary>The data folder in use.</summary>
     public string DataDirectory { get; }
@@ -70,6 +81,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var tls = ServerTls.Load(options);
         var dataDirectory = OwnerOnlyFiles.EnsureDirectory(options.DataDirectory);
         var time = timeProvider ?? TimeProvider.System;
 
@@ -94,7 +106,18 @@ public sealed class EnrollServerHost : IAsyncDisposable
         }
 
         var bind = BindAddress.Parse(options.Bind);
-        builder.WebHost.UseKestrel(kestrel => kestrel.Listen(bind, options.HttpPort));
+        builder.WebHost.UseKestrel(kestrel =>
+        {
+            if (!options.NoPlaintext)
+            {
+                kestrel.Listen(bind, options.HttpPort);
+            }
+
+            if (tls.Certificate is { } certificate)
+            {
+                kestrel.Listen(bind, options.HttpsPort, listen => listen.UseHttps(certificate));
+            }
+        });
         builder.Services.ConfigureHttpJsonOptions(json =>
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
@@ -108,6 +131,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton(encryptionKeys);
         services.AddSingleton<PublishedKeys>();
         services.AddSingleton(adminKey);
+        services.AddSingleton(tls);
         services.AddSingleton(new TimeOrderedId(time));
         services.AddSingleton<IRegistry>(_ => new SqliteRegistry(
             Path.Combine(dataDirectory, SqliteRegistry.FileName),
@@ -151,10 +175,15 @@ public sealed class EnrollServerHost : IAsyncDisposable
         app.MapEnrollApi();
         await app.StartAsync(cancellationToken).ConfigureAwait(false);
 
-        var mqtt = options.ExternalBroker ?? app.Services.GetRequiredService<EmbeddedBroker>().Endpoint;
-        var http = new Uri(app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First());
-        http = new UriBuilder(http) { Host = BindAddress.ClientHost(bind).Trim('[', ']') }.Uri;
-        return new EnrollServerHost(app, mqtt, http, dataDirectory, keyRing.Created || adminKey.Created);
+        var broker = options.ExternalBroker is null ? app.Services.GetRequiredService<EmbeddedBroker>() : null;
+        var mqttTls = broker?.TlsEndpoint;
+        var mqtt = options.ExternalBroker ?? broker!.Endpoint ?? mqttTls!;
+        var addresses = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses
+            .Select(a => new UriBuilder(a) { Host = BindAddress.ClientHost(bind).Trim('[', ']') }.Uri)
+            .ToList();
+        var https = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttps);
+        var http = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttp) ?? https!;
+        return new EnrollServerHost(app, mqtt, mqttTls, http, https, dataDirectory, keyRing.Created || adminKey.Created);
     }
 
     /// <summary>Stops the broker, the handlers and the HTTP API.</summary>

@@ -13,6 +13,46 @@ public sealed class EnrollServerOptions
     public int HttpPort { get; set; } = 8080;
 
     /// <summary>
+    /// A PEM certificate (chain) for the server's TLS listeners, with <see cref="TlsKeyFile"/>. When set, the broker also
+    /// listens with TLS on <see cref="MqttTlsPort"/> and the HTTP API with HTTPS on <see cref="HttpsPort"/>.
+    /// </summary>
+    public string? TlsCertificateFile { get; set; }
+
+    /// <summary>The PEM private key of <see cref="TlsCertificateFile"/>.</summary>
+    public string? TlsKeyFile { get; set; }
+
+    /// <summary>The broker's MQTT-over-TLS port; 0 picks a free port. The default value is 8883.</summary>
+    public int MqttTlsPort { get; set; } = 8883;
+
+    /// <summary>The HTTPS port of the API; 0 picks a free port. The default value is 8443.</summary>
+    public int HttpsPort { get; set; } = 8443;
+
+    /// <summary>Serve only TLS: no plain MQTT or HTTP listener (needs <see cref="TlsCertificateFile"/>). The default value is false.</summary>
+    public bool NoPlaintext { get; set; }
+
+    /// <summary>
+    /// PEM CA certificates for client-certificate registration (mTLS). A device that connects over TLS with a certificate
+    /// signed by one of them, whose common name is its MQTT client ID, registers without a Provisioning Token. The
+    /// default value is null (client certificates are refused).
+    /// </summary>
+    public string? ClientCaFile { get; set; }
+
+    /// <summary>
+    /// The organisation of devices registered by client certificate when the certificate names none (its O attribute).
+    /// The default value is <c>default</c>.
+    /// </summary>
+    public string ClientCertificateOrg { get; set; } = "default";
+
+    /// <summary>
+    /// The largest MQTT packet the embedded broker reads; a client announcing a larger one is disconnected before the
+    /// broker allocates anything for it. The default value is 1,114,112 bytes (1 MiB of payload plus headers).
+    /// </summary>
+    public int MaxPacketBytes { get; set; } = (1024 * 1024) + (64 * 1024);
+
+    /// <summary>How long a new connection has to finish its TLS handshake and send CONNECT. The default value is 10 seconds.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
     /// An external MQTT 5 broker (Mosquitto, EMQX, HiveMQ, ...) to use instead of the embedded one, as
     /// <c>mqtt://host:port</c>. The broker then authenticates devices and enforces access control (see
     /// docs/operations.md); the server connects as <see cref="BrokerUsername"/>. The default value is null (embedded).
