@@ -10,9 +10,118 @@ internal static class BenchCommand
     public static Command Create()
     {
         var command = new Command("bench", "Benchmarks: each prints medians of several runs and the ratios against the targets (exit 0 either way)");
+        command.Subcommands.Add(Register());
+        command.Subcommands.Add(Storm());
         command.Subcommands.Add(Outbox());
         command.Subcommands.Add(Ingest());
         return command;
+    }
+
+    private static Option<string> BrokerOption(string defaultValue, string description) => new("--broker")
+    {
+        Description = description,
+        DefaultValueFactory = _ => defaultValue,
+    };
+
+    private static Option<int> QosOption() => new("--qos") { Description = "MQTT QoS of requests and answers: 0 or 1", DefaultValueFactory = _ => 1 };
+
+    private static Command Register()
+    {
+        var broker = BrokerOption("embedded", "'embedded' (a server in this process, on free loopback ports) or the mqtt:// address of a running server, with --server");
+        var devices = new Option<int>("--devices") { Description = "Concurrent devices (and echo clients)", DefaultValueFactory = _ => 64 };
+        var duration = CliOptions.Duration("--duration", "How long each phase is measured", "10s");
+        var warmup = CliOptions.Duration("--warmup", "Load before each measurement that is not counted", "2s");
+        var qos = QosOption();
+        var runs = RunsOption();
+        var directory = DirectoryOption();
+        var json = CliOptions.Json();
+        var command = new Command("register", "Registrations/s and p50/p99 latency against a raw MQTT request/response echo on the same broker")
+        {
+            broker, devices, duration, warmup, qos, runs, directory, json,
+        };
+        var admin = AdminClient.AddOptions(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var settings = new RegisterBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetDuration(duration), parse.GetDuration(warmup), Math.Clamp(parse.GetValue(qos), 0, 1), Math.Max(1, parse.GetValue(runs)));
+            await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!);
+            var report = await RegisterBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
+            report.Print(output, parse.GetValue(json));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Storm()
+    {
+        var broker = BrokerOption("process", "'process' (start enroll server as a separate process, to measure its memory), 'embedded' (in this process), or the mqtt:// address of a running server, with --server");
+        var devices = new Option<int>("--devices") { Description = "Simulated devices, all started at once", DefaultValueFactory = _ => 10_000 };
+        var jitter = new Option<string>("--jitter") { Description = "Retry backoff: full (randomised, the default of the device library) or none", DefaultValueFactory = _ => "full" };
+        jitter.AcceptOnlyFromAmong("full", "none");
+        var rate = new Option<double?>("--rate") { Description = "The sustained registration rate for the ideal time (default: measured first with bench register)" };
+        var timeout = CliOptions.Duration("--timeout", "Devices not registered by then count as lost", "10m");
+        var qos = QosOption();
+        var directory = DirectoryOption();
+        var json = CliOptions.Json();
+        var command = new Command("storm", "Every device of a fleet starts at once: time to 50/99/100 % registered against the ideal, attempts, lost devices, server memory")
+        {
+            broker, devices, jitter, rate, timeout, qos, directory, json,
+        };
+        var admin = AdminClient.AddOptions(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var settings = new StormBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetValue(jitter) == "full", parse.GetValue(rate), parse.GetDuration(timeout), Math.Clamp(parse.GetValue(qos), 0, 1));
+            var target = parse.GetValue(broker)!;
+            var scratch = parse.GetValue(directory)!;
+            ServerProcess? server = null;
+            try
+            {
+                BenchEnvironment environment;
+                if (target == "process")
+                {
+                    output.Error.WriteLine("Starting enroll server as a separate process...");
+                    server = await ServerProcess.StartAsync(scratch, [], cancellationToken);
+                    environment = BenchEnvironment.External(server.Mqtt, server.Http, server.AdminKey, scratch);
+                }
+                else
+                {
+                    environment = await OpenAsync(parse, target, admin, scratch);
+                }
+
+                await using (environment)
+                {
+                    var live = !parse.GetValue(json) && !Console.IsErrorRedirected;
+                    var report = await StormBench.RunAsync(environment, settings, server, output, live);
+                    report.Print(output, parse.GetValue(json));
+                }
+            }
+            finally
+            {
+                if (server is not null)
+                {
+                    await server.DisposeAsync();
+                }
+            }
+
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static async Task<BenchEnvironment> OpenAsync(ParseResult parse, string broker, (Option<string> Server, Option<string?> Key, Option<string> DataDir) admin, string scratch)
+    {
+        if (broker == "embedded")
+        {
+            return await BenchEnvironment.EmbeddedAsync(scratch);
+        }
+
+        if (!Uri.TryCreate(broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "mqtts"))
+        {
+            throw new CliUsageException($"--broker must be 'embedded' or an mqtt:// address, not '{broker}'");
+        }
+
+        return BenchEnvironment.External(uri, parse.GetUri(admin.Server), AdminClient.ResolveKey(parse, admin), scratch);
     }
 
     private static Option<string> DirectoryOption() => new("--dir")

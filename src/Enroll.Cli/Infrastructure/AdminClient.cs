@@ -51,22 +51,26 @@ internal sealed class AdminClient : IDisposable
         return (server, key, dataDir);
     }
 
-    public static AdminClient Create(ParseResult parse, (Option<string> Server, Option<string?> Key, Option<string> DataDir) options)
+    public static AdminClient Create(ParseResult parse, (Option<string> Server, Option<string?> Key, Option<string> DataDir) options) =>
+        new(parse.GetUri(options.Server), ResolveKey(parse, options));
+
+    /// <summary>The admin key from <c>--admin-key</c>, else <c>ENROLL_ADMIN_KEY</c>, else <c>{--data-dir}/admin.key</c>.</summary>
+    public static string ResolveKey(ParseResult parse, (Option<string> Server, Option<string?> Key, Option<string> DataDir) options)
     {
         var key = parse.GetValue(options.Key) ?? Environment.GetEnvironmentVariable(AdminKeyVariable);
-        if (string.IsNullOrWhiteSpace(key))
+        if (!string.IsNullOrWhiteSpace(key))
         {
-            var file = Path.Combine(parse.GetValue(options.DataDir)!, "admin.key");
-            if (!File.Exists(file))
-            {
-                throw new AdminApiException(ExitCodes.Usage,
-                    $"no admin key: pass --admin-key, set {AdminKeyVariable}, or run where the server's data folder is (looked for {Path.GetFullPath(file)})");
-            }
-
-            key = File.ReadAllText(file).Trim();
+            return key;
         }
 
-        return new AdminClient(parse.GetUri(options.Server), key);
+        var file = Path.Combine(parse.GetValue(options.DataDir)!, "admin.key");
+        if (!File.Exists(file))
+        {
+            throw new AdminApiException(ExitCodes.Usage,
+                $"no admin key: pass --admin-key, set {AdminKeyVariable}, or run where the server's data folder is (looked for {Path.GetFullPath(file)})");
+        }
+
+        return File.ReadAllText(file).Trim();
     }
 
     public Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) =>

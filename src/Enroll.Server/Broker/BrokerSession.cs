@@ -9,6 +9,9 @@ internal static class BrokerSession
     /// <summary>The <see cref="Handlers.CertificateIdentity"/> of an anonymous client that presented a valid client certificate.</summary>
     public const string Certificate = "enroll.certificate";
 
+    /// <summary>The topic filters the client subscribed to, with their QoS, for answers delivered straight to its session.</summary>
+    public const string Subscriptions = "enroll.subscriptions";
+
     /// <summary>The client's remote IP address, for per-source rate limits.</summary>
     public const string RemoteAddress = "enroll.remote_address";
 

@@ -108,6 +108,15 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
         server.InterceptingSubscriptionAsync += e => Guard(() => InterceptSubscription(e));
+        server.InterceptingUnsubscriptionAsync += e =>
+        {
+            if (e.ProcessUnsubscription && e.SessionItems[BrokerSession.Subscriptions] is ConcurrentDictionary<string, MqttQualityOfServiceLevel> filters)
+            {
+                filters.TryRemove(e.Topic, out _);
+            }
+
+            return Task.CompletedTask;
+        };
         server.InterceptingInboundPacketAsync += e => Guard(() => InterceptInboundPacket(e));
         server.InterceptingOutboundPacketAsync += InterceptOutboundPacketAsync;
         await server.StartAsync().ConfigureAwait(false);
@@ -137,9 +146,75 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             ContentType = contentType,
             Retain = retain,
         };
+        if (!retain && await TryDeliverToClientAsync(message).ConfigureAwait(false))
+        {
+            return;
+        }
+
         await Server.InjectApplicationMessage(
             new InjectedMqttApplicationMessage(message) { SenderClientId = BrokerSession.ServerClientId },
             cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Delivers an answer on <c>enroll/v1/clients/{client ID}/responses</c> straight into that client's session, if it
+    /// subscribed to a matching filter (with that subscription's QoS, at most 1), else not at all — what the broker's
+    /// general dispatch would do, without checking every connected session's subscriptions for every answer (which
+    /// makes a storm of thousands of devices quadratic). False for any other topic.
+    /// </summary>
+    private async Task<bool> TryDeliverToClientAsync(MqttApplicationMessage message)
+    {
+        if (!TryParseClientResponses(message.Topic, out var clientId))
+        {
+            return false;
+        }
+
+        MQTTnet.Server.MqttSessionStatus session;
+        try
+        {
+            session = await Server.GetSessionAsync(clientId).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException)
+        {
+            // No session: the client is gone, and nobody else may read its topics.
+            return true;
+        }
+
+        if (session.Items[BrokerSession.Subscriptions] is not ConcurrentDictionary<string, MqttQualityOfServiceLevel> filters)
+        {
+            return true;
+        }
+
+        MqttQualityOfServiceLevel? granted = null;
+        foreach (var (filter, qos) in filters)
+        {
+            if (MqttTopicFilterComparer.Compare(message.Topic, filter) == MqttTopicFilterCompareResult.IsMatch && (granted is null || qos > granted))
+            {
+                granted = qos;
+            }
+        }
+
+        if (granted is { } level)
+        {
+            message.QualityOfServiceLevel = level < message.QualityOfServiceLevel ? level : message.QualityOfServiceLevel;
+            session.TryEnqueueApplicationMessage(message, out _);
+        }
+
+        return true;
+    }
+
+    private static bool TryParseClientResponses(string topic, out string clientId)
+    {
+        const string Prefix = "enroll/v1/clients/";
+        const string Suffix = "/responses";
+        clientId = string.Empty;
+        if (topic.Length <= Prefix.Length + Suffix.Length || !topic.StartsWith(Prefix, StringComparison.Ordinal) || !topic.EndsWith(Suffix, StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        clientId = topic[Prefix.Length..^Suffix.Length];
+        return clientId.Length > 0 && !clientId.Contains('/', StringComparison.Ordinal);
     }
 
     private async Task PublishKeysAsync()
@@ -450,8 +525,18 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             e.ReasonString = "not allowed to subscribe to this filter";
             _metrics.AccessDenied("subscribe");
             Log.AccessDenied(_logger, "subscribe", e.ClientId, filter, deviceId is null ? "anonymous client" : $"device {deviceId}");
+            return Task.CompletedTask;
         }
 
+        // Remembered for TryDeliverToClientAsync.
+        var filters = e.SessionItems[BrokerSession.Subscriptions] as ConcurrentDictionary<string, MqttQualityOfServiceLevel>;
+        if (filters is null)
+        {
+            filters = new ConcurrentDictionary<string, MqttQualityOfServiceLevel>(StringComparer.Ordinal);
+            e.SessionItems[BrokerSession.Subscriptions] = filters;
+        }
+
+        filters[filter] = e.TopicFilter.QualityOfServiceLevel;
         return Task.CompletedTask;
     }
 

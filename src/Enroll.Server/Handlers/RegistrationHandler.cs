@@ -67,6 +67,9 @@ internal sealed class RegistrationHandler
         var (orgId, provisioningToken, holder) = await AuthenticateAsync(request, context, cancellationToken).ConfigureAwait(false);
         var deviceId = request.DeviceId ?? holder?.Device.DeviceId;
 
+        // Registered with a Provisioning Token (or a certificate, or openly): a Registration Token for renewals and
+        // refreshes is issued and recorded in the same transaction as the device.
+        var registrationToken = holder is null ? _registrationTokens.IssueWithRegistration(provisioningToken?.RegistrationTokenLifetime) : null;
         var outcome = await _registry.RegisterDeviceAsync(
             new RegisterDeviceCommand
             {
@@ -78,6 +81,7 @@ internal sealed class RegistrationHandler
                 MetadataJson = request.Metadata is null ? null : JsonSerializer.Serialize(request.Metadata, RegistryJsonContext.Default.DictionaryStringJsonElement),
                 ProvisioningTokenId = provisioningToken?.Id,
                 Now = context.ReceivedAt,
+                IssueRegistrationToken = registrationToken is null ? null : registrationToken.Issue,
             },
             cancellationToken).ConfigureAwait(false);
 
@@ -108,8 +112,7 @@ internal sealed class RegistrationHandler
             return _registrationTokens.IsExpiring(holder) ? response with { RefreshRegistrationToken = true } : response;
         }
 
-        // Registered with a Provisioning Token (or openly): hand out a Registration Token for renewals and refreshes.
-        var registration = await _registrationTokens.IssueAsync(device, provisioningToken?.RegistrationTokenLifetime, cancellationToken).ConfigureAwait(false);
+        var registration = registrationToken!.Token!;
         return response with { RegistrationToken = registration.Token, RegistrationTokenExpiresAt = registration.ExpiresAt };
     }
 

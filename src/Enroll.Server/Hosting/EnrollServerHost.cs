@@ -90,7 +90,14 @@ public sealed class EnrollServerHost : IAsyncDisposable
         var encryptionKeys = new EncryptionKeyRing(Path.Combine(dataDirectory, "keys"), time);
         var adminKey = AdminKey.LoadOrCreate(dataDirectory);
 
-        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { ApplicationName = "Enroll.Server", ContentRootPath = dataDirectory });
+        // Configuration files are read once: watching them for changes would put a file watcher on the data folder,
+        // woken by every write to the registry.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ApplicationName = "Enroll.Server",
+            ContentRootPath = dataDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Logging.ClearProviders();
         if (configureLogging is not null)
         {

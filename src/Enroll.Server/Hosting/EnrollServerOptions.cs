@@ -131,6 +131,9 @@ public sealed class EnrollServerOptions
     /// <summary>The window the failure limits refill over. The default value is 1 minute.</summary>
     public TimeSpan FailureWindow { get; set; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>Concurrent request handlers. The default value is twice the processor count.</summary>
-    public int HandlerConcurrency { get; set; } = Environment.ProcessorCount * 2;
+    /// <summary>
+    /// Requests handled at once. Handlers spend most of their time waiting for the registry's group commit, and every
+    /// request waiting there joins the same commit, so this is well above the processor count. The default value is 64.
+    /// </summary>
+    public int HandlerConcurrency { get; set; } = 64;
 }

@@ -86,6 +86,12 @@ internal sealed record RegisterDeviceCommand
     public string? ProvisioningTokenId { get; init; }
 
     public required DateTimeOffset Now { get; init; }
+
+    /// <summary>
+    /// Issues the device's new Registration Token once the device is known (created or updated); the registry records
+    /// it in the same transaction, so a registration costs one commit.
+    /// </summary>
+    public Func<DeviceRecord, RegistrationTokenRecord>? IssueRegistrationToken { get; init; }
 }
 
 /// <summary>How a registration went in the registry.</summary>

@@ -24,7 +24,18 @@ internal sealed partial class SqliteRegistry
         Task.FromResult(Query("SELECT COUNT(*) FROM devices", r => r.GetInt32(0)).Single());
 
     public Task<RegisterDeviceOutcome> RegisterDeviceAsync(RegisterDeviceCommand command, CancellationToken cancellationToken = default) =>
-        _database.WriteAsync(context => Register(context, command), cancellationToken);
+        _database.WriteAsync(
+            context =>
+            {
+                var outcome = Register(context, command);
+                if (outcome.Result is RegisterDeviceResult.Created or RegisterDeviceResult.Updated && command.IssueRegistrationToken is { } issue)
+                {
+                    InsertRegistrationToken(context, issue(outcome.Device!));
+                }
+
+                return outcome;
+            },
+            cancellationToken);
 
     private static RegisterDeviceOutcome Register(SqliteWriteContext context, RegisterDeviceCommand command)
     {

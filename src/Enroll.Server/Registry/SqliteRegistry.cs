@@ -136,36 +136,23 @@ internal sealed partial class SqliteRegistry : IRegistry
 
     internal static string? StringOrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
 
-    private List<T> Query<T>(string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters)
-    {
-        using var connection = _database.OpenRead();
-        using var command = connection.CreateCommand();
-        command.CommandText = sql;
-        foreach (var (name, value) in parameters)
+    private List<T> Query<T>(string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters) =>
+        _database.Read(context =>
         {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
+            using var reader = context.Command(sql, parameters).ExecuteReader();
+            var results = new List<T>();
+            while (reader.Read())
+            {
+                results.Add(map(reader));
+            }
 
-        using var reader = command.ExecuteReader();
-        var results = new List<T>();
-        while (reader.Read())
-        {
-            results.Add(map(reader));
-        }
-
-        return results;
-    }
+            return results;
+        });
 
     private static T? QueryOne<T>(SqliteWriteContext context, string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters)
         where T : class
     {
-        using var command = context.CreateCommand(sql);
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
-
-        using var reader = command.ExecuteReader();
+        using var reader = context.Command(sql, parameters).ExecuteReader();
         return reader.Read() ? map(reader) : null;
     }
 

@@ -39,14 +39,6 @@ internal sealed class RegistrationTokenService
         _logger = logger;
     }
 
-    /// <summary>Issues a token and records it in the ledger.</summary>
-    public async Task<IssuedToken> IssueAsync(DeviceRecord device, TimeSpan? lifetime, CancellationToken cancellationToken)
-    {
-        var token = _issuer.IssueRegistrationToken(device, lifetime);
-        await _registry.RecordRegistrationTokenAsync(ToRecord(device.DeviceId, token), cancellationToken).ConfigureAwait(false);
-        return token;
-    }
-
     /// <summary>Issues the successor of <paramref name="holder"/>'s token, with the same lifetime.</summary>
     public async Task<IssuedToken> RefreshAsync(RegistrationTokenHolder holder, CancellationToken cancellationToken)
     {
@@ -101,11 +93,30 @@ internal sealed class RegistrationTokenService
     public bool IsExpiring(RegistrationTokenHolder holder) =>
         holder.ExpiresAt - _timeProvider.GetUtcNow() < holder.Lifetime * 0.2;
 
-    private static RegistrationTokenRecord ToRecord(string deviceId, IssuedToken token) => new()
+    /// <summary>
+    /// A Registration Token issuer for <see cref="RegisterDeviceCommand.IssueRegistrationToken"/>: signs the token when
+    /// the registry knows the device, and keeps it for the response (read <see cref="PendingIssue.Token"/> afterwards).
+    /// </summary>
+    public PendingIssue IssueWithRegistration(TimeSpan? lifetime) => new(_issuer, lifetime);
+
+    internal static RegistrationTokenRecord ToRecord(string deviceId, IssuedToken token) => new()
     {
         TokenId = token.TokenId,
         DeviceId = deviceId,
         IssuedAt = token.IssuedAt,
         ExpiresAt = token.ExpiresAt,
     };
+}
+
+/// <summary>A Registration Token signed inside the registration's own transaction.</summary>
+internal sealed class PendingIssue(TokenIssuer issuer, TimeSpan? lifetime)
+{
+    /// <summary>The token, once the registry issued it.</summary>
+    public IssuedToken? Token { get; private set; }
+
+    public RegistrationTokenRecord Issue(DeviceRecord device)
+    {
+        Token = issuer.IssueRegistrationToken(device, lifetime);
+        return RegistrationTokenService.ToRecord(device.DeviceId, Token);
+    }
 }

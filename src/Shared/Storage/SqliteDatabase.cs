@@ -17,7 +17,9 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     private readonly string _readConnectionString;
     private readonly string _synchronous;
     private readonly int _maxBatch;
+    private const int MaxPooledReaders = 16;
     private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
+    private readonly System.Collections.Concurrent.ConcurrentBag<SqliteReadContext> _readers = [];
     private int _disposed;
 
     public SqliteDatabase(string path, SqliteDurability durability = SqliteDurability.Full, int maxBatch = 512)
@@ -57,6 +59,36 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         using var command = _writer.CreateCommand();
         command.CommandText = sql;
         command.ExecuteNonQuery();
+    }
+
+    /// <summary>
+    /// Runs <paramref name="read"/> on one of a pool of read connections that keep their prepared statements, so a
+    /// frequent query is parsed once per connection rather than on every call.
+    /// </summary>
+    public T Read<T>(Func<SqliteReadContext, T> read)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        if (!_readers.TryTake(out var reader))
+        {
+            var connection = OpenRead();
+            reader = new SqliteReadContext(connection);
+        }
+
+        try
+        {
+            return read(reader);
+        }
+        finally
+        {
+            if (_readers.Count < MaxPooledReaders && Volatile.Read(ref _disposed) == 0)
+            {
+                _readers.Add(reader);
+            }
+            else
+            {
+                reader.Dispose();
+            }
+        }
     }
 
     /// <summary>Opens a connection for reading. Dispose it when done.</summary>
@@ -212,9 +244,10 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 
         _queue.Writer.TryComplete();
         await _writerLoop.ConfigureAwait(false);
-        foreach (var command in _prepared.Values)
+        StatementCache.Dispose(_prepared);
+        while (_readers.TryTake(out var reader))
         {
-            await command.DisposeAsync().ConfigureAwait(false);
+            reader.Dispose();
         }
 
         await _writer.DisposeAsync().ConfigureAwait(false);

@@ -69,14 +69,16 @@ internal sealed class SqliteWriteContext
         }
     }
 
-    public int Execute(string sql, params (string Name, object? Value)[] parameters)
-    {
-        using var command = CreateCommand(sql);
-        foreach (var (name, value) in parameters)
-        {
-            command.Parameters.AddWithValue(name, value ?? DBNull.Value);
-        }
+    public int Execute(string sql, params (string Name, object? Value)[] parameters) => Command(sql, parameters).ExecuteNonQuery();
 
-        return command.ExecuteNonQuery();
+    /// <summary>
+    /// The statement for <paramref name="sql"/>, prepared once for the life of the writer connection, with
+    /// <paramref name="parameters"/> bound. Do not dispose it; dispose its reader.
+    /// </summary>
+    public SqliteCommand Command(string sql, params (string Name, object? Value)[] parameters)
+    {
+        var command = StatementCache.Get(_prepared, Connection, sql, parameters);
+        command.Transaction = Transaction;
+        return command;
     }
 }

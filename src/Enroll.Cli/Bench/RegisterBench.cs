@@ -1,0 +1,163 @@
+using System.Text.Json;
+using Enroll.Protocol.Json;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
+
+namespace Enroll.Cli.Bench;
+
+/// <summary>
+/// <c>enroll bench register</c> (SPEC §7): the ceiling first, a raw MQTT request/response echo with the same broker,
+/// client count, QoS and payload size; then registrations through the real handlers and registry. Reports rate and
+/// p50/p99 latency of both and their ratios.
+/// </summary>
+internal static class RegisterBench
+{
+    private static readonly TimeSpan AnswerTimeout = TimeSpan.FromSeconds(30);
+
+    public sealed record Settings(int Devices, TimeSpan Duration, TimeSpan Warmup, int QualityOfService, int Runs);
+
+    public static async Task<BenchReport> RunAsync(BenchEnvironment environment, Settings settings, Action<string> progress)
+    {
+        var report = new BenchReport("register");
+        var echoRates = new List<double>();
+        var echoP50 = new List<double>();
+        var echoP99 = new List<double>();
+        var registerRates = new List<double>();
+        var registerP50 = new List<double>();
+        var registerP99 = new List<double>();
+        long failures = 0;
+        var token = await environment.CreateTokenAsync();
+        for (var run = 1; run <= settings.Runs; run++)
+        {
+            var prefix = $"bench-{Guid.NewGuid():N}"[..14] + $"-{run}";
+            progress($"run {run}/{settings.Runs}: connecting {settings.Devices} clients");
+            var clients = await ConnectAsync(environment.Mqtt, prefix, settings.Devices, settings.QualityOfService);
+            try
+            {
+                // The same bytes for both phases: each client's registration request.
+                var payloads = clients.ToDictionary(c => c, c => RegistrationPayload(c.ClientId, token));
+
+                progress($"run {run}/{settings.Runs}: raw echo, {settings.Devices} clients, QoS {settings.QualityOfService}, {payloads.First().Value.Length} bytes, {settings.Duration.TotalSeconds:0.#} s");
+                var echo = await LoadClient.RunAsync(clients, settings.Warmup, settings.Duration, async client =>
+                {
+                    try
+                    {
+                        await client.RequestAsync(client.EchoTopic, payloads[client], AnswerTimeout, CancellationToken.None);
+                        return true;
+                    }
+                    catch (TimeoutException)
+                    {
+                        return false;
+                    }
+                });
+
+                progress($"run {run}/{settings.Runs}: registrations, {settings.Devices} devices, {settings.Duration.TotalSeconds:0.#} s");
+                var register = await LoadClient.RunAsync(clients, settings.Warmup, settings.Duration, async client =>
+                {
+                    try
+                    {
+                        var answer = await client.RequestAsync(EnrollTopics.Register, payloads[client], AnswerTimeout, CancellationToken.None);
+                        var response = JsonSerializer.Deserialize(answer.Payload.FirstSpan, EnrollJsonContext.Default.RegistrationResponse);
+                        return response is { Error: null, JwtToken: not null };
+                    }
+                    catch (Exception ex) when (ex is TimeoutException or JsonException)
+                    {
+                        return false;
+                    }
+                });
+
+                failures += echo.Failed + register.Failed;
+                echoRates.Add(echo.Rate);
+                echoP50.Add(echo.P50Milliseconds);
+                echoP99.Add(echo.P99Milliseconds);
+                registerRates.Add(register.Rate);
+                registerP50.Add(register.P50Milliseconds);
+                registerP99.Add(register.P99Milliseconds);
+                progress($"run {run}/{settings.Runs}: echo {echo.Rate:N0}/s p99 {echo.P99Milliseconds:0.0} ms; registrations {register.Rate:N0}/s p99 {register.P99Milliseconds:0.0} ms");
+            }
+            finally
+            {
+                await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+            }
+        }
+
+        var echoRate = report.Add($"raw echo, {settings.Devices} clients, QoS {settings.QualityOfService}", "round trips/s", echoRates);
+        report.Add("raw echo p50", "ms", echoP50);
+        var echoTail = report.Add("raw echo p99", "ms", echoP99);
+        var registerRate = report.Add($"registrations, {settings.Devices} devices, QoS {settings.QualityOfService}", "registrations/s", registerRates);
+        report.Add("registration p50", "ms", registerP50);
+        var registerTail = report.Add("registration p99", "ms", registerP99);
+        report.Ratio("registrations / raw echo (rate)", registerRate, echoRate, 0.8);
+        report.Ratio("registration p99 / raw echo p99", registerTail, echoTail, 1.5, atLeast: false);
+        if (failures > 0)
+        {
+            report.Note($"{failures} requests failed or timed out (not counted in the rates)");
+        }
+
+        report.Note("Each device re-registers under its own client ID with an auto-approve token: token check, registry upsert, signing and a new Registration Token per request.");
+        return report;
+    }
+
+    /// <summary>The sustained registration rate of <paramref name="devices"/> devices over <paramref name="duration"/>, for the storm's ideal time.</summary>
+    public static async Task<double> MeasureRateAsync(BenchEnvironment environment, int devices, TimeSpan duration, int qos)
+    {
+        var token = await environment.CreateTokenAsync();
+        var clients = await ConnectAsync(environment.Mqtt, $"rate-{Guid.NewGuid():N}"[..13], devices, qos);
+        try
+        {
+            var payloads = clients.ToDictionary(c => c, c => RegistrationPayload(c.ClientId, token));
+            var result = await LoadClient.RunAsync(clients, TimeSpan.FromSeconds(1), duration, async client =>
+            {
+                try
+                {
+                    var answer = await client.RequestAsync(EnrollTopics.Register, payloads[client], AnswerTimeout, CancellationToken.None);
+                    return JsonSerializer.Deserialize(answer.Payload.FirstSpan, EnrollJsonContext.Default.RegistrationResponse) is { Error: null };
+                }
+                catch (Exception ex) when (ex is TimeoutException or JsonException)
+                {
+                    return false;
+                }
+            });
+            return result.Rate;
+        }
+        finally
+        {
+            await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+        }
+    }
+
+    private static async Task<List<LoadClient>> ConnectAsync(Uri broker, string prefix, int count, int qos)
+    {
+        var clients = new LoadClient[count];
+        using var gate = new SemaphoreSlim(32);
+        await Task.WhenAll(Enumerable.Range(0, count).Select(async i =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                clients[i] = await LoadClient.ConnectAsync(broker, $"{prefix}-{i:D5}", qos, CancellationToken.None);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        return [.. clients];
+    }
+
+    private static byte[] RegistrationPayload(string clientId, string token) => JsonSerializer.SerializeToUtf8Bytes(
+        new RegistrationRequest
+        {
+            ClientId = clientId,
+            ProvisioningToken = token,
+            DeviceName = "bench device",
+            Metadata = new Dictionary<string, JsonElement> { ["model"] = Text("bench-1"), ["firmware"] = Text("1.0.0") },
+        },
+        EnrollJsonContext.Default.RegistrationRequest);
+
+    private static JsonElement Text(string value)
+    {
+        using var document = JsonDocument.Parse("\"" + System.Text.Encodings.Web.JavaScriptEncoder.Default.Encode(value) + "\"");
+        return document.RootElement.Clone();
+    }
+}

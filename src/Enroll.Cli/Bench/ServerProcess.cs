@@ -1,0 +1,178 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+
+namespace Enroll.Cli.Bench;
+
+/// <summary>
+/// An <c>enroll server</c> started as a separate process for a benchmark (free loopback ports, data in a scratch folder),
+/// so its memory can be read on its own; stopped and deleted on dispose.
+/// </summary>
+internal sealed class ServerProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly string _dataDirectory;
+
+    private ServerProcess(Process process, string dataDirectory, Uri mqtt, Uri http)
+    {
+        _process = process;
+        _dataDirectory = dataDirectory;
+        Mqtt = mqtt;
+        Http = http;
+    }
+
+    public Uri Mqtt { get; }
+
+    public Uri Http { get; }
+
+    public int ProcessId => _process.Id;
+
+    public string AdminKey => File.ReadAllText(Path.Combine(_dataDirectory, "admin.key")).Trim();
+
+    public static async Task<ServerProcess> StartAsync(string scratchParent, IEnumerable<string> extraArguments, CancellationToken cancellationToken)
+    {
+        var dataDirectory = Path.Combine(Path.GetFullPath(scratchParent), $"enroll-bench-server-{Guid.NewGuid():N}");
+        var mqttPort = FreePort();
+        var httpPort = FreePort();
+        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+
+        // Run the same enroll that runs this benchmark: the apphost itself, or `dotnet enroll.dll`.
+        var entry = typeof(ServerProcess).Assembly.Location;
+        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet" && entry.Length > 0)
+        {
+            start.ArgumentList.Add(entry);
+        }
+
+        foreach (var argument in new[]
+        {
+            "server", "--mqtt-port", mqttPort.ToString(CultureInfo.InvariantCulture), "--http-port", httpPort.ToString(CultureInfo.InvariantCulture),
+            "--data-dir", dataDirectory, "--log-level", "Warning",
+        }.Concat(extraArguments))
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        var process = Process.Start(start) ?? throw new InvalidOperationException("cannot start enroll server");
+        var errors = new System.Text.StringBuilder();
+        process.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data is not null)
+            {
+                lock (errors)
+                {
+                    errors.AppendLine(e.Data);
+                }
+            }
+        };
+        process.OutputDataReceived += (_, _) => { };
+        process.BeginErrorReadLine();
+        process.BeginOutputReadLine();
+        var server = new ServerProcess(process, dataDirectory, new Uri($"mqtt://127.0.0.1:{mqttPort}"), new Uri($"http://127.0.0.1:{httpPort}"));
+
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
+        var deadline = Stopwatch.StartNew();
+        while (deadline.Elapsed < TimeSpan.FromSeconds(60))
+        {
+            if (process.HasExited)
+            {
+                await server.DisposeAsync();
+                throw new InvalidOperationException($"enroll server exited with code {process.ExitCode}: {errors}");
+            }
+
+            try
+            {
+                using var response = await http.GetAsync(new Uri(server.Http, "/healthz"), cancellationToken);
+                if (response.IsSuccessStatusCode && File.Exists(Path.Combine(dataDirectory, "admin.key")))
+                {
+                    return server;
+                }
+            }
+            catch (HttpRequestException)
+            {
+            }
+            catch (TaskCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+            }
+
+            await Task.Delay(100, cancellationToken);
+        }
+
+        await server.DisposeAsync();
+        throw new TimeoutException("enroll server did not answer /healthz within 60 s");
+    }
+
+    /// <summary>The server's resident memory now and at its peak, in bytes (Linux: VmRSS and VmHWM), or null elsewhere.</summary>
+    public (long Current, long Peak)? Memory()
+    {
+        var status = $"/proc/{_process.Id}/status";
+        if (!File.Exists(status))
+        {
+            return null;
+        }
+
+        long current = 0, peak = 0;
+        foreach (var line in File.ReadLines(status))
+        {
+            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            {
+                current = Kilobytes(line) * 1024;
+            }
+            else if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+            {
+                peak = Kilobytes(line) * 1024;
+            }
+        }
+
+        return (current, peak);
+
+        static long Kilobytes(string line) => long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_process.HasExited)
+        {
+            // SIGTERM lets the server stop cleanly; it is killed if it does not within 10 s.
+            using (var term = Process.Start(new ProcessStartInfo("kill") { ArgumentList = { "-TERM", _process.Id.ToString(CultureInfo.InvariantCulture) }, UseShellExecute = false }))
+            {
+                if (term is not null)
+                {
+                    await term.WaitForExitAsync();
+                }
+            }
+
+            using var wait = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            try
+            {
+                await _process.WaitForExitAsync(wait.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _process.Kill(entireProcessTree: true);
+                await _process.WaitForExitAsync();
+            }
+        }
+
+        _process.Dispose();
+        try
+        {
+            Directory.Delete(_dataDirectory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

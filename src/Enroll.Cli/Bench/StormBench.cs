@@ -1,0 +1,256 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Enroll.Cli.Infrastructure;
+using Enroll.Device;
+using Microsoft.Extensions.DependencyInjection;
+using Spectre.Console;
+
+namespace Enroll.Cli.Bench;
+
+/// <summary>
+/// <c>enroll bench storm</c> (SPEC §7): thousands of devices, each a real device library instance with its own MQTT
+/// client and state, all start at once against one server, as after a power cut. Measures how long until 50, 99 and
+/// 100 % are registered against the ideal (devices ÷ sustained registration rate), attempts per device, devices lost,
+/// and the server's peak memory when it runs as a separate process.
+/// </summary>
+internal sealed class StormBench
+{
+    private readonly BenchEnvironment _environment;
+    private readonly Settings _settings;
+    private readonly ConcurrentDictionary<int, int> _attempts = new();
+    private readonly double[] _registeredAt;
+    private int _registered;
+    private int _waiting;
+    private int _retries;
+    private int _failed;
+
+    private StormBench(BenchEnvironment environment, Settings settings)
+    {
+        _environment = environment;
+        _settings = settings;
+        _registeredAt = new double[settings.Devices];
+        Array.Fill(_registeredAt, double.NaN);
+    }
+
+    public sealed record Settings(int Devices, bool Jitter, double? Rate, TimeSpan Timeout, int QualityOfService);
+
+    public static async Task<BenchReport> RunAsync(BenchEnvironment environment, Settings settings, ServerProcess? server, Output output, bool live)
+    {
+        var storm = new StormBench(environment, settings);
+        return await storm.RunAsync(server, output, live);
+    }
+
+    private async Task<BenchReport> RunAsync(ServerProcess? server, Output output, bool live)
+    {
+        var rate = _settings.Rate;
+        if (rate is null)
+        {
+            output.Error.WriteLine("Measuring the sustained registration rate first (enroll bench register, 64 devices, 5 s)...");
+            rate = await RegisterBench.MeasureRateAsync(_environment, 64, TimeSpan.FromSeconds(5), _settings.QualityOfService);
+            output.Error.WriteLine($"Sustained rate: {rate:N0} registrations/s");
+        }
+
+        var token = await _environment.CreateTokenAsync();
+        output.Error.WriteLine($"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})...");
+        var prefix = $"storm-{Guid.NewGuid():N}"[..12];
+        var devices = Enumerable.Range(0, _settings.Devices).Select(i => CreateDevice(i, $"{prefix}-{i:D6}", token)).ToArray();
+        long peakMemory = 0;
+        var clock = Stopwatch.StartNew();
+        using var timeout = new CancellationTokenSource(_settings.Timeout);
+        var all = Task.WhenAll(devices.Select((device, index) => Task.Run(() => RegisterAsync(device, index, clock, timeout.Token))));
+
+        void Sample()
+        {
+            if (server?.Memory() is { } memory)
+            {
+                peakMemory = Math.Max(peakMemory, memory.Peak);
+            }
+        }
+
+        if (live)
+        {
+            var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+            await console.Live(Progress(clock, server)).StartAsync(async context =>
+            {
+                while (!all.IsCompleted)
+                {
+                    Sample();
+                    context.UpdateTarget(Progress(clock, server));
+                    await Task.WhenAny(all, Task.Delay(250));
+                }
+
+                context.UpdateTarget(Progress(clock, server));
+            });
+        }
+        else
+        {
+            while (!all.IsCompleted)
+            {
+                Sample();
+                await Task.WhenAny(all, Task.Delay(2000));
+                output.Error.WriteLine($"{clock.Elapsed.TotalSeconds,6:0.0} s  registered {Volatile.Read(ref _registered):N0}/{_settings.Devices:N0}  waiting {Volatile.Read(ref _waiting):N0}  retries {Volatile.Read(ref _retries):N0}");
+            }
+        }
+
+        await all;
+        Sample();
+        output.Error.WriteLine("Stopping the devices...");
+        using (var gate = new SemaphoreSlim(64))
+        {
+            await Task.WhenAll(devices.Select(async device =>
+            {
+                await gate.WaitAsync();
+                try
+                {
+                    await device.DisposeAsync();
+                }
+                finally
+                {
+                    gate.Release();
+                }
+            }));
+        }
+
+        return Report(rate.Value, peakMemory, server is not null);
+    }
+
+    private ServiceProvider CreateDevice(int index, string clientId, string token)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<ICredentialStore>(new MemoryCredentialStore());
+        services.AddEnrollDevice(o =>
+        {
+            o.Broker = _environment.Mqtt;
+            o.ClientId = clientId;
+            o.ProvisioningToken = token;
+            o.StatePath = Path.Combine(_environment.Scratch, "storm", clientId);
+            o.SendMetadata = false;
+            o.UseJitter = _settings.Jitter;
+            o.QualityOfService = _settings.QualityOfService;
+            o.MaxAttempts = 10_000;
+            o.AttemptTimeout = TimeSpan.FromSeconds(30);
+        });
+        var provider = services.BuildServiceProvider();
+        var registration = provider.GetRequiredService<RegistrationService>();
+        registration.StatusChanged += (_, e) => Observe(index, e);
+        return provider;
+    }
+
+    private async Task RegisterAsync(ServiceProvider device, int index, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await device.GetRequiredService<RegistrationService>().StartAsync(cancellationToken);
+            _registeredAt[index] = clock.Elapsed.TotalSeconds;
+            Interlocked.Increment(ref _registered);
+        }
+        catch (Exception ex) when (ex is EnrollException or OperationCanceledException)
+        {
+            Interlocked.Increment(ref _failed);
+        }
+    }
+
+    private void Observe(int index, DeviceStatusChangedEventArgs e)
+    {
+        if (e.Current.State == DeviceState.WaitingToRetry && e.Previous.State != DeviceState.WaitingToRetry)
+        {
+            Interlocked.Increment(ref _waiting);
+        }
+        else if (e.Previous.State == DeviceState.WaitingToRetry && e.Current.State != DeviceState.WaitingToRetry)
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+
+        if (e.Current.State == DeviceState.Registering && e.Current.Attempt > 0)
+        {
+            var previous = _attempts.GetValueOrDefault(index);
+            if (e.Current.Attempt > previous)
+            {
+                _attempts[index] = e.Current.Attempt;
+                if (e.Current.Attempt > 1)
+                {
+                    Interlocked.Increment(ref _retries);
+                }
+            }
+        }
+    }
+
+    private Table Progress(Stopwatch clock, ServerProcess? server)
+    {
+        var registered = Volatile.Read(ref _registered);
+        var table = new Table().AddColumns("Elapsed", "Registered", "Waiting to retry", "Retries", "Failed", "Server memory");
+        var memory = server?.Memory() is { } m ? $"{m.Current / (1024.0 * 1024):N0} MiB (peak {m.Peak / (1024.0 * 1024):N0})" : "-";
+        table.AddRow(
+            $"{clock.Elapsed.TotalSeconds:0.0} s",
+            $"{registered:N0} / {_settings.Devices:N0} ({100.0 * registered / _settings.Devices:0.0} %)",
+            $"{Volatile.Read(ref _waiting):N0}",
+            $"{Volatile.Read(ref _retries):N0}",
+            $"{Volatile.Read(ref _failed):N0}",
+            memory);
+        return table;
+    }
+
+    private BenchReport Report(double rate, long peakMemory, bool separateServer)
+    {
+        var report = new BenchReport("storm");
+        var times = _registeredAt.Where(t => !double.IsNaN(t)).Order().ToArray();
+        var n = _settings.Devices;
+        double? At(double fraction)
+        {
+            var needed = (int)Math.Ceiling(fraction * n);
+            return times.Length >= needed ? times[needed - 1] : null;
+        }
+
+        var ideal = n / rate;
+        report.Add("sustained registration rate (bench register, 64 devices)", "registrations/s", [rate]);
+        report.Add("ideal time (devices / rate)", "s", [ideal]);
+        var t50 = At(0.50);
+        var t99 = At(0.99);
+        var t100 = At(1.0);
+        report.Add("time to 50 % registered", "s", [t50 ?? double.NaN]);
+        var ninetyNine = report.Add("time to 99 % registered", "s", [t99 ?? double.NaN]);
+        report.Add("time to 100 % registered", "s", [t100 ?? double.NaN]);
+        var attempts = Enumerable.Range(0, n).Select(i => (double)Math.Max(1, _attempts.GetValueOrDefault(i))).ToArray();
+        var meanAttempts = report.Add("attempts per device, mean", "attempts", [attempts.Average()]);
+        report.Add("attempts per device, max", "attempts", [attempts.Max()]);
+        var lost = n - times.Length;
+        var lostMeasurement = report.Add("lost devices (not registered in time)", "devices", [lost]);
+        var idealMeasurement = new BenchMeasurement("ideal", "s", [ideal]);
+        report.Ratio("time to 99 % / ideal", ninetyNine, idealMeasurement, 2.0, atLeast: false);
+        report.Ratio("mean attempts per device", meanAttempts, new BenchMeasurement("one", "", [1.0]), 3.0, atLeast: false);
+        report.Ratio("lost devices", lostMeasurement, new BenchMeasurement("one", "", [1.0]), 0, atLeast: false);
+        if (separateServer)
+        {
+            var memory = report.Add("server peak resident memory (VmHWM)", "MiB", [peakMemory / (1024.0 * 1024)]);
+            report.Ratio("server peak memory / 1 GiB", memory, new BenchMeasurement("GiB", "MiB", [1024.0]), 1.0, atLeast: false);
+        }
+        else
+        {
+            report.Note("The server ran elsewhere (--broker/--server): its memory was not measured.");
+        }
+
+        report.Note($"{n:N0} devices, jitter {(_settings.Jitter ? "full" : "none")}, QoS {_settings.QualityOfService}; each a device library instance with its own MQTT connection and in-memory state.");
+        return report;
+    }
+
+    /// <summary>Device state kept in memory: the storm measures the server, not this machine's disk.</summary>
+    private sealed class MemoryCredentialStore : ICredentialStore
+    {
+        private DeviceCredentials? _credentials;
+
+        public ValueTask<DeviceCredentials?> LoadAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(_credentials);
+
+        public ValueTask SaveAsync(DeviceCredentials credentials, CancellationToken cancellationToken = default)
+        {
+            _credentials = credentials;
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask ClearAsync(CancellationToken cancellationToken = default)
+        {
+            _credentials = null;
+            return ValueTask.CompletedTask;
+        }
+    }
+}
