@@ -129,7 +129,6 @@ internal sealed class StormBench
             o.UseJitter = _settings.Jitter;
             o.QualityOfService = _settings.QualityOfService;
             o.MaxAttempts = 10_000;
-            o.AttemptTimeout = TimeSpan.FromSeconds(30);
         });
         var provider = services.BuildServiceProvider();
         var registration = provider.GetRequiredService<RegistrationService>();
