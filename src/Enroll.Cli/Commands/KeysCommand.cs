@@ -11,9 +11,9 @@ internal static class KeysCommand
 {
     public static Command Create()
     {
-        var command = new Command("keys", "List and rotate the server's signing keys");
+        var command = new Command("keys", "List and rotate the server's signing and encryption keys");
         command.Subcommands.Add(Keys("list", "List the keys in the published key set (JWKS)", "/api/keys", post: false));
-        command.Subcommands.Add(Keys("rotate", "Make a new signing key current; previous keys stay valid until rotated out", "/api/keys/rotate", post: true));
+        command.Subcommands.Add(Keys("rotate", "Make a new signing key and a new encryption key current; the previous ones stay valid until rotated out", "/api/keys/rotate", post: true));
         return command;
     }
 

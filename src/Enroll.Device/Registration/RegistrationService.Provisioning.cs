@@ -70,7 +70,7 @@ public sealed partial class RegistrationService
                     response = await _sender.SendAsync(
                         "provisioning_complete",
                         EnrollTopics.ProvisioningComplete,
-                        requestId => new ProvisioningCompleteRequest { OperationId = operationId, ClientId = credentials.ClientId, RequestId = requestId },
+                        requestId => new ProvisioningCompleteRequest { OperationId = operationId, ClientId = credentials.ClientId, ProvisioningToken = credentials.ProvisioningToken, RequestId = requestId },
                         EnrollJsonContext.Default.ProvisioningCompleteRequest,
                         EnrollJsonContext.Default.ProvisioningCompleteResponse,
                         () => ConnectionCredentials.Anonymous(credentials.ClientId),

@@ -63,6 +63,12 @@ public sealed record ProvisioningCompleteRequest
     /// <summary>The same Client ID that started the operation. Required.</summary>
     public string? ClientId { get; init; }
 
+    /// <summary>
+    /// The Provisioning Token that started the operation. Required: the operation ID travels on the client's topic, so it
+    /// alone must not be enough to collect the Registration Token.
+    /// </summary>
+    public string? ProvisioningToken { get; init; }
+
     /// <inheritdoc cref="RegistrationRequest.RequestId"/>
     public string? RequestId { get; init; }
 }

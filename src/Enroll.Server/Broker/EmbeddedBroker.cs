@@ -100,7 +100,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
 
         if (TlsPort is { } secure)
         {
-            listeners.Add(new Transport.BrokerListener(Address, secure, _tls.Certificate));
+            listeners.Add(new Transport.BrokerListener(Address, secure, _tls.CertificateContext));
         }
 
         var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, _metrics, _logger);
@@ -154,6 +154,33 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         await Server.InjectApplicationMessage(
             new InjectedMqttApplicationMessage(message) { SenderClientId = BrokerSession.ServerClientId },
             cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Ends the broker session of <paramref name="deviceId"/> (connected as <paramref name="clientId"/>), if it has one,
+    /// with reason "not authorized": for a device an operator just revoked.
+    /// </summary>
+    public async Task DisconnectDeviceAsync(string deviceId, string clientId)
+    {
+        try
+        {
+            var session = await Server.GetSessionAsync(clientId).ConfigureAwait(false);
+            if (session.Items[BrokerSession.DeviceId] as string != deviceId)
+            {
+                return;
+            }
+
+            await Server.DisconnectClientAsync(clientId, new MqttServerClientDisconnectOptions
+            {
+                ReasonCode = MqttDisconnectReasonCode.NotAuthorized,
+                ReasonString = "the device was revoked",
+            }).ConfigureAwait(false);
+            Log.DeviceDisconnected(_logger, deviceId, "revoked");
+        }
+        catch (InvalidOperationException)
+        {
+            // Not connected (or already gone).
+        }
     }
 
     /// <summary>

@@ -11,6 +11,9 @@ internal static partial class Log
     [LoggerMessage(2, LogLevel.Information, "Device {DeviceId} connected as client {ClientId}")]
     public static partial void DeviceConnected(ILogger logger, string deviceId, string clientId);
 
+    [LoggerMessage(23, LogLevel.Information, "Device {DeviceId} disconnected: {Reason}")]
+    public static partial void DeviceDisconnected(ILogger logger, string deviceId, string reason);
+
     [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason}")]
     public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason);
 

@@ -122,7 +122,11 @@ public sealed class EnrollServerHost : IAsyncDisposable
 
             if (tls.Certificate is { } certificate)
             {
-                kestrel.Listen(bind, options.HttpsPort, listen => listen.UseHttps(certificate));
+                kestrel.Listen(bind, options.HttpsPort, listen => listen.UseHttps(https =>
+                {
+                    https.ServerCertificate = certificate;
+                    https.ServerCertificateChain = tls.Chain;
+                }));
             }
         });
         builder.Services.ConfigureHttpJsonOptions(json =>

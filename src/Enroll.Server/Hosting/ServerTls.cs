@@ -7,13 +7,21 @@ namespace Enroll.Server;
 /// <summary>The server's TLS material, loaded and checked once at start: its certificate and the CAs of client certificates.</summary>
 internal sealed class ServerTls
 {
-    private ServerTls(X509Certificate2? certificate, X509Certificate2Collection? clientCa)
+    private ServerTls(X509Certificate2? certificate, X509Certificate2Collection? chain, X509Certificate2Collection? clientCa)
     {
         Certificate = certificate;
+        Chain = chain;
         ClientCa = clientCa;
+        CertificateContext = certificate is null ? null : System.Net.Security.SslStreamCertificateContext.Create(certificate, chain, offline: true);
     }
 
     public X509Certificate2? Certificate { get; }
+
+    /// <summary>The intermediate certificates after the server's own in the certificate file, sent along in handshakes.</summary>
+    public X509Certificate2Collection? Chain { get; }
+
+    /// <summary>The certificate with its chain, for TLS handshakes.</summary>
+    public System.Net.Security.SslStreamCertificateContext? CertificateContext { get; }
 
     public X509Certificate2Collection? ClientCa { get; }
 
@@ -37,7 +45,7 @@ internal sealed class ServerTls
                 throw new ArgumentException("--client-ca needs --tls-cert and --tls-key: client certificates are only presented over TLS");
             }
 
-            return new ServerTls(null, null);
+            return new ServerTls(null, null, null);
         }
 
         if (options.ExternalBroker is not null && options.ClientCaFile is not null)
@@ -51,7 +59,9 @@ internal sealed class ServerTls
         }
 
         var certificate = CertificateFiles.LoadWithKey(options.TlsCertificateFile, options.TlsKeyFile!);
+        var chain = CertificateFiles.LoadBundle(options.TlsCertificateFile);
+        chain.RemoveAt(0);
         var clientCa = options.ClientCaFile is null ? null : CertificateFiles.LoadBundle(options.ClientCaFile);
-        return new ServerTls(certificate, clientCa);
+        return new ServerTls(certificate, chain, clientCa);
     }
 }

@@ -131,12 +131,18 @@ internal static class AdminApi
             : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
 
-    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
+    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, IServiceProvider services, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
     {
         var device = await registry.RevokeDeviceAsync(id, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (device is null)
         {
             return Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'");
+        }
+
+        // Its tokens are refused from now on; a session it already has on the embedded broker ends now too.
+        if (services.GetService(typeof(Broker.EmbeddedBroker)) is Broker.EmbeddedBroker broker)
+        {
+            await broker.DisconnectDeviceAsync(device.DeviceId, device.ClientId).ConfigureAwait(false);
         }
 
         Log.DeviceRevoked(logger, id);

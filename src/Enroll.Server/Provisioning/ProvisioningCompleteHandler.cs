@@ -3,6 +3,7 @@ using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Handlers;
+using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Options;
@@ -18,11 +19,13 @@ internal sealed class ProvisioningCompleteHandler
 {
     private readonly IRegistry _registry;
     private readonly TokenIssuer _issuer;
+    private readonly ProvisioningTokenService _provisioningTokens;
     private readonly EnrollServerOptions _options;
 
-    public ProvisioningCompleteHandler(IRegistry registry, TokenIssuer issuer, IOptions<EnrollServerOptions> options)
+    public ProvisioningCompleteHandler(IRegistry registry, TokenIssuer issuer, ProvisioningTokenService provisioningTokens, IOptions<EnrollServerOptions> options)
     {
         _registry = registry;
+        _provisioningTokens = provisioningTokens;
         _issuer = issuer;
         _options = options.Value;
     }
@@ -43,11 +46,20 @@ internal sealed class ProvisioningCompleteHandler
             throw new RequestRejectedException(ErrorCodes.InvalidRequest, "operation_id is required");
         }
 
-        var operation = await _registry.FindOperationAsync(request.OperationId, cancellationToken).ConfigureAwait(false);
-        if (operation is null || !string.Equals(operation.ClientId, request.ClientId, StringComparison.Ordinal))
+        if (string.IsNullOrEmpty(request.ProvisioningToken))
         {
-            // Another client's operation is reported as unknown: its token goes only to the client that asked.
-            throw new RequestRejectedException(ErrorCodes.NotFound, $"no provisioning operation '{request.OperationId}' for this client");
+            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "provisioning_token is required: the token that started the operation");
+        }
+
+        // Proof of possession: whoever holds the client ID's topic learns the operation ID, so only the holder of the
+        // Provisioning Token that started the operation may collect its Registration Token. Wrong tokens count as failures.
+        var (_, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
+        var operation = await _registry.FindOperationAsync(request.OperationId, cancellationToken).ConfigureAwait(false);
+        if (operation is null || !string.Equals(operation.ClientId, request.ClientId, StringComparison.Ordinal)
+            || token is null || !string.Equals(token.Id, operation.ProvisioningTokenId, StringComparison.Ordinal))
+        {
+            // Another client's operation, or the wrong token, is reported as unknown: its token goes only to the client that asked.
+            throw new RequestRejectedException(ErrorCodes.NotFound, $"no provisioning operation '{request.OperationId}' for this client and token");
         }
 
         var now = context.ReceivedAt;

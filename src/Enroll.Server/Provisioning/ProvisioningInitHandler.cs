@@ -58,6 +58,12 @@ internal sealed class ProvisioningInitHandler
             throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"desired_device_id must be {EnrollIdentifiers.Rule}");
         }
 
+        if (request.DesiredDeviceId is not null && string.Equals(request.DesiredDeviceId, _options.BrokerUsername, StringComparison.OrdinalIgnoreCase))
+        {
+            // The server's own user on an external broker must never be a device's user name too.
+            throw new RequestRejectedException(ErrorCodes.Conflict, $"the Device ID '{request.DesiredDeviceId}' is reserved");
+        }
+
         if (request.OrgId is not null && !EnrollIdentifiers.IsValid(request.OrgId))
         {
             throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");

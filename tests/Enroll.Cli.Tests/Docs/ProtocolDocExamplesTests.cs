@@ -69,6 +69,14 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         Assert.DoesNotContain("Connection Refused", connected.StandardError, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("Error", connected.StandardError, StringComparison.Ordinal);
 
+        var sent = await RunAsync("send-message");
+        Assert.True(sent.ExitCode == 0, $"send-message failed: {sent}");
+        var stored = Assert.Single(await server.MessagesAsync(env["DEVICE_ID"]));
+        Assert.Equal("m-000001", stored.MessageId);
+        Assert.Equal("telemetry", stored.Stream);
+        Assert.Equal("application/json", stored.ContentType);
+        Assert.Equal("""{"temperature":21.5,"humidity":40.2}""", System.Text.Encoding.UTF8.GetString(stored.Payload.Span));
+
         using (var keys = await RunJsonAsync("server-keys"))
         {
             Assert.Contains(keys.RootElement.GetProperty("keys").EnumerateArray(), k => k.GetProperty("use").GetString() == "sig");

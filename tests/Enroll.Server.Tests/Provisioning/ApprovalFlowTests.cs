@@ -139,6 +139,21 @@ public sealed class ApprovalFlowTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task DesiredDeviceId_OfTheServersOwnBrokerUser_IsRefused()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var token = await server.CreateTokenAsync(autoApprove: true);
+        using var state = new TempDirectory();
+        await using var device = DeviceHarness.Create(server.MqttEndpoint, "gw-impostor", state.Path, token.Token, output, o => o.DesiredDeviceId = server.Options.BrokerUsername);
+
+        var error = await Assert.ThrowsAsync<EnrollServerException>(() => device.Registration.StartAsync().WaitAsync(Patience));
+
+        Assert.Equal(ErrorCodes.Conflict, error.Code);
+        Assert.Contains("reserved", error.Message, StringComparison.Ordinal);
+        Assert.Empty(await server.ListDevicesAsync());
+    }
+
+    [Fact]
     public async Task DesiredDeviceId_WhenTakenByAnotherDevice_IsRefusedWithAClearConflict()
     {
         await using var server = await TestServer.StartAsync(output);
@@ -156,5 +171,53 @@ public sealed class ApprovalFlowTests(ITestOutputHelper output)
         Assert.Equal(ErrorCodes.Conflict, error.Code);
         Assert.Contains("plant-7-gateway", error.Message, StringComparison.Ordinal);
         Assert.Contains("taken", error.Message, StringComparison.Ordinal);
+    }
+}
+
+public sealed class ProvisioningCompleteProofTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Complete_NeedsTheTokenThatStartedTheOperation_EvenFromTheSameClientId()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var token = await server.CreateTokenAsync(autoApprove: false);
+        var attackersOwn = await server.CreateTokenAsync(autoApprove: false);
+        string operationId;
+        await using (var victim = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "gw-victim"))
+        {
+            await victim.SubscribeAsync(EnrollTopics.ClientResponses("gw-victim"));
+            using var init = await AskAsync(victim, EnrollTopics.ProvisioningInit, $$"""{"provisioning_token":"{{token.Token}}","client_id":"gw-victim"}""");
+            operationId = init.RootElement.GetProperty("operation_id").GetString()!;
+        }
+
+        await server.ApproveAsync(operationId);
+
+        // Someone else connects with the victim's client ID (anonymous clients cannot prove who they are) and has seen the
+        // operation ID on its topic.
+        await using var attacker = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "gw-victim");
+        await attacker.SubscribeAsync(EnrollTopics.ClientResponses("gw-victim"));
+        using var withoutToken = await AskAsync(attacker, EnrollTopics.ProvisioningComplete, $$"""{"operation_id":"{{operationId}}","client_id":"gw-victim"}""");
+        using var withOwnToken = await AskAsync(attacker, EnrollTopics.ProvisioningComplete, $$"""{"operation_id":"{{operationId}}","client_id":"gw-victim","provisioning_token":"{{attackersOwn.Token}}"}""");
+        using var withTheToken = await AskAsync(attacker, EnrollTopics.ProvisioningComplete, $$"""{"operation_id":"{{operationId}}","client_id":"gw-victim","provisioning_token":"{{token.Token}}"}""");
+
+        Assert.Equal(ErrorCodes.InvalidRequest, withoutToken.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.Equal(ErrorCodes.NotFound, withOwnToken.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.False(withOwnToken.RootElement.TryGetProperty("registration_token", out _));
+        Assert.Equal("approved", withTheToken.RootElement.GetProperty("status").GetString());
+        Assert.StartsWith("eyJ", withTheToken.RootElement.GetProperty("registration_token").GetString(), StringComparison.Ordinal);
+    }
+
+    private static async Task<System.Text.Json.JsonDocument> AskAsync(RawMqttClient client, string topic, string payload)
+    {
+        var correlation = Guid.NewGuid().ToByteArray();
+        await client.PublishAsync(topic, payload, EnrollTopics.ClientResponses(client.Client.Options.ClientId), correlation);
+        while (true)
+        {
+            var answer = await client.ReceiveAsync(TimeSpan.FromSeconds(10));
+            if (answer.CorrelationData is { } received && received.AsSpan().SequenceEqual(correlation))
+            {
+                return System.Text.Json.JsonDocument.Parse(RawMqttClient.Text(answer));
+            }
+        }
     }
 }

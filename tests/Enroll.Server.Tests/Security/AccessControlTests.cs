@@ -138,4 +138,23 @@ public sealed class AccessControlTests(ITestOutputHelper output) : IAsyncLifetim
         await _server.RevokeDeviceAsync(a.DeviceId);
         Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await RawMqttClient.TryConnectAsync(_server.MqttEndpoint, "conn-1", a.DeviceId, a.AccessToken));
     }
+
+    [Fact]
+    public async Task RevokingADevice_EndsItsOpenSession_AndItCannotReconnect()
+    {
+        var a = await RegisterAsync("revoked-online");
+        await using var device = await RawMqttClient.ConnectAsync(_server.MqttEndpoint, "revoked-online", a.DeviceId, a.AccessToken);
+        var disconnected = new TaskCompletionSource<MqttClientDisconnectedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        device.Client.DisconnectedAsync += e =>
+        {
+            disconnected.TrySetResult(e);
+            return Task.CompletedTask;
+        };
+
+        await _server.RevokeDeviceAsync(a.DeviceId);
+
+        var reason = await disconnected.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(MqttClientDisconnectReason.NotAuthorized, reason.Reason);
+        Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await RawMqttClient.TryConnectAsync(_server.MqttEndpoint, "revoked-online", a.DeviceId, a.AccessToken));
+    }
 }

@@ -14,7 +14,7 @@ using MQTTnet.Server;
 namespace Enroll.Server.Broker.Transport;
 
 /// <summary>An address the broker listens on; with a certificate it speaks TLS.</summary>
-internal sealed record BrokerListener(IPAddress Address, int Port, X509Certificate2? Certificate)
+internal sealed record BrokerListener(IPAddress Address, int Port, SslStreamCertificateContext? Certificate)
 {
     public bool IsTls => Certificate is not null;
 }
@@ -161,7 +161,7 @@ internal sealed partial class GuardedServerAdapter(
         }
     }
 
-    private async Task<(Stream Stream, X509Certificate2? ClientCertificate)> HandshakeAsync(Stream stream, X509Certificate2 certificate, CancellationToken stopping)
+    private async Task<(Stream Stream, X509Certificate2? ClientCertificate)> HandshakeAsync(Stream stream, SslStreamCertificateContext certificate, CancellationToken stopping)
     {
         string? clientProblem = null;
         var tls = new SslStream(stream, leaveInnerStreamOpen: false, (_, presented, chain, errors) =>
@@ -188,7 +188,7 @@ internal sealed partial class GuardedServerAdapter(
             await tls.AuthenticateAsServerAsync(
                 new SslServerAuthenticationOptions
                 {
-                    ServerCertificate = certificate,
+                    ServerCertificateContext = certificate,
                     ClientCertificateRequired = clientCa is not null,
                     EnabledSslProtocols = SslProtocols.Tls12 | SslProtocols.Tls13,
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
