@@ -19,6 +19,15 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
 
     private TestCertificates Authority(string name = "Enroll Test CA") => new(_folder.Combine("pki"), name);
 
+    private Task<TestServer> StartTlsServerAsync(PemFiles certificate, string? clientCa = null) => TestServer.StartAsync(output, o =>
+    {
+        o.TlsCertificateFile = certificate.CertificatePath;
+        o.TlsKeyFile = certificate.KeyPath;
+        o.ClientCaFile = clientCa;
+        o.MqttTlsPort = 0;
+        o.HttpsPort = 0;
+    });
+
     private static Uri Tls(TestServer server) => server.Host.MqttTlsEndpoint ?? throw new InvalidOperationException("no TLS endpoint");
 
     [Fact]
@@ -26,13 +35,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
     {
         using var ca = Authority();
         var serverCertificate = ca.IssueServer();
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate);
         var token = await server.CreateTokenAsync();
         await using var device = DeviceHarness.Create(Tls(server), "tls-device", _folder.Combine("tls-device"), token.Token, output, o => o.TlsCaFile = ca.CaPath);
 
@@ -48,13 +51,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         using var ca = Authority();
         using var otherCa = Authority("Other CA");
         var serverCertificate = otherCa.IssueServer();
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate);
         var token = await server.CreateTokenAsync();
         await using var device = DeviceHarness.Create(Tls(server), "wrong-ca", _folder.Combine("wrong-ca"), token.Token, output, o =>
         {
@@ -74,13 +71,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
     {
         using var ca = Authority();
         var serverCertificate = ca.IssueServer(dnsNames: ["broker.example.com"], addresses: []);
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate);
         var token = await server.CreateTokenAsync();
         await using var device = DeviceHarness.Create(Tls(server), "wrong-name", _folder.Combine("wrong-name"), token.Token, output, o => o.TlsCaFile = ca.CaPath);
 
@@ -95,13 +86,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
     {
         using var ca = Authority();
         var serverCertificate = ca.IssueServer(notAfter: DateTimeOffset.UtcNow.AddHours(-1));
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate);
         await using var device = DeviceHarness.Create(Tls(server), "expired", _folder.Combine("expired"), "unused", output, o => o.TlsCaFile = ca.CaPath);
 
         var error = await Assert.ThrowsAsync<EnrollConnectionException>(() => device.Registration.StartAsync());
@@ -116,14 +101,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         using var clientCa = Authority("Device CA");
         var serverCertificate = ca.IssueServer();
         var clientCertificate = clientCa.IssueClient("mtls-device", org: "factory-7");
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.ClientCaFile = clientCa.CaPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate, clientCa.CaPath);
         await using var device = DeviceHarness.Create(Tls(server), "mtls-device", _folder.Combine("mtls-device"), provisioningToken: null, output, o =>
         {
             o.TlsCaFile = ca.CaPath;
@@ -145,14 +123,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         using var clientCa = Authority("Device CA");
         var serverCertificate = ca.IssueServer();
         var someoneElses = clientCa.IssueClient("device-a");
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.ClientCaFile = clientCa.CaPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate, clientCa.CaPath);
         await using var device = DeviceHarness.Create(Tls(server), "device-b", _folder.Combine("device-b"), provisioningToken: null, output, o =>
         {
             o.TlsCaFile = ca.CaPath;
@@ -175,14 +146,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         using var rogueCa = Authority("Rogue CA");
         var serverCertificate = ca.IssueServer();
         var rogue = rogueCa.IssueClient("rogue-device");
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.ClientCaFile = clientCa.CaPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate, clientCa.CaPath);
         await using var device = DeviceHarness.Create(Tls(server), "rogue-device", _folder.Combine("rogue"), provisioningToken: null, output, o =>
         {
             o.TlsCaFile = ca.CaPath;
@@ -204,14 +168,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         using var ca = Authority();
         using var clientCa = Authority("Device CA");
         var serverCertificate = ca.IssueServer();
-        await using var server = await TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.ClientCaFile = clientCa.CaPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        });
+        await using var server = await StartTlsServerAsync(serverCertificate, clientCa.CaPath);
         await using var device = DeviceHarness.Create(Tls(server), "no-cert", _folder.Combine("no-cert"), provisioningToken: null, output, o => o.TlsCaFile = ca.CaPath);
 
         var error = await Assert.ThrowsAsync<EnrollServerException>(() => device.Registration.StartAsync());
@@ -270,13 +227,7 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
         var serverCertificate = ca.IssueServer();
         File.SetUnixFileMode(serverCertificate.KeyPath, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.OtherRead);
 
-        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => TestServer.StartAsync(output, o =>
-        {
-            o.TlsCertificateFile = serverCertificate.CertificatePath;
-            o.TlsKeyFile = serverCertificate.KeyPath;
-            o.MqttTlsPort = 0;
-            o.HttpsPort = 0;
-        }));
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => StartTlsServerAsync(serverCertificate));
 
         Assert.Contains("can be read by other users", error.Message, StringComparison.Ordinal);
     }
