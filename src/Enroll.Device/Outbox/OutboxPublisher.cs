@@ -142,7 +142,7 @@ public sealed class OutboxPublisher : BackgroundService
                     {
                         // Deletes commit in the background, one batch at a time, while publishing goes on.
                         await flushing.ConfigureAwait(false);
-                        flushing = FlushAsync(acknowledged, stoppingToken);
+                        flushing = Task.Run(() => FlushAsync(acknowledged, stoppingToken), CancellationToken.None);
                     }
                 }
             }

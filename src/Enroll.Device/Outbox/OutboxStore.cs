@@ -59,6 +59,9 @@ internal sealed class OutboxStore : IAsyncDisposable
             durability == OutboxDurability.Full ? SqliteDurability.Full : SqliteDurability.Relaxed,
             timeProvider,
             logger);
+
+        // A lone sender commits on its own thread: SendAsync then costs one commit, as a raw insert does.
+        _database.InlineLoneWrites = true;
     }
 
     public string Path => _database.Path;

@@ -20,6 +20,8 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     private const int MaxPooledReaders = 16;
     private readonly Dictionary<string, SqliteCommand> _prepared = new(StringComparer.Ordinal);
     private readonly System.Collections.Concurrent.ConcurrentBag<SqliteReadContext> _readers = [];
+    private readonly Lock _writerLock = new();
+    private int _queued;
     private int _disposed;
 
     public SqliteDatabase(string path, SqliteDurability durability = SqliteDurability.Full, int maxBatch = 512)
@@ -41,6 +43,13 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     }
 
     public string Path { get; }
+
+    /// <summary>
+    /// When true, a write that finds the writer idle and nothing queued commits at once on the caller's thread instead
+    /// of handing over to the writer loop and back: a lone writer pays only its own commit. The caller's thread then
+    /// blocks for that commit, so leave it off where the caller must not block (a broker's receive loop).
+    /// </summary>
+    public bool InlineLoneWrites { get; set; }
 
     public SqliteDurability Durability { get; }
 
@@ -116,11 +125,28 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var item = new WriteOperation<T>(operation, isolated, cancellationToken);
+        if (InlineLoneWrites && Volatile.Read(ref _queued) <= 0 && _writerLock.TryEnter())
+        {
+            try
+            {
+                if (Volatile.Read(ref _queued) <= 0 && Volatile.Read(ref _disposed) == 0)
+                {
+                    CommitBatch([item]);
+                    return item.Completion.Task;
+                }
+            }
+            finally
+            {
+                _writerLock.Exit();
+            }
+        }
+
         if (!_queue.Writer.TryWrite(item))
         {
             ObjectDisposedException.ThrowIf(true, this);
         }
 
+        Interlocked.Increment(ref _queued);
         return item.Completion.Task;
     }
 
@@ -137,6 +163,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
             ObjectDisposedException.ThrowIf(true, this);
         }
 
+        Interlocked.Increment(ref _queued);
         return item.Completion.Task;
     }
 
@@ -153,6 +180,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         var batch = new List<IWriteOperation>(_maxBatch);
         while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
+            using var scope = _writerLock.EnterScope();
             batch.Clear();
             while (batch.Count < _maxBatch && _queue.Reader.TryPeek(out var next))
             {
@@ -164,11 +192,13 @@ internal sealed class SqliteDatabase : IAsyncDisposable
                     }
 
                     _queue.Reader.TryRead(out _);
+                    Interlocked.Decrement(ref _queued);
                     maintenance.Run(_writer);
                     continue;
                 }
 
                 _queue.Reader.TryRead(out var item);
+                Interlocked.Decrement(ref _queued);
                 if (!item!.IsCancelled)
                 {
                     batch.Add(item);
@@ -244,13 +274,17 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 
         _queue.Writer.TryComplete();
         await _writerLoop.ConfigureAwait(false);
-        StatementCache.Dispose(_prepared);
         while (_readers.TryTake(out var reader))
         {
             reader.Dispose();
         }
 
-        await _writer.DisposeAsync().ConfigureAwait(false);
+        // An inline write that started before the dispose finishes first.
+        lock (_writerLock)
+        {
+            StatementCache.Dispose(_prepared);
+            _writer.Dispose();
+        }
     }
 
     private interface IWriteOperation
