@@ -42,7 +42,9 @@ public sealed class DeviceOutbox : IAsyncDisposable
 
     /// <summary>
     /// Stores a message durably and returns its ID once committed. The message keeps the Device ID the device has now
-    /// (null before its first registration; it is then published under the Device ID it gets).
+    /// (null before its first registration; it is then published under the Device ID it gets). A send that finds no
+    /// other send under way commits on the calling thread (the task is complete when it returns); concurrent sends are
+    /// queued and share the next commit.
     /// </summary>
     /// <exception cref="ArgumentException">The stream name is not valid.</exception>
     /// <exception cref="OutboxFullException">The outbox is full and its policy is <see cref="OutboxOverflowPolicy.Reject"/>.</exception>
