@@ -72,7 +72,7 @@ internal static class DeviceCommand
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
             var clientId = parse.GetValue(ClientId) ?? stored?.ClientId
-                ?? throw new CliUsageException("--client-id is required (the state folder remembers it after the first registration)");
+                ?? throw new CliUsageException($"--client-id is required: the state folder {Path.GetFullPath(statePath)} holds no device yet (after the first registration it remembers the client ID; --state chooses another folder)");
             var version = parse.GetValue(MqttVersion) switch
             {
                 "5" or "5.0" => MqttProtocol.V500,
@@ -396,7 +396,7 @@ internal static class DeviceCommand
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
                 Outbox = DeviceOutbox.ReadStatistics(statePath) is { } box
-                    ? new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Dropped = box.Dropped, Quarantined = box.Quarantined }
+                    ? new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined }
                     : null,
             };
 
@@ -427,7 +427,7 @@ internal static class DeviceCommand
 
                     if (result.Outbox is { } outbox)
                     {
-                        output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; {outbox.Dropped} dropped, {outbox.Quarantined} quarantined ever");
+                        output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
                     }
                 }
             }

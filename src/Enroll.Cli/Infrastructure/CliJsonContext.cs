@@ -57,6 +57,10 @@ internal sealed record OutboxStatusOutput
 
     public double? OldestAgeSeconds { get; init; }
 
+    public long Sent { get; init; }
+
+    public long Acknowledged { get; init; }
+
     public long Dropped { get; init; }
 
     public long Quarantined { get; init; }

@@ -21,7 +21,6 @@ public sealed class DeviceOutbox : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly Func<string?> _deviceId;
     private readonly OutboxMetrics? _metrics;
-    private long _dropped;
 
     internal DeviceOutbox(IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<DeviceOutbox> logger, Func<string?> deviceId, OutboxMetrics? metrics = null)
     {
@@ -68,7 +67,6 @@ public sealed class DeviceOutbox : IAsyncDisposable
         var dropped = await _store.InsertAsync(message, _limits, cancellationToken).ConfigureAwait(false);
         if (dropped > 0)
         {
-            Interlocked.Add(ref _dropped, dropped);
             _metrics?.Dropped(dropped);
         }
 
@@ -77,20 +75,7 @@ public sealed class DeviceOutbox : IAsyncDisposable
     }
 
     /// <summary>Where the outbox stands now.</summary>
-    public OutboxStatistics GetStatistics()
-    {
-        var (depth, bytes, oldest, dropped, quarantined) = _store.ReadStatistics();
-        return new OutboxStatistics
-        {
-            Depth = depth,
-            Bytes = bytes,
-            OldestAge = oldest is { } created ? _timeProvider.GetUtcNow() - DateTimeOffset.FromUnixTimeMilliseconds(created) : null,
-            Sent = _metrics?.SentCount ?? 0,
-            Acknowledged = _metrics?.AcknowledgedCount ?? 0,
-            Dropped = dropped,
-            Quarantined = quarantined,
-        };
-    }
+    public OutboxStatistics GetStatistics() => _store.ReadStatistics(_timeProvider.GetUtcNow());
 
     /// <summary>Reads the statistics of the outbox in <paramref name="statePath"/> without opening it for writing.</summary>
     public static OutboxStatistics? ReadStatistics(string statePath, TimeProvider? timeProvider = null)
@@ -104,23 +89,7 @@ public sealed class DeviceOutbox : IAsyncDisposable
         var builder = new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder { DataSource = path, Mode = Microsoft.Data.Sqlite.SqliteOpenMode.ReadOnly, Pooling = false };
         using var connection = new Microsoft.Data.Sqlite.SqliteConnection(builder.ToString());
         connection.Open();
-        using var command = connection.CreateCommand();
-        command.CommandText = "SELECT depth, bytes, dropped, quarantined, (SELECT created_at FROM messages ORDER BY seq LIMIT 1) FROM stats WHERE id = 1";
-        using var reader = command.ExecuteReader();
-        if (!reader.Read())
-        {
-            return null;
-        }
-
-        var now = (timeProvider ?? TimeProvider.System).GetUtcNow();
-        return new OutboxStatistics
-        {
-            Depth = reader.GetInt64(0),
-            Bytes = reader.GetInt64(1),
-            Dropped = reader.GetInt64(2),
-            Quarantined = reader.GetInt64(3),
-            OldestAge = reader.IsDBNull(4) ? null : now - DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(4)),
-        };
+        return OutboxStore.ReadStatistics(connection, (timeProvider ?? TimeProvider.System).GetUtcNow());
     }
 
     /// <inheritdoc />

@@ -45,10 +45,10 @@ public sealed record OutboxStatistics
     /// <summary>Age of the oldest stored message.</summary>
     public TimeSpan? OldestAge { get; init; }
 
-    /// <summary>Messages published by this process.</summary>
+    /// <summary>Publishes, ever (a message resent after a reconnect counts again); saved with each batch of acknowledgements.</summary>
     public long Sent { get; init; }
 
-    /// <summary>Messages acknowledged by the broker (and deleted) in this process.</summary>
+    /// <summary>Messages acknowledged by the broker and deleted, ever.</summary>
     public long Acknowledged { get; init; }
 
     /// <summary>Messages dropped by <see cref="OutboxOverflowPolicy.DropOldest"/>, ever.</summary>

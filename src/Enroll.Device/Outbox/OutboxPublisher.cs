@@ -28,6 +28,7 @@ public sealed class OutboxPublisher : BackgroundService
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly OutboxMetrics? _metrics;
+    private long _publishedUnsaved;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, OutboxMetrics? metrics = null)
@@ -183,6 +184,8 @@ public sealed class OutboxPublisher : BackgroundService
                 }
             }
 
+            _metrics?.SentOne();
+            Interlocked.Increment(ref _publishedUnsaved);
             await link.Connection.PublishAsync(
                 new OutgoingMessage(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.Payload, 1)
                 {
@@ -190,7 +193,6 @@ public sealed class OutboxPublisher : BackgroundService
                     UserProperties = properties,
                 },
                 stoppingToken).ConfigureAwait(false);
-            _metrics?.SentOne();
             acknowledged.Enqueue(message.Sequence);
         }
 #pragma warning disable CA1031 // any failure stops this drain; the row stays and is resent after reconnecting
@@ -213,9 +215,20 @@ public sealed class OutboxPublisher : BackgroundService
             batch.Add(sequence);
         }
 
+        var published = Interlocked.Exchange(ref _publishedUnsaved, 0);
+        try
+        {
+            await _outbox.Store.DeleteAsync(batch, published, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Not saved: count these publishes with the next batch.
+            Interlocked.Add(ref _publishedUnsaved, published);
+            throw;
+        }
+
         if (batch.Count > 0)
         {
-            await _outbox.Store.DeleteAsync(batch, cancellationToken).ConfigureAwait(false);
             _metrics?.AcknowledgedMany(batch.Count);
         }
     }

@@ -44,7 +44,22 @@ internal sealed class OutboxStore : IAsyncDisposable
             quarantined INTEGER NOT NULL
         );
         INSERT OR IGNORE INTO stats (id, depth, bytes, dropped, quarantined) VALUES (1, 0, 0, 0, 0);
+        CREATE TABLE IF NOT EXISTS delivery (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            sent INTEGER NOT NULL,
+            acknowledged INTEGER NOT NULL
+        );
+        INSERT OR IGNORE INTO delivery (id, sent, acknowledged) VALUES (1, 0, 0);
         UPDATE stats SET depth = (SELECT COUNT(*) FROM messages), bytes = (SELECT COALESCE(SUM(size), 0) FROM messages) WHERE id = 1;
+        """;
+
+    /// <summary>
+    /// Depth, bytes, dropped, quarantined, sent, acknowledged and the oldest message's creation time, in that order;
+    /// readable by another process (<c>enroll device status</c>) while a device writes.
+    /// </summary>
+    internal const string StatisticsQuery = """
+        SELECT s.depth, s.bytes, s.dropped, s.quarantined, d.sent, d.acknowledged, (SELECT created_at FROM messages ORDER BY seq LIMIT 1)
+        FROM stats s CROSS JOIN delivery d WHERE s.id = 1 AND d.id = 1
         """;
 
     private const string Columns = "seq, message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version";
@@ -205,10 +220,13 @@ internal sealed class OutboxStore : IAsyncDisposable
         return rows;
     }
 
-    /// <summary>Deletes acknowledged rows; reclaims file space once the outbox is empty.</summary>
-    public async Task DeleteAsync(IReadOnlyCollection<long> sequences, CancellationToken cancellationToken)
+    /// <summary>
+    /// Deletes acknowledged rows and adds them and <paramref name="published"/> (publishes since the last call) to the
+    /// lifetime delivery counts; reclaims file space once the outbox is empty.
+    /// </summary>
+    public async Task DeleteAsync(IReadOnlyCollection<long> sequences, long published, CancellationToken cancellationToken)
     {
-        if (sequences.Count == 0)
+        if (sequences.Count == 0 && published == 0)
         {
             return;
         }
@@ -218,6 +236,7 @@ internal sealed class OutboxStore : IAsyncDisposable
             {
                 var stats = Stats(context);
                 var delete = context.Prepared("DELETE FROM messages WHERE seq = $seq RETURNING size", p => p.Add("$seq", SqliteType.Integer));
+                var deleted = 0;
                 foreach (var sequence in sequences)
                 {
                     delete.Parameters["$seq"].Value = sequence;
@@ -225,10 +244,19 @@ internal sealed class OutboxStore : IAsyncDisposable
                     {
                         stats.Bytes -= size;
                         stats.Depth--;
+                        deleted++;
                     }
                 }
 
-                return stats.Depth <= 0;
+                var count = context.Prepared("UPDATE delivery SET sent = sent + $sent, acknowledged = acknowledged + $acknowledged WHERE id = 1", p =>
+                {
+                    p.Add("$sent", SqliteType.Integer);
+                    p.Add("$acknowledged", SqliteType.Integer);
+                });
+                count.Parameters["$sent"].Value = published;
+                count.Parameters["$acknowledged"].Value = deleted;
+                count.ExecuteNonQuery();
+                return sequences.Count > 0 && stats.Depth <= 0;
             },
             isolated: false,
             cancellationToken).ConfigureAwait(false);
@@ -285,15 +313,34 @@ internal sealed class OutboxStore : IAsyncDisposable
             },
             cancellationToken);
 
-    /// <summary>Depth, bytes, oldest creation time and the lifetime dropped/quarantined counts.</summary>
-    public (long Depth, long Bytes, long? OldestCreatedAt, long Dropped, long Quarantined) ReadStatistics()
+    /// <summary>Depth, bytes, the oldest message's age and the lifetime counts.</summary>
+    public OutboxStatistics ReadStatistics(DateTimeOffset now)
     {
         using var connection = _database.OpenRead();
+        return ReadStatistics(connection, now)!;
+    }
+
+    /// <summary>Runs <see cref="StatisticsQuery"/> on <paramref name="connection"/>; null when the file holds no outbox yet.</summary>
+    internal static OutboxStatistics? ReadStatistics(SqliteConnection connection, DateTimeOffset now)
+    {
         using var command = connection.CreateCommand();
-        command.CommandText = "SELECT depth, bytes, dropped, quarantined, (SELECT created_at FROM messages ORDER BY seq LIMIT 1) FROM stats WHERE id = 1";
+        command.CommandText = StatisticsQuery;
         using var reader = command.ExecuteReader();
-        reader.Read();
-        return (reader.GetInt64(0), reader.GetInt64(1), reader.IsDBNull(4) ? null : reader.GetInt64(4), reader.GetInt64(2), reader.GetInt64(3));
+        if (!reader.Read())
+        {
+            return null;
+        }
+
+        return new OutboxStatistics
+        {
+            Depth = reader.GetInt64(0),
+            Bytes = reader.GetInt64(1),
+            Dropped = reader.GetInt64(2),
+            Quarantined = reader.GetInt64(3),
+            Sent = reader.GetInt64(4),
+            Acknowledged = reader.GetInt64(5),
+            OldestAge = reader.IsDBNull(6) ? null : now - DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)),
+        };
     }
 
     public ValueTask DisposeAsync() => _database.DisposeAsync();

@@ -158,12 +158,14 @@ public sealed class DeviceOutboxTests : IDisposable
         var full = new FileInfo(file.FullName).Length;
 
         var sequences = outbox.Store.ReadAfter(0, 5000).Select(r => r.Sequence).ToList();
-        await outbox.Store.DeleteAsync(sequences, CancellationToken.None);
+        await outbox.Store.DeleteAsync(sequences, published: sequences.Count, CancellationToken.None);
 
         var drained = new FileInfo(file.FullName).Length;
         Assert.True(full > 4_000_000, $"full file {full} bytes");
         Assert.True(drained < full / 10, $"{drained} bytes after draining, {full} before");
         Assert.True(new FileInfo(file.FullName + "-wal").Length < 1_000_000);
+        var counts = outbox.GetStatistics();
+        Assert.Equal((0, 2000, 2000), (counts.Depth, counts.Sent, counts.Acknowledged));
     }
 
     [Theory]

@@ -62,6 +62,9 @@ public sealed class DeliveryTests(ITestOutputHelper output)
         Assert.All(stored, m => Assert.Equal("celsius", m.Properties["unit"]));
         Assert.All(stored, m => Assert.Equal("application/json", m.ContentType));
         await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics().Depth), d => d == 0, Patience, "acknowledged rows deleted");
+        var counts = DeviceOutbox.ReadStatistics(state.Path)!;
+        Assert.Equal(300, counts.Acknowledged);
+        Assert.Equal(300, counts.Sent);
     }
 
     [Fact]
@@ -157,6 +160,10 @@ public sealed class DeliveryTests(ITestOutputHelper output)
 
         await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n >= 3000, Patience, "all 3000 stored");
         Assert.Equal(Enumerable.Range(0, 3000), (await server.MessagesAsync(deviceId)).Select(N).Order());
+
+        // Each message is acknowledged once; what was in flight at a reset went out again and counts as sent again.
+        var counts = await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), c => c.Acknowledged == 3000, Patience, "3000 acknowledged");
+        Assert.InRange(counts.Sent, 3000, 3000 + (3 * 64 * 4));
     }
 
     [Fact]
