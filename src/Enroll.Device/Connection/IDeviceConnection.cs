@@ -30,6 +30,12 @@ internal interface IDeviceConnection : IAsyncDisposable
     /// <summary>Subscribes; throws <see cref="EnrollConnectionException"/> when the broker refuses the filter.</summary>
     Task SubscribeAsync(string topicFilter, int qualityOfService, CancellationToken cancellationToken);
 
+    /// <summary>
+    /// Subscribes to several filters in one SUBSCRIBE packet (one round trip); throws
+    /// <see cref="EnrollConnectionException"/> when the broker refuses any of them.
+    /// </summary>
+    Task SubscribeAsync(IReadOnlyList<string> topicFilters, int qualityOfService, CancellationToken cancellationToken);
+
     /// <summary>Unsubscribes.</summary>
     Task UnsubscribeAsync(string topicFilter, CancellationToken cancellationToken);
 

@@ -145,17 +145,23 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
         }
     }
 
-    public async Task SubscribeAsync(string topicFilter, int qualityOfService, CancellationToken cancellationToken)
+    public Task SubscribeAsync(string topicFilter, int qualityOfService, CancellationToken cancellationToken) =>
+        SubscribeAsync([topicFilter], qualityOfService, cancellationToken);
+
+    public async Task SubscribeAsync(IReadOnlyList<string> topicFilters, int qualityOfService, CancellationToken cancellationToken)
     {
-        var options = new MqttClientSubscribeOptionsBuilder()
-            .WithTopicFilter(topicFilter, (MqttQualityOfServiceLevel)qualityOfService)
-            .Build();
-        var result = await Guard(() => _client.SubscribeAsync(options, cancellationToken), "subscribe", cancellationToken).ConfigureAwait(false);
+        var builder = new MqttClientSubscribeOptionsBuilder();
+        foreach (var topicFilter in topicFilters)
+        {
+            builder.WithTopicFilter(topicFilter, (MqttQualityOfServiceLevel)qualityOfService);
+        }
+
+        var result = await Guard(() => _client.SubscribeAsync(builder.Build(), cancellationToken), "subscribe", cancellationToken).ConfigureAwait(false);
         foreach (var item in result.Items)
         {
             if ((int)item.ResultCode > 2)
             {
-                throw new EnrollConnectionException($"the broker refused the subscription to '{topicFilter}': {item.ResultCode}");
+                throw new EnrollConnectionException($"the broker refused the subscription to '{item.TopicFilter.Topic}': {item.ResultCode}");
             }
         }
     }

@@ -97,4 +97,7 @@ internal static partial class Log
 
     [LoggerMessage(43, LogLevel.Error, "Outbox row {Sequence} (message {MessageId}) cannot be sent ({Reason}); moved it to quarantine")]
     public static partial void Quarantined(ILogger logger, long sequence, string messageId, string reason);
+
+    [LoggerMessage(44, LogLevel.Warning, "The key set published on {Topic} cannot be used ({Reason}); keeping the keys held so far")]
+    public static partial void ServerKeysUnreadable(ILogger logger, string topic, string reason);
 }

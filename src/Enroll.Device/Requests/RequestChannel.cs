@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using System.Threading.Channels;
 using Enroll.Device.Connection;
+using Enroll.Protocol.Topics;
 
 namespace Enroll.Device.Requests;
 
@@ -32,20 +33,29 @@ internal sealed class RequestChannel
     /// <summary>Opens an exchange: a series of attempts whose answers all land in one place.</summary>
     public RequestExchange Open() => new(this);
 
-    /// <summary>Subscribes to <paramref name="topic"/> unless already subscribed on the current connection.</summary>
-    public async Task EnsureSubscribedAsync(string topic, int qualityOfService, CancellationToken cancellationToken)
+    /// <summary>
+    /// Subscribes to those of <paramref name="topics"/> not yet subscribed on the current connection, all in one
+    /// SUBSCRIBE packet.
+    /// </summary>
+    public async Task EnsureSubscribedAsync(IReadOnlyList<string> topics, int qualityOfService, CancellationToken cancellationToken)
     {
         var generation = _connection.Generation;
-        if (_subscriptions.TryGetValue(topic, out var subscribedIn) && subscribedIn == generation && _connection.IsConnected)
+        var missing = topics
+            .Where(topic => !(_subscriptions.TryGetValue(topic, out var subscribedIn) && subscribedIn == generation && _connection.IsConnected))
+            .ToList();
+        if (missing.Count == 0)
         {
             return;
         }
 
-        await _connection.SubscribeAsync(topic, qualityOfService, cancellationToken).ConfigureAwait(false);
-        _subscriptions[topic] = generation;
+        await _connection.SubscribeAsync(missing, qualityOfService, cancellationToken).ConfigureAwait(false);
+        foreach (var topic in missing)
+        {
+            _subscriptions[topic] = generation;
+        }
     }
 
-    /// <summary>Unsubscribes from every response topic this channel subscribed to.</summary>
+    /// <summary>Unsubscribes from every topic this channel subscribed to.</summary>
     public async Task UnsubscribeAllAsync(CancellationToken cancellationToken)
     {
         foreach (var topic in _subscriptions.Keys.ToList())
@@ -75,6 +85,12 @@ internal sealed class RequestChannel
 
     private async Task OnMessageAsync(IncomingMessage message)
     {
+        if (message.Topic == EnrollTopics.ServerKeys)
+        {
+            // The server's key set, for the token verifier: no answer to anything.
+            return;
+        }
+
         var requestId = message.CorrelationData is { Length: > 0 } correlation
             ? Encoding.UTF8.GetString(correlation)
             : ReadRequestId(message.Payload.Span);

@@ -10,6 +10,7 @@ using Enroll.Protocol;
 using Enroll.Protocol.Encryption;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
+using Enroll.Protocol.Topics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Polly.Timeout;
@@ -102,7 +103,7 @@ internal sealed class ServerRequestSender
                     }
 
                     var answerTopic = responseTopic(connectWith);
-                    await _channel.EnsureSubscribedAsync(answerTopic, _options.QualityOfService, token).ConfigureAwait(false);
+                    await _channel.EnsureSubscribedAsync(SubscriptionsFor(answerTopic), _options.QualityOfService, token).ConfigureAwait(false);
 
                     var requestId = exchange.NextRequestId();
                     byte[] payload;
@@ -151,6 +152,21 @@ internal sealed class ServerRequestSender
     }
 
     /// <summary>Seals a request for the server's encryption key and remembers the key that opens its answer.</summary>
+    /// <summary>
+    /// The answer topic and, while the device has not got the server's key set yet, the retained key topic: both in one
+    /// SUBSCRIBE, so the keys that check the answer's tokens arrive with it instead of costing two more round trips after it.
+    /// </summary>
+    private IReadOnlyList<string> SubscriptionsFor(string answerTopic)
+    {
+        if (_keys is { WantsPublishedKeys: true })
+        {
+            _keys.Listen(_channel.Connection);
+            return [answerTopic, EnrollTopics.ServerKeys];
+        }
+
+        return [answerTopic];
+    }
+
     private async Task<byte[]> SealAsync(string name, byte[] payload, string requestId, Dictionary<string, byte[]> responseKeys, bool refetch, CancellationToken cancellationToken)
     {
         var (keyId, serverKey) = await _keys!.GetEncryptionKeyAsync(_channel.Connection, refetch, cancellationToken).ConfigureAwait(false);

@@ -30,6 +30,7 @@ internal sealed class ServerTokenVerifier
     private IReadOnlyList<SecurityKey> _keys = [];
     private (string KeyId, System.Security.Cryptography.ECDiffieHellman Key)? _encryptionKey;
     private string? _keysJson;
+    private IDeviceConnection? _listeningTo;
 
     public ServerTokenVerifier(IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerTokenVerifier> logger)
     {
@@ -45,6 +46,48 @@ internal sealed class ServerTokenVerifier
 
     /// <summary>The JWKS the verifier trusts now, to persist with the credentials.</summary>
     public string? TrustedKeysJson => _keysJson;
+
+    /// <summary>True while the device checks tokens with the published key set and has none yet.</summary>
+    public bool WantsPublishedKeys => _options.ValidateServerTokens && _options.ServerKeysPath is null && _keys.Count == 0;
+
+    /// <summary>
+    /// Takes every key set that arrives on <paramref name="connection"/> (the retained message that follows a subscription
+    /// to the key topic, and later rotations while subscribed), so a token can be checked without asking for the keys.
+    /// </summary>
+    public void Listen(IDeviceConnection connection)
+    {
+        if (Interlocked.CompareExchange(ref _listeningTo, connection, null) is null)
+        {
+            connection.MessageReceived += OnPublishedKeysAsync;
+        }
+    }
+
+    private Task OnPublishedKeysAsync(IncomingMessage message)
+    {
+        if (message.Topic != EnrollTopics.ServerKeys || _options.ServerKeysPath is not null)
+        {
+            return Task.CompletedTask;
+        }
+
+        var json = Encoding.UTF8.GetString(message.Payload.Span);
+        if (json == _keysJson)
+        {
+            return Task.CompletedTask;
+        }
+
+        try
+        {
+            UseKeys(json);
+            Log.ServerKeysFetched(_logger, _keys.Count, EnrollTopics.ServerKeys);
+        }
+        catch (EnrollProtocolException ex)
+        {
+            // Keep the keys held so far; a token they cannot check makes the device fetch the set again.
+            Log.ServerKeysUnreadable(_logger, EnrollTopics.ServerKeys, ex.Message);
+        }
+
+        return Task.CompletedTask;
+    }
 
     /// <summary>Starts from keys stored with the credentials (ignored when keys are pinned by file).</summary>
     public void Seed(string? keysJson)

@@ -63,6 +63,16 @@ internal sealed class FakeBroker : IDeviceConnection
         return Task.CompletedTask;
     }
 
+    public Task SubscribeAsync(IReadOnlyList<string> topicFilters, int qualityOfService, CancellationToken cancellationToken)
+    {
+        foreach (var topicFilter in topicFilters)
+        {
+            _operations.Enqueue($"subscribe:{topicFilter}");
+        }
+
+        return Task.CompletedTask;
+    }
+
     public Task UnsubscribeAsync(string topicFilter, CancellationToken cancellationToken)
     {
         _operations.Enqueue($"unsubscribe:{topicFilter}");

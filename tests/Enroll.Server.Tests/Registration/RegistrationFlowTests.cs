@@ -1,5 +1,10 @@
+using System.Collections.Concurrent;
 using Enroll.Device;
+using Enroll.Protocol.Topics;
+using Enroll.Server.Broker;
 using Enroll.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using MQTTnet.Packets;
 using Xunit.Abstractions;
 
 namespace Enroll.Server.Tests.Registration;
@@ -27,5 +32,35 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
 
         var devices = await server.ListDevicesAsync();
         Assert.Equal("sensor-1", Assert.Single(devices).ClientId);
+    }
+
+    [Fact]
+    public async Task Register_AsksForItsAnswersAndTheServerKeysInOneSubscribe_AndKeepsTheKeys()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var token = await server.CreateTokenAsync(autoApprove: true);
+        using var state = new TempDirectory();
+        var packets = new ConcurrentQueue<MqttPacket>();
+        server.Host.Services.GetRequiredService<EmbeddedBroker>().Server.InterceptingInboundPacketAsync += e =>
+        {
+            if (e.ClientId == "sensor-2")
+            {
+                packets.Enqueue(e.Packet);
+            }
+
+            return Task.CompletedTask;
+        };
+
+        await using var device = DeviceHarness.Create(server.MqttEndpoint, "sensor-2", state.Path, token.Token, output);
+        await device.Registration.StartAsync();
+
+        // One SUBSCRIBE before the request, for the answer and the retained key set that checks the answer's tokens;
+        // the keys arrive with the answer, so no second subscription and no unsubscription afterwards.
+        var subscribe = Assert.Single(packets.OfType<MqttSubscribePacket>());
+        Assert.Equal(
+            [EnrollTopics.ClientResponses("sensor-2"), EnrollTopics.ServerKeys],
+            subscribe.TopicFilters.Select(f => f.Topic).Order(StringComparer.Ordinal));
+        Assert.Empty(packets.OfType<MqttUnsubscribePacket>());
+        Assert.NotNull((await device.Store.LoadAsync())!.ServerKeys);
     }
 }

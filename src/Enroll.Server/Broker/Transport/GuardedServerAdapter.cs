@@ -53,7 +53,9 @@ internal sealed partial class GuardedServerAdapter(
                 _sockets.Add(socket);
                 socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
                 socket.Bind(new IPEndPoint(listener.Address, listener.Port));
-                socket.Listen(512);
+                // The longest accept queue the kernel allows (net.core.somaxconn): when a fleet reconnects at once, a
+                // connection that does not fit is dropped and its client waits a whole SYN retransmission (1 s, then 3 s).
+                socket.Listen();
                 _ = Task.Run(() => AcceptLoopAsync(socket, listener, options, _stopping.Token));
             }
         }
