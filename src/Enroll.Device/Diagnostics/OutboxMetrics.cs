@@ -18,8 +18,6 @@ internal sealed class OutboxMetrics
     private readonly Counter<long> _acknowledged;
     private readonly Counter<long> _dropped;
     private readonly Counter<long> _quarantined;
-    private long _sentCount;
-    private long _acknowledgedCount;
 
     public OutboxMetrics(IMeterFactory meterFactory)
     {
@@ -30,10 +28,6 @@ internal sealed class OutboxMetrics
         _quarantined = _meter.CreateCounter<long>(Quarantined, "{message}", "Rows moved to quarantine because they could not be decoded");
     }
 
-    public long SentCount => Interlocked.Read(ref _sentCount);
-
-    public long AcknowledgedCount => Interlocked.Read(ref _acknowledgedCount);
-
     /// <summary>Publishes the outbox's depth, bytes and oldest age as observable gauges.</summary>
     public void Observe(Enroll.Device.DeviceOutbox outbox)
     {
@@ -42,17 +36,9 @@ internal sealed class OutboxMetrics
         _meter.CreateObservableGauge(OldestAge, () => outbox.GetStatistics().OldestAge?.TotalSeconds ?? 0, "s", "Age of the oldest waiting message");
     }
 
-    public void SentOne()
-    {
-        Interlocked.Increment(ref _sentCount);
-        _sent.Add(1);
-    }
+    public void SentOne() => _sent.Add(1);
 
-    public void AcknowledgedMany(int count)
-    {
-        Interlocked.Add(ref _acknowledgedCount, count);
-        _acknowledged.Add(count);
-    }
+    public void AcknowledgedMany(int count) => _acknowledged.Add(count);
 
     public void Dropped(int count) => _dropped.Add(count);
 

@@ -62,6 +62,11 @@ internal sealed class OutboxStore : IAsyncDisposable
         FROM stats s CROSS JOIN delivery d WHERE s.id = 1 AND d.id = 1
         """;
 
+    private const string StatisticsQueryWithoutDelivery = """
+        SELECT s.depth, s.bytes, s.dropped, s.quarantined, 0, 0, (SELECT created_at FROM messages ORDER BY seq LIMIT 1)
+        FROM stats s WHERE s.id = 1
+        """;
+
     private const string Columns = "seq, message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version";
 
     private readonly SqliteDatabase _database;
@@ -83,6 +88,9 @@ internal sealed class OutboxStore : IAsyncDisposable
 
     /// <summary>Commits and writes so far (how well sends were grouped).</summary>
     public (long Commits, long Writes) CommitStatistics => (_database.Commits, _database.WritesCommitted);
+
+    /// <summary>Writes waiting for the writer.</summary>
+    public int QueuedWrites => _database.QueuedWrites;
 
     /// <summary>Stores one message, making room or refusing per the limits, in the next group commit.</summary>
     public Task<int> InsertAsync(OutboxInsert message, OutboxLimits limits, CancellationToken cancellationToken) =>
@@ -325,7 +333,19 @@ internal sealed class OutboxStore : IAsyncDisposable
     {
         using var command = connection.CreateCommand();
         command.CommandText = StatisticsQuery;
-        using var reader = command.ExecuteReader();
+        SqliteDataReader reader;
+        try
+        {
+            reader = command.ExecuteReader();
+        }
+        catch (SqliteException ex) when (ex.Message.Contains("no such table: delivery", StringComparison.Ordinal))
+        {
+            // An outbox last opened by a version without delivery counts (read-only here, so it cannot be upgraded).
+            command.CommandText = StatisticsQueryWithoutDelivery;
+            reader = command.ExecuteReader();
+        }
+
+        using var _ = reader;
         if (!reader.Read())
         {
             return null;

@@ -59,6 +59,9 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     /// <summary>Number of write operations committed.</summary>
     public long WritesCommitted => Interlocked.Read(ref _writes);
 
+    /// <summary>Write operations waiting for the writer (they will share its next commits).</summary>
+    public int QueuedWrites => Math.Max(0, Volatile.Read(ref _queued));
+
     private long _commits;
     private long _writes;
 

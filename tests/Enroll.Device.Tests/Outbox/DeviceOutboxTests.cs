@@ -53,8 +53,19 @@ public sealed class DeviceOutboxTests : IDisposable
     {
         await using var outbox = Open();
 
-        await Task.WhenAll(Enumerable.Range(0, 256).Select(i => Task.Run(() => outbox.SendAsync("s", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}")))));
+        // Another process holds the file's write lock, so the senders cannot commit one by one as they arrive: the
+        // first waits for the lock in its own commit, and the rest queue behind it.
+        var sends = new List<Task<string>>();
+        using (var other = new SqliteConnection($"Data Source={_state.Combine(OutboxStore.FileName)};Pooling=false"))
+        {
+            other.Open();
+            using var lockFile = other.BeginTransaction(deferred: false);
+            sends.AddRange(Enumerable.Range(0, 256).Select(i => Task.Run(() => outbox.SendAsync("s", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}")))));
+            await Eventually.ReturnsAsync(() => Task.FromResult(outbox.Store.QueuedWrites), n => n >= 255, TimeSpan.FromSeconds(20), "255 sends queued");
+            lockFile.Rollback();
+        }
 
+        await Task.WhenAll(sends);
         var (commits, writes) = outbox.Store.CommitStatistics;
         Assert.Equal(256, writes);
         Assert.True(commits < writes, $"{commits} commits for {writes} writes");
@@ -166,6 +177,27 @@ public sealed class DeviceOutboxTests : IDisposable
         Assert.True(new FileInfo(file.FullName + "-wal").Length < 1_000_000);
         var counts = outbox.GetStatistics();
         Assert.Equal((0, 2000, 2000), (counts.Depth, counts.Sent, counts.Acknowledged));
+    }
+
+    [Fact]
+    public async Task Statistics_OfAnOutboxWithoutDeliveryCounts_AreReadWithZeroSentAndAcknowledged()
+    {
+        await using (var outbox = Open())
+        {
+            await outbox.SendAsync("s", Encoding.UTF8.GetBytes("{}"));
+        }
+
+        // As a version before delivery counts left the file; a status read is read-only and cannot add the table.
+        using (var connection = new SqliteConnection($"Data Source={_state.Combine(OutboxStore.FileName)};Pooling=false"))
+        {
+            connection.Open();
+            using var drop = connection.CreateCommand();
+            drop.CommandText = "DROP TABLE delivery";
+            drop.ExecuteNonQuery();
+        }
+
+        var counts = DeviceOutbox.ReadStatistics(_state.Path)!;
+        Assert.Equal((1, 0, 0), (counts.Depth, counts.Sent, counts.Acknowledged));
     }
 
     [Theory]
