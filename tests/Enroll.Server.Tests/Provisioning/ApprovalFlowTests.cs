@@ -207,6 +207,33 @@ public sealed class ProvisioningCompleteProofTests(ITestOutputHelper output)
         Assert.StartsWith("eyJ", withTheToken.RootElement.GetProperty("registration_token").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Complete_Replayed_HandsOutTheSameRegistrationToken_AndOnceItIsUsed_IsAConflict()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var token = await server.CreateTokenAsync(autoApprove: false);
+        await using var device = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "gw-replay");
+        await device.SubscribeAsync(EnrollTopics.ClientResponses("gw-replay"));
+        using var init = await AskAsync(device, EnrollTopics.ProvisioningInit, $$"""{"provisioning_token":"{{token.Token}}","client_id":"gw-replay"}""");
+        var operationId = init.RootElement.GetProperty("operation_id").GetString()!;
+        await server.ApproveAsync(operationId);
+
+        // The same request, sent again as it was captured: no second Registration Token is minted.
+        var complete = $$"""{"operation_id":"{{operationId}}","client_id":"gw-replay","provisioning_token":"{{token.Token}}","request_id":"r-1"}""";
+        using var first = await AskAsync(device, EnrollTopics.ProvisioningComplete, complete);
+        using var replayed = await AskAsync(device, EnrollTopics.ProvisioningComplete, complete);
+        var registrationToken = first.RootElement.GetProperty("registration_token").GetString()!;
+        Assert.Equal(registrationToken, replayed.RootElement.GetProperty("registration_token").GetString());
+
+        using var registered = await AskAsync(device, EnrollTopics.Register, $$"""{"client_id":"gw-replay","registration_token":"{{registrationToken}}"}""");
+        Assert.StartsWith("dev_", registered.RootElement.GetProperty("device_id").GetString(), StringComparison.Ordinal);
+        Assert.Equal("completed", (await server.ListOperationsAsync()).Single().Status);
+
+        using var afterUse = await AskAsync(device, EnrollTopics.ProvisioningComplete, complete);
+        Assert.Equal(ErrorCodes.Conflict, afterUse.RootElement.GetProperty("error").GetProperty("code").GetString());
+        Assert.False(afterUse.RootElement.TryGetProperty("registration_token", out _));
+    }
+
     private static async Task<System.Text.Json.JsonDocument> AskAsync(RawMqttClient client, string topic, string payload)
     {
         var correlation = Guid.NewGuid().ToByteArray();

@@ -63,4 +63,22 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
         Assert.Empty(packets.OfType<MqttUnsubscribePacket>());
         Assert.NotNull((await device.Store.LoadAsync())!.ServerKeys);
     }
+
+    [Fact]
+    public async Task Register_WhenTheAnswersTokensAreNotSignedByTheTrustedKeys_RefusesThemAndStoresNothing()
+    {
+        // The device trusts another server's keys (as if this server were an impostor answering in its place).
+        await using var trusted = await TestServer.StartAsync(output);
+        await using var impostor = await TestServer.StartAsync(output);
+        using var state = new TempDirectory();
+        var keys = Path.Combine(state.Path, "trusted-keys.json");
+        await File.WriteAllTextAsync(keys, await trusted.Http.GetStringAsync(new Uri(trusted.HttpEndpoint, "/.well-known/jwks.json")));
+        var token = await impostor.CreateTokenAsync(autoApprove: true);
+        await using var device = DeviceHarness.Create(impostor.MqttEndpoint, "sensor-3", state.Path, token.Token, output, o => o.ServerKeysPath = keys);
+
+        var error = await Assert.ThrowsAsync<EnrollProtocolException>(() => device.Registration.StartAsync());
+
+        Assert.Contains("failed validation", error.Message, StringComparison.Ordinal);
+        Assert.Null((await device.Store.LoadAsync())?.AccessToken);
+    }
 }
