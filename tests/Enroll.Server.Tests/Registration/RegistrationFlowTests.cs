@@ -81,4 +81,26 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
         Assert.Contains("failed validation", error.Message, StringComparison.Ordinal);
         Assert.Null((await device.Store.LoadAsync())?.AccessToken);
     }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Register_WithoutAnyCredential_WorksOnlyWithOpenRegistration(bool open)
+    {
+        await using var server = await TestServer.StartAsync(output, o => o.OpenRegistration = open);
+        using var state = new TempDirectory();
+        await using var device = DeviceHarness.Create(server.MqttEndpoint, "trusted-lan-1", state.Path, provisioningToken: null, output);
+
+        if (open)
+        {
+            var identity = await device.Registration.StartAsync();
+            Assert.Equal("default", (await server.ListDevicesAsync()).Single(d => d.DeviceId == identity.DeviceId).OrgId);
+        }
+        else
+        {
+            var error = await Assert.ThrowsAsync<EnrollServerException>(() => device.Registration.StartAsync());
+            Assert.Equal(Enroll.Protocol.ErrorCodes.Unauthorized, error.Code);
+            Assert.Empty(await server.ListDevicesAsync());
+        }
+    }
 }
