@@ -84,7 +84,7 @@ internal sealed class BenchReport(string benchmark)
             var ratios = new Table().AddColumns("Ratio", "Value", "Target", "");
             foreach (var r in _ratios)
             {
-                ratios.AddRow(Markup.Escape(r.Name), r.Value.ToString("0.00", CultureInfo.InvariantCulture), $"{(r.AtLeast ? ">=" : "<=")} {r.Target.ToString("0.0#", CultureInfo.InvariantCulture)}", r.Met ? "[green]met[/]" : "[red]missed[/]");
+                ratios.AddRow(Markup.Escape(r.Name), FormatRatio(r.Value, r.Target), $"{(r.AtLeast ? ">=" : "<=")} {r.Target.ToString("0.0#", CultureInfo.InvariantCulture)}", r.Met ? "[green]met[/]" : "[red]missed[/]");
             }
 
             output.Console.Write(ratios);
@@ -98,6 +98,10 @@ internal sealed class BenchReport(string benchmark)
 
     public static string Machine() =>
         $"{Environment.ProcessorCount} cores, {GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / (1024 * 1024 * 1024.0):0.#} GiB, {System.Runtime.InteropServices.RuntimeInformation.OSDescription}, .NET {Environment.Version}";
+
+    /// <summary>Two decimals, or four when two would round a ratio onto its target and hide which side it is on.</summary>
+    private static string FormatRatio(double value, double target) =>
+        value.ToString(Math.Abs(value - target) < 0.005 && value != target ? "0.0000" : "0.00", CultureInfo.InvariantCulture);
 
     private static string Format(double value) =>
         value >= 100 ? value.ToString("N0", CultureInfo.InvariantCulture) : value.ToString("0.###", CultureInfo.InvariantCulture);

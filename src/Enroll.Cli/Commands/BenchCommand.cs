@@ -30,7 +30,7 @@ internal static class BenchCommand
         var broker = BrokerOption("embedded", "'embedded' (a server in this process, on free loopback ports) or the mqtt:// address of a running server, with --server");
         var devices = new Option<int>("--devices") { Description = "Concurrent devices (and echo clients)", DefaultValueFactory = _ => 64 };
         var duration = CliOptions.Duration("--duration", "How long each phase is measured", "10s");
-        var warmup = CliOptions.Duration("--warmup", "Load before each measurement that is not counted", "2s");
+        var warmup = CliOptions.Duration("--warmup", "Load before each measurement that is not counted", "2s", allowZero: true);
         var qos = QosOption();
         var runs = RunsOption();
         var directory = DirectoryOption();
@@ -43,7 +43,7 @@ internal static class BenchCommand
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
-            var settings = new RegisterBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetDuration(duration), parse.GetDuration(warmup), Math.Clamp(parse.GetValue(qos), 0, 1), Math.Max(1, parse.GetValue(runs)));
+            var settings = new RegisterBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetDuration(duration), parse.GetDurationOrZero(warmup), Math.Clamp(parse.GetValue(qos), 0, 1), Math.Max(1, parse.GetValue(runs)));
             await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!);
             var report = await RegisterBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
             report.Print(output, parse.GetValue(json));

@@ -7,11 +7,14 @@ internal static class CliOptions
 {
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
 
-    /// <summary>A duration written like <c>10s</c>; read it with <see cref="GetDuration"/>.</summary>
-    public static Option<string> Duration(string name, string description, string defaultValue)
+    /// <summary>
+    /// A duration written like <c>10s</c>; read it with <see cref="GetDuration"/>, or with <see cref="GetDurationOrZero"/>
+    /// when <paramref name="allowZero"/> lets <c>0</c> mean none.
+    /// </summary>
+    public static Option<string> Duration(string name, string description, string defaultValue, bool allowZero = false)
     {
-        var option = new Option<string>(name) { Description = $"{description} (90s, 15m, 12h, 30d, ...)", DefaultValueFactory = _ => defaultValue };
-        AddDurationValidator(option);
+        var option = new Option<string>(name) { Description = $"{description} ({(allowZero ? "0, " : string.Empty)}90s, 15m, 12h, 30d, ...)", DefaultValueFactory = _ => defaultValue };
+        AddDurationValidator(option, allowZero);
         return option;
     }
 
@@ -24,6 +27,9 @@ internal static class CliOptions
     }
 
     public static TimeSpan GetDuration(this ParseResult parse, Option<string> option) => Durations.Parse(parse.GetValue(option)!);
+
+    /// <summary>As <see cref="GetDuration"/>, where <c>0</c> (none) is a meaningful value.</summary>
+    public static TimeSpan GetDurationOrZero(this ParseResult parse, Option<string> option) => Durations.Parse(parse.GetValue(option)!, allowZero: true);
 
     public static TimeSpan? GetOptionalDuration(this ParseResult parse, Option<string?> option) =>
         parse.GetValue(option) is { } text ? Durations.Parse(text) : null;
@@ -45,13 +51,13 @@ internal static class CliOptions
 
     public static Uri GetUri(this ParseResult parse, Option<string> option) => new(parse.GetValue(option)!, UriKind.Absolute);
 
-    private static void AddDurationValidator(Option option) =>
+    private static void AddDurationValidator(Option option, bool allowZero = false) =>
         option.Validators.Add(result =>
         {
             var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
-            if (text is not null && !Durations.TryParse(text, out _))
+            if (text is not null && !Durations.TryParse(text, allowZero, out _))
             {
-                result.AddError($"{option.Name}: '{text}' is not a duration; write it like 90s, 15m, 12h, 30d or 2w");
+                result.AddError($"{option.Name}: '{text}' is not a duration; write it like 90s, 15m, 12h, 30d or 2w{(allowZero ? " (or 0 for none)" : string.Empty)}");
             }
         });
 }

@@ -1,0 +1,86 @@
+using System.Text.Json;
+using Enroll.Testing;
+
+namespace Enroll.Cli.Tests.Commands;
+
+/// <summary>
+/// Each <c>enroll bench</c> command runs end to end at a small scale and reports its measurements and its SPEC §7 ratios
+/// with their targets. Only the shape is checked: the numbers themselves belong to the benchmarks, not to tests.
+/// </summary>
+public sealed class BenchCommandTests : IDisposable
+{
+    private readonly TempDirectory _scratch = new("enroll-bench");
+
+    public void Dispose() => _scratch.Dispose();
+
+    [Fact]
+    public async Task Register_MeasuresEchoAndRegistrations_AndReportsBothRatios()
+    {
+        using var report = await RunAsync("bench", "register", "--devices", "4", "--duration", "1s", "--warmup", "0s", "--runs", "1");
+
+        Assert.True(Median(report, "raw echo, 4 clients, QoS 1") > 0);
+        Assert.True(Median(report, "registrations, 4 devices, QoS 1") > 0);
+        Assert.Equal(["registrations / raw echo (rate)", "registration p99 / raw echo p99"], RatioNames(report));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
+    public async Task Storm_AgainstAServerProcess_RegistersEveryDevice_AndReportsItsMemory()
+    {
+        using var report = await RunAsync("bench", "storm", "--devices", "100", "--rate", "1000", "--timeout", "60s");
+
+        Assert.Equal(0, Median(report, "lost devices (not registered in time)"));
+        Assert.Equal(0.1, Median(report, "ideal time (devices / rate)"), 3);
+        Assert.True(Median(report, "time to 100 % registered") > 0);
+        Assert.True(Median(report, "server peak resident memory (VmHWM)") > 0);
+        Assert.Equal(["time to 99 % / ideal", "mean attempts per device", "lost devices", "server peak memory / 1 GiB"], RatioNames(report));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
+    public async Task Outbox_MeasuresRawSqliteTheOutboxAndTheDrain_AndReportsThreeRatios()
+    {
+        using var report = await RunAsync("bench", "outbox", "--duration", "1s", "--runs", "1", "--drain-messages", "300");
+
+        Assert.Equal(3, RatioNames(report).Count);
+        Assert.All(report.RootElement.GetProperty("measurements").EnumerateArray(), m => Assert.True(m.GetProperty("median").GetDouble() > 0, m.GetProperty("name").GetString()));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
+    public async Task Ingest_MeasuresStoredAgainstRawPublishes_AndReportsTheRatio()
+    {
+        using var report = await RunAsync("bench", "ingest", "--messages", "300", "--runs", "1");
+
+        Assert.Equal(["server ingest / raw QoS 1 publish"], RatioNames(report));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    private async Task<JsonDocument> RunAsync(params string[] args)
+    {
+        var (exit, output, error) = await CliRunner.RunAsync([.. args, "--json", "--dir", _scratch.Path]);
+        Assert.True(exit == 0, $"exit {exit}: {error}");
+        return JsonDocument.Parse(output);
+    }
+
+    private static double Median(JsonDocument report, string name) =>
+        report.RootElement.GetProperty("measurements").EnumerateArray()
+            .Single(m => m.GetProperty("name").GetString() == name)
+            .GetProperty("median").GetDouble();
+
+    private static List<string> RatioNames(JsonDocument report) =>
+        [.. report.RootElement.GetProperty("ratios").EnumerateArray().Select(r => r.GetProperty("name").GetString()!)];
+
+    private static void AssertRatiosCarryTheirTargets(JsonDocument report)
+    {
+        Assert.Contains(" cores, ", report.RootElement.GetProperty("machine").GetString(), StringComparison.Ordinal);
+        foreach (var ratio in report.RootElement.GetProperty("ratios").EnumerateArray())
+        {
+            var value = ratio.GetProperty("value").GetDouble();
+            var target = ratio.GetProperty("target").GetDouble();
+            var atLeast = ratio.GetProperty("comparison").GetString() == ">=";
+            Assert.True(double.IsFinite(value), ratio.GetProperty("name").GetString());
+            Assert.Equal(atLeast ? value >= target : value <= target, ratio.GetProperty("met").GetBoolean());
+        }
+    }
+}
