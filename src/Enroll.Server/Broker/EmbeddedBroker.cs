@@ -443,7 +443,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     {
         var message = e.ApplicationMessage;
         var (ingested, encoding) = ToIngested(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
-        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(false);
+        // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
+        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         if (result == Ingest.IngestResult.Invalid)
         {
             e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;

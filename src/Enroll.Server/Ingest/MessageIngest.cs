@@ -54,7 +54,12 @@ internal sealed class MessageIngest(IRegistry registry, IEnumerable<IMessageSink
         }
 
         var stored = message with { Payload = payload };
-        var isNew = await registry.StoreMessageAsync(stored, cancellationToken).ConfigureAwait(false);
+        // The registry may finish the store on its writer thread (no hand-off before the device's acknowledgement);
+        // sinks are a deployment's own code, so they are called only after leaving that thread.
+        var store = registry.StoreMessageAsync(stored, cancellationToken);
+        var isNew = _sinks.Length == 0
+            ? await store.ConfigureAwait(false)
+            : await store.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         if (!isNew)
         {
             metrics.MessageIngested("duplicate");

@@ -8,7 +8,8 @@ internal sealed partial class SqliteRegistry
     private const string MessageColumns = "seq, device_id, message_id, stream, created_at, received_at, content_type, properties, payload";
 
     public Task<bool> StoreMessageAsync(IngestedMessage message, CancellationToken cancellationToken = default) =>
-        // One statement, no savepoint: it either stores the row or (a resend) changes nothing.
+        // One statement, no savepoint: it either stores the row or (a resend) changes nothing. The caller continues on
+        // the writer thread (its continuation only releases the device's PUBACK; see MessageIngest and EmbeddedBroker).
         _database.WriteAsync(
             context =>
             {
@@ -39,6 +40,7 @@ internal sealed partial class SqliteRegistry
                 return insert.ExecuteNonQuery() > 0;
             },
             isolated: false,
+            continueOnWriter: true,
             cancellationToken);
 
     public Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default) =>
