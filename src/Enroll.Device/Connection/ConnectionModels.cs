@@ -23,6 +23,9 @@ internal sealed record OutgoingMessage(string Topic, ReadOnlyMemory<byte> Payloa
     public string? ContentType { get; init; }
 
     public IReadOnlyList<KeyValuePair<string, string>>? UserProperties { get; init; }
+
+    /// <summary>MQTT 5 Message Expiry Interval in seconds: after it, the message is of no use to its receiver.</summary>
+    public uint? ExpirySeconds { get; init; }
 }
 
 /// <summary>A message the broker delivered.</summary>

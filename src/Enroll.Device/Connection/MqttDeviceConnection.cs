@@ -195,6 +195,11 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
                 builder.WithCorrelationData(message.CorrelationData);
             }
 
+            if (message.ExpirySeconds is { } expiry)
+            {
+                builder.WithMessageExpiryInterval(expiry);
+            }
+
             if (message.ContentType is not null)
             {
                 builder.WithContentType(message.ContentType);

@@ -169,13 +169,14 @@ internal sealed class RequestExchange : IDisposable
     }
 
     /// <summary>Publishes one attempt.</summary>
-    public Task PublishAsync(string topic, byte[] payload, string responseTopic, string requestId, int qualityOfService, CancellationToken cancellationToken, string contentType = "application/json") =>
+    public Task PublishAsync(string topic, byte[] payload, string responseTopic, string requestId, int qualityOfService, TimeSpan? usefulFor, CancellationToken cancellationToken, string contentType = "application/json") =>
         _channel.Connection.PublishAsync(
             new OutgoingMessage(topic, payload, qualityOfService)
             {
                 ResponseTopic = responseTopic,
                 CorrelationData = Encoding.UTF8.GetBytes(requestId),
                 ContentType = contentType,
+                ExpirySeconds = usefulFor is { } span ? (uint)Math.Max(1, Math.Ceiling(span.TotalSeconds)) : null,
             },
             cancellationToken);
 

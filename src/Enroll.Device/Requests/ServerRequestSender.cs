@@ -86,6 +86,7 @@ internal sealed class ServerRequestSender
                 async token =>
                 {
                     attempt++;
+                    var attemptStarted = _timeProvider.GetTimestamp();
                     observer?.OnAttempt(name, attempt);
                     _metrics?.Attempt(name);
                     var connectWith = credentials();
@@ -122,7 +123,10 @@ internal sealed class ServerRequestSender
                     }
 
                     Log.SendingRequest(_logger, name, attempt, _options.MaxAttempts, topic, answerTopic);
-                    await exchange.PublishAsync(topic, payload, answerTopic, requestId, _options.QualityOfService, token, _options.EncryptRequests ? JweEnvelope.ContentType : "application/json").ConfigureAwait(false);
+                    // The request is of use only while this attempt waits for its answer: a server that finds it expired in
+                    // its queue (a storm) drops it rather than answering a device that has moved on to its next attempt.
+                    var usefulFor = _options.AttemptTimeout - _timeProvider.GetElapsedTime(attemptStarted);
+                    await exchange.PublishAsync(topic, payload, answerTopic, requestId, _options.QualityOfService, usefulFor, token, _options.EncryptRequests ? JweEnvelope.ContentType : "application/json").ConfigureAwait(false);
                     var answer = await exchange.ReceiveAsync(token).ConfigureAwait(false);
                     try
                     {

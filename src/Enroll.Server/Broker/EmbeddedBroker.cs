@@ -414,6 +414,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 return;
             }
 
+            var now = _timeProvider.GetUtcNow();
             var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
             {
                 ResponseTopic = message.ResponseTopic,
@@ -422,7 +423,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
                 SenderDeviceId = deviceId,
                 SenderAddress = source,
                 SenderCertificate = e.SessionItems[BrokerSession.Certificate] as CertificateIdentity,
-                ReceivedAt = _timeProvider.GetUtcNow(),
+                ReceivedAt = now,
+                ExpiresAt = IncomingRequest.Expiry(now, message.MessageExpiryInterval),
             };
             if (!_queue.TryEnqueue(request))
             {

@@ -148,11 +148,13 @@ internal sealed partial class ExternalBrokerTransport : BackgroundService, IResp
             return Task.CompletedTask;
         }
 
+        var now = _timeProvider.GetUtcNow();
         var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
         {
             ResponseTopic = message.ResponseTopic,
             CorrelationData = message.CorrelationData,
-            ReceivedAt = _timeProvider.GetUtcNow(),
+            ReceivedAt = now,
+            ExpiresAt = IncomingRequest.Expiry(now, message.MessageExpiryInterval),
         };
         if (!_queue.TryEnqueue(request))
         {

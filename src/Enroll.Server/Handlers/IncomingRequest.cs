@@ -21,6 +21,13 @@ internal sealed record IncomingRequest(string Topic, ReadOnlyMemory<byte> Payloa
     public CertificateIdentity? SenderCertificate { get; init; }
 
     public DateTimeOffset ReceivedAt { get; init; }
+
+    /// <summary>When the request stops being of use (its MQTT 5 Message Expiry Interval); null when it has none.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+
+    /// <summary>The expiry time of a request received at <paramref name="receivedAt"/> with <paramref name="expirySeconds"/>.</summary>
+    public static DateTimeOffset? Expiry(DateTimeOffset receivedAt, uint expirySeconds) =>
+        expirySeconds > 0 ? receivedAt + TimeSpan.FromSeconds(expirySeconds) : null;
 }
 
 /// <summary>Who a verified client certificate vouches for: one MQTT client ID (its common name) in one organisation.</summary>

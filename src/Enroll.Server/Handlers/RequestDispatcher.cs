@@ -27,6 +27,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     private readonly EnrollServerOptions _options;
     private readonly ServerMetrics _metrics;
     private readonly ILogger<RequestDispatcher> _logger;
+    private readonly TimeProvider _timeProvider;
 
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
@@ -35,8 +36,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
         IResponsePublisher publisher,
         IOptions<EnrollServerOptions> options,
         ServerMetrics metrics,
-        ILogger<RequestDispatcher> logger)
+        ILogger<RequestDispatcher> logger,
+        TimeProvider? timeProvider = null)
     {
+        _timeProvider = timeProvider ?? TimeProvider.System;
         _routes = routes.ToDictionary(r => r.Topic, StringComparer.Ordinal);
         _publisher = publisher;
         _options = options.Value;
@@ -71,6 +74,15 @@ internal sealed partial class RequestDispatcher : BackgroundService
     internal async Task ProcessAsync(IncomingRequest request, CancellationToken cancellationToken)
     {
         var started = Stopwatch.GetTimestamp();
+        if (request.ExpiresAt is { } expiresAt && _timeProvider.GetUtcNow() >= expiresAt)
+        {
+            // Its sender stopped waiting for the answer (and has asked again, or given up): serving it would only delay
+            // the requests behind it. No answer; counted and logged.
+            _metrics.RequestRejected(request.Topic, "expired");
+            LogExpired(_logger, request.Topic, request.SenderClientId ?? "?", _timeProvider.GetUtcNow() - request.ReceivedAt);
+            return;
+        }
+
         string outcome;
         try
         {
@@ -235,5 +247,8 @@ internal sealed partial class RequestDispatcher : BackgroundService
 
     [LoggerMessage(102, LogLevel.Error, "Request on {Topic} failed unexpectedly")]
     private static partial void LogUnexpected(ILogger logger, string topic, Exception exception);
+
+    [LoggerMessage(103, LogLevel.Debug, "Dropped a request on {Topic} from {ClientId}: it expired after {Waited} in the queue")]
+    private static partial void LogExpired(ILogger logger, string topic, string clientId, TimeSpan waited);
 
 }

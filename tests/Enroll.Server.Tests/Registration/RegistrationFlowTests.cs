@@ -103,4 +103,28 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
             Assert.Empty(await server.ListDevicesAsync());
         }
     }
+
+    [Fact]
+    public async Task Register_RequestExpiresWhenTheAttemptStopsWaiting()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var token = await server.CreateTokenAsync(autoApprove: true);
+        using var state = new TempDirectory();
+        var requests = new ConcurrentQueue<MqttPublishPacket>();
+        server.Host.Services.GetRequiredService<EmbeddedBroker>().Server.InterceptingInboundPacketAsync += e =>
+        {
+            if (e.ClientId == "sensor-4" && e.Packet is MqttPublishPacket { Topic: EnrollTopics.Register } publish)
+            {
+                requests.Enqueue(publish);
+            }
+
+            return Task.CompletedTask;
+        };
+
+        await using var device = DeviceHarness.Create(server.MqttEndpoint, "sensor-4", state.Path, token.Token, output, o => o.AttemptTimeout = TimeSpan.FromSeconds(7));
+        await device.Registration.StartAsync();
+
+        // What is left of the 7 s attempt when the request goes out, rounded up: a server that finds it older drops it.
+        Assert.InRange(Assert.Single(requests).MessageExpiryInterval, 1u, 7u);
+    }
 }
