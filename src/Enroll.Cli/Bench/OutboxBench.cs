@@ -155,7 +155,14 @@ internal static class OutboxBench
     private static async Task<(double Drain, double RawPublish)> DrainAsync(BenchEnvironment environment, string clientId, int count, int window)
     {
         var token = await environment.CreateTokenAsync();
-        await using var device = environment.Device(clientId, token, o => o.PublishWindow = window);
+        await using var device = environment.Device(clientId, token, o =>
+        {
+            o.PublishWindow = window;
+
+            // Room for every message of the drain, however many were asked for.
+            o.OutboxMaxMessages = Math.Max(o.OutboxMaxMessages, count);
+            o.OutboxMaxBytes = Math.Max(o.OutboxMaxBytes, 2L * count * Payload.Length);
+        });
         var registration = device.GetRequiredService<RegistrationService>();
         await registration.StartAsync();
         var outbox = device.GetRequiredService<DeviceOutbox>();
