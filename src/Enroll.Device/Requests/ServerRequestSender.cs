@@ -155,7 +155,6 @@ internal sealed class ServerRequestSender
         }
     }
 
-    /// <summary>Seals a request for the server's encryption key and remembers the key that opens its answer.</summary>
     /// <summary>
     /// The answer topic and, while the device has not got the server's key set yet, the retained key topic: both in one
     /// SUBSCRIBE, so the keys that check the answer's tokens arrive with it instead of costing two more round trips after it.
@@ -171,6 +170,7 @@ internal sealed class ServerRequestSender
         return [answerTopic];
     }
 
+    /// <summary>Seals a request for the server's encryption key and remembers the key that opens its answer.</summary>
     private async Task<byte[]> SealAsync(string name, byte[] payload, string requestId, Dictionary<string, byte[]> responseKeys, bool refetch, CancellationToken cancellationToken)
     {
         var (keyId, serverKey) = await _keys!.GetEncryptionKeyAsync(_channel.Connection, refetch, cancellationToken).ConfigureAwait(false);

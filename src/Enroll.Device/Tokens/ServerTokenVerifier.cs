@@ -194,8 +194,12 @@ internal sealed class ServerTokenVerifier
                     "pin them with ServerKeysPath or turn ValidateServerTokens off", ex);
             }
 
-            UseKeys(json);
-            Log.ServerKeysFetched(_logger, _keys.Count, EnrollTopics.ServerKeys);
+            if (json != _keysJson)
+            {
+                // Not already taken by the listener (see Listen) from the same message.
+                UseKeys(json);
+                Log.ServerKeysFetched(_logger, _keys.Count, EnrollTopics.ServerKeys);
+            }
         }
         finally
         {

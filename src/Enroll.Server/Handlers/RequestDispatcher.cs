@@ -73,16 +73,16 @@ internal sealed partial class RequestDispatcher : BackgroundService
     /// <summary>Handles one request to the end; never throws.</summary>
     internal async Task ProcessAsync(IncomingRequest request, CancellationToken cancellationToken)
     {
-        var started = Stopwatch.GetTimestamp();
-        if (request.ExpiresAt is { } expiresAt && _timeProvider.GetUtcNow() >= expiresAt)
+        if (request.ExpiresAt is { } expiresAt && _timeProvider.GetUtcNow() is var now && now >= expiresAt)
         {
             // Its sender stopped waiting for the answer (and has asked again, or given up): serving it would only delay
             // the requests behind it. No answer; counted and logged.
             _metrics.RequestRejected(request.Topic, "expired");
-            LogExpired(_logger, request.Topic, request.SenderClientId ?? "?", _timeProvider.GetUtcNow() - request.ReceivedAt);
+            LogExpired(_logger, request.Topic, request.SenderClientId ?? "?", now - request.ReceivedAt);
             return;
         }
 
+        var started = Stopwatch.GetTimestamp();
         string outcome;
         try
         {

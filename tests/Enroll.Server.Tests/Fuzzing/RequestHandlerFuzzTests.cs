@@ -1,18 +1,12 @@
-using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
-using Enroll.Server.Diagnostics;
 using Enroll.Server.Handlers;
-using Enroll.Server.Tokens;
 using Enroll.Testing;
 using FsCheck;
 using FsCheck.Fluent;
 using FsCheck.Xunit;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Options;
 
 namespace Enroll.Server.Tests.Fuzzing;
 
@@ -110,15 +104,7 @@ public sealed class RequestHandlerFuzzTests : IClassFixture<RequestHandlerFuzzTe
         public async Task InitializeAsync()
         {
             _server = await TestServer.StartAsync();
-            var services = _server.Host.Services;
-            _dispatcher = new RequestDispatcher(
-                services.GetServices<RequestRoute>(),
-                services.GetRequiredService<RequestQueue>(),
-                services.GetRequiredService<EncryptionKeyRing>(),
-                _publisher,
-                services.GetRequiredService<IOptions<EnrollServerOptions>>(),
-                services.GetRequiredService<ServerMetrics>(),
-                NullLogger<RequestDispatcher>.Instance);
+            _dispatcher = ServerTestKit.Dispatcher(_server, _publisher);
         }
 
         public bool Check(FuzzCase fuzz)
@@ -151,16 +137,5 @@ public sealed class RequestHandlerFuzzTests : IClassFixture<RequestHandlerFuzzTe
         }
 
         public async Task DisposeAsync() => await _server.DisposeAsync();
-    }
-
-    private sealed class CapturingPublisher : IResponsePublisher
-    {
-        public ConcurrentQueue<byte[]> Answers { get; } = new();
-
-        public Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json")
-        {
-            Answers.Enqueue(payload);
-            return Task.CompletedTask;
-        }
     }
 }

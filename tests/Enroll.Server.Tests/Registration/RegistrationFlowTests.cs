@@ -1,9 +1,6 @@
-using System.Collections.Concurrent;
 using Enroll.Device;
 using Enroll.Protocol.Topics;
-using Enroll.Server.Broker;
 using Enroll.Testing;
-using Microsoft.Extensions.DependencyInjection;
 using MQTTnet.Packets;
 using Xunit.Abstractions;
 
@@ -40,16 +37,7 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
         await using var server = await TestServer.StartAsync(output);
         var token = await server.CreateTokenAsync(autoApprove: true);
         using var state = new TempDirectory();
-        var packets = new ConcurrentQueue<MqttPacket>();
-        server.Host.Services.GetRequiredService<EmbeddedBroker>().Server.InterceptingInboundPacketAsync += e =>
-        {
-            if (e.ClientId == "sensor-2")
-            {
-                packets.Enqueue(e.Packet);
-            }
-
-            return Task.CompletedTask;
-        };
+        var packets = ServerTestKit.CaptureInbound(server, "sensor-2");
 
         await using var device = DeviceHarness.Create(server.MqttEndpoint, "sensor-2", state.Path, token.Token, output);
         await device.Registration.StartAsync();
@@ -110,21 +98,13 @@ public sealed class RegistrationFlowTests(ITestOutputHelper output)
         await using var server = await TestServer.StartAsync(output);
         var token = await server.CreateTokenAsync(autoApprove: true);
         using var state = new TempDirectory();
-        var requests = new ConcurrentQueue<MqttPublishPacket>();
-        server.Host.Services.GetRequiredService<EmbeddedBroker>().Server.InterceptingInboundPacketAsync += e =>
-        {
-            if (e.ClientId == "sensor-4" && e.Packet is MqttPublishPacket { Topic: EnrollTopics.Register } publish)
-            {
-                requests.Enqueue(publish);
-            }
-
-            return Task.CompletedTask;
-        };
+        var packets = ServerTestKit.CaptureInbound(server, "sensor-4");
 
         await using var device = DeviceHarness.Create(server.MqttEndpoint, "sensor-4", state.Path, token.Token, output, o => o.AttemptTimeout = TimeSpan.FromSeconds(7));
         await device.Registration.StartAsync();
 
         // What is left of the 7 s attempt when the request goes out, rounded up: a server that finds it older drops it.
-        Assert.InRange(Assert.Single(requests).MessageExpiryInterval, 1u, 7u);
+        var request = Assert.Single(packets.OfType<MqttPublishPacket>(), p => p.Topic == EnrollTopics.Register);
+        Assert.InRange(request.MessageExpiryInterval, 1u, 7u);
     }
 }

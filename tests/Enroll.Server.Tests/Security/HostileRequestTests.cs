@@ -1,11 +1,8 @@
-using System.Collections.Concurrent;
-using System.Diagnostics.Metrics;
 using System.Text;
 using System.Text.Json;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
 using Enroll.Testing;
-using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 
 namespace Enroll.Server.Tests.Security;
@@ -27,27 +24,7 @@ public sealed class HostileRequestTests(ITestOutputHelper output)
     public async Task BadRequest_GetsInvalidRequest_AndIsCounted(string expected, byte[] payload)
     {
         await using var server = await TestServer.StartAsync(output);
-        var meterFactory = server.Host.Services.GetRequiredService<IMeterFactory>();
-        var rejected = new ConcurrentDictionary<string, long>();
-        using var listener = new MeterListener();
-        listener.InstrumentPublished = (instrument, l) =>
-        {
-            if (instrument.Meter.Scope == meterFactory && instrument.Name == "enroll.server.requests.rejected")
-            {
-                l.EnableMeasurementEvents(instrument);
-            }
-        };
-        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
-        {
-            foreach (var tag in tags)
-            {
-                if (tag.Key == "reason")
-                {
-                    rejected.AddOrUpdate((string)tag.Value!, value, (_, total) => total + value);
-                }
-            }
-        });
-        listener.Start();
+        using var rejected = new RejectedRequests(server);
 
         await using var client = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "hostile-1");
         await client.SubscribeAsync(EnrollTopics.ClientResponses("hostile-1"));
@@ -57,7 +34,7 @@ public sealed class HostileRequestTests(ITestOutputHelper output)
         var error = answer.RootElement.GetProperty("error");
         Assert.Equal(ErrorCodes.InvalidRequest, error.GetProperty("code").GetString());
         Assert.Contains(expected, error.GetProperty("message").GetString(), StringComparison.Ordinal);
-        Assert.Equal(1, rejected.GetValueOrDefault(ErrorCodes.InvalidRequest));
+        Assert.Equal(1, rejected[ErrorCodes.InvalidRequest]);
         Assert.Empty(await server.ListDevicesAsync());
 
         // The server keeps serving: a good request from the same client is answered.
