@@ -100,4 +100,10 @@ internal static partial class Log
 
     [LoggerMessage(44, LogLevel.Warning, "The key set published on {Topic} cannot be used ({Reason}); keeping the keys held so far")]
     public static partial void ServerKeysUnreadable(ILogger logger, string topic, string reason);
+
+    [LoggerMessage(60, LogLevel.Error, "The {Component} loop failed (failure {Failures} in a row); restarting it in {Delay}")]
+    public static partial void LoopFailed(ILogger logger, string component, int failures, TimeSpan delay, Exception exception);
+
+    [LoggerMessage(61, LogLevel.Warning, "Could not write the device's health file {Path}: {Reason}")]
+    public static partial void HealthFileFailed(ILogger logger, string path, string reason);
 }

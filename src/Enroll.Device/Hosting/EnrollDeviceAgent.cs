@@ -16,19 +16,25 @@ public sealed class EnrollDeviceAgent : BackgroundService
     private readonly EnrollDeviceOptions _options;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EnrollDeviceAgent> _logger;
+    private readonly DeviceHealth _health;
+    private readonly Jitter _jitter;
 
-    /// <summary>Creates the agent.</summary>
-    public EnrollDeviceAgent(RegistrationService registration, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<EnrollDeviceAgent> logger)
+    internal EnrollDeviceAgent(RegistrationService registration, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<EnrollDeviceAgent> logger, DeviceHealth health, Jitter jitter)
     {
         ArgumentNullException.ThrowIfNull(options);
         _registration = registration;
         _options = options.Value;
         _timeProvider = timeProvider;
         _logger = logger;
+        _health = health;
+        _jitter = jitter;
     }
 
     /// <inheritdoc />
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Supervisor.RunAsync(DeviceComponents.Agent, RunAsync, _health, _jitter, _timeProvider, _logger, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
@@ -43,7 +49,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
             }
             catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false, CertificateRefused: false } or EnrollServerException { IsPermanent: false })
             {
-                var delay = _options.MaxBackoff * (0.5 + (Random.Shared.NextDouble() * 0.5));
+                var delay = _jitter.Spread(_options.MaxBackoff);
                 Log.AgentRetry(_logger, ex.Message, delay);
                 await _registration.StopAsync(CancellationToken.None).ConfigureAwait(false);
                 try

@@ -42,6 +42,9 @@ public static class EnrollDeviceServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsRules>());
         services.TryAddSingleton(TimeProvider.System);
+        services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.UseJitter ? new Enroll.Device.Jitter(Random.Shared.NextDouble) : Enroll.Device.Jitter.None);
+        services.TryAddSingleton(sp => new Enroll.Device.DeviceHealth(sp.GetRequiredService<TimeProvider>()));
+        services.AddHostedService<Enroll.Device.DeviceHealthReporter>();
         services.TryAddSingleton<Enroll.Device.ICredentialStore>(sp => new Enroll.Device.SqliteCredentialStore(
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.StatePath,
             sp.GetRequiredService<TimeProvider>(),
@@ -71,7 +74,13 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<Enroll.Device.RegistrationService>>(),
             sp.GetRequiredService<DeviceMetrics>()));
-        services.AddHostedService<Enroll.Device.EnrollDeviceAgent>();
+        services.AddHostedService(sp => new Enroll.Device.EnrollDeviceAgent(
+            sp.GetRequiredService<Enroll.Device.RegistrationService>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.EnrollDeviceAgent>>(),
+            sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>()));
         services.TryAddSingleton(sp => sp.GetService<IMeterFactory>() is { } meters ? new OutboxMetrics(meters) : new OutboxMetrics(new NullMeterFactory()));
         services.TryAddSingleton(sp =>
         {
@@ -97,6 +106,8 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<Enroll.Device.OutboxPublisher>>(),
+            sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>(),
             sp.GetRequiredService<OutboxMetrics>()));
         services.AddHostedService(sp => sp.GetRequiredService<Enroll.Device.OutboxPublisher>());
         return services;

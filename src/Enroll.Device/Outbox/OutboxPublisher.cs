@@ -31,8 +31,13 @@ public sealed class OutboxPublisher : BackgroundService
     private long _publishedUnsaved;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, OutboxMetrics? metrics = null)
+    private readonly DeviceHealth _health;
+    private readonly Jitter _jitter;
+
+    internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, DeviceHealth health, Jitter jitter, OutboxMetrics? metrics = null)
     {
+        _health = health;
+        _jitter = jitter;
         _outbox = outbox;
         _session = session;
         _options = options.Value;
@@ -46,7 +51,10 @@ public sealed class OutboxPublisher : BackgroundService
     public event Action? Drained;
 
     /// <inheritdoc />
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
+        Supervisor.RunAsync(DeviceComponents.Publisher, RunAsync, _health, _jitter, _timeProvider, _logger, stoppingToken);
+
+    private async Task RunAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
         {
