@@ -12,6 +12,12 @@ internal interface IDeviceConnection : IAsyncDisposable
     /// <summary>Increments on every successful connect; subscriptions belong to one generation (sessions start clean).</summary>
     long Generation { get; }
 
+    /// <summary>
+    /// The largest packet the broker accepts, as its CONNACK announced it (MQTT 5 Maximum Packet Size) for the current
+    /// connection; null when it announced none (or before the first connect).
+    /// </summary>
+    long? MaximumPacketSize => null;
+
     /// <summary>Raised for every message the broker delivers.</summary>
     event Func<IncomingMessage, Task>? MessageReceived;
 

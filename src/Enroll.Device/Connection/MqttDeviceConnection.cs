@@ -40,6 +40,8 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
 
     public long Generation => Interlocked.Read(ref _generation);
 
+    public long? MaximumPacketSize { get; private set; }
+
     public event Func<IncomingMessage, Task>? MessageReceived;
 
     public event Action<Exception?>? Disconnected;
@@ -117,6 +119,8 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
                 };
             }
 
+            // MQTT 5 CONNACK Maximum Packet Size; 0 (absent) means the broker announced no limit.
+            MaximumPacketSize = result.MaximumPacketSize > 0 ? result.MaximumPacketSize : null;
             Interlocked.Increment(ref _generation);
             Log.Connected(_logger, _broker.ToString(), credentials.ToString());
         }
@@ -217,7 +221,9 @@ internal sealed class MqttDeviceConnection : IDeviceConnection
         var result = await Guard(() => _client.PublishAsync(builder.Build(), cancellationToken), "publish", cancellationToken).ConfigureAwait(false);
         if (!result.IsSuccess)
         {
-            throw new EnrollConnectionException($"the broker refused the message on '{message.Topic}': {result.ReasonCode}");
+            // The reason code travels as the inner exception, so the outbox publisher can tell a permanent refusal from a transient one.
+            var refusal = new PublishRefusedException((int)result.ReasonCode, result.ReasonCode.ToString(), result.ReasonString);
+            throw new EnrollConnectionException($"the broker refused the message on '{message.Topic}': {refusal.Message}", refusal);
         }
     }
 
