@@ -153,6 +153,14 @@ public sealed class EnrollDeviceOptions
     [Range(1, 65_535)]
     public int PublishWindow { get; set; } = 64;
 
+    /// <summary>
+    /// The largest message payload (after compression) <see cref="DeviceOutbox.SendAsync"/> accepts and the publisher
+    /// sends; a broker that announces a smaller Maximum Packet Size in its CONNACK lowers it further. The default value is
+    /// 1 MiB (1,048,576 bytes), the largest payload the Enroll server stores.
+    /// </summary>
+    [Range(1024, 256 * 1024 * 1024)]
+    public int MaxMessageBytes { get; set; } = 1024 * 1024;
+
     /// <summary>Include the host's network, storage, memory and OS facts in requests. The default value is true.</summary>
     public bool SendMetadata { get; set; } = true;
 }

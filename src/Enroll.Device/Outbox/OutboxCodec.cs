@@ -96,4 +96,33 @@ internal static class OutboxCodec
         reason = null;
         return true;
     }
+
+    /// <summary>
+    /// The size of the MQTT 5 PUBLISH packet (QoS 1) that carries a message: fixed header, topic, packet identifier,
+    /// content type and user properties, payload. The publisher compares it with the broker's Maximum Packet Size.
+    /// </summary>
+    public static long PublishPacketSize(string topic, string? contentType, IEnumerable<KeyValuePair<string, string>> userProperties, long payloadLength)
+    {
+        long properties = 0;
+        if (contentType is not null)
+        {
+            properties += 1 + 2 + System.Text.Encoding.UTF8.GetByteCount(contentType);
+        }
+
+        foreach (var (name, value) in userProperties)
+        {
+            properties += 1 + 2 + System.Text.Encoding.UTF8.GetByteCount(name) + 2 + System.Text.Encoding.UTF8.GetByteCount(value);
+        }
+
+        var remaining = 2 + System.Text.Encoding.UTF8.GetByteCount(topic) + 2 + VariableIntegerSize(properties) + properties + payloadLength;
+        return 1 + VariableIntegerSize(remaining) + remaining;
+    }
+
+    private static int VariableIntegerSize(long value) => value switch
+    {
+        < 128 => 1,
+        < 16_384 => 2,
+        < 2_097_152 => 3,
+        _ => 4,
+    };
 }

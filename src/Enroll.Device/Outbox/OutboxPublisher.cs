@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
 using System.Globalization;
+using System.Runtime.ExceptionServices;
 using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
 using Enroll.Device.Outbox;
 using Enroll.Protocol.Topics;
+using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -14,12 +16,21 @@ namespace Enroll.Device;
 /// Delivers the outbox at least once: reads rows in order, publishes them with QoS 1 to
 /// <c>enroll/v1/devices/{device_id}/messages/{stream}</c> (message ID, creation time and custom properties as MQTT 5 user
 /// properties) with a bounded number in flight, deletes acknowledged rows in batches, and after any reconnect or restart
-/// resends everything not yet acknowledged. Rows that cannot be decoded go to quarantine, never blocking the rest.
+/// resends everything not yet acknowledged. Rows that cannot be decoded, that the broker refuses for good (see
+/// <see cref="PubAckReasons"/>) or that are larger than the broker's Maximum Packet Size go to quarantine with the reason,
+/// never blocking the rest. A transient refusal (PUBACK 0x80, 0x97, ...), a locked outbox file or a full disk pauses
+/// delivery with a jittered exponential backoff (<see cref="EnrollDeviceOptions.InitialBackoff"/> doubling up to
+/// <see cref="EnrollDeviceOptions.MaxBackoff"/>), reported to <see cref="DeviceHealth"/> for component
+/// <c>publisher</c> and cleared by the next acknowledgement; after a transient refusal one message at a time probes the
+/// broker until one is acknowledged.
 /// </summary>
 public sealed class OutboxPublisher : BackgroundService
 {
     /// <summary>How often the publisher looks for messages stored by another process (this process wakes it directly).</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a delete may wait for another process's write lock before the publisher reports StorageLocked.</summary>
+    internal static readonly TimeSpan LockReportAfter = TimeSpan.FromSeconds(2);
 
     private const int DeleteBatch = 256;
     private readonly DeviceOutbox _outbox;
@@ -29,6 +40,17 @@ public sealed class OutboxPublisher : BackgroundService
     private readonly ILogger _logger;
     private readonly OutboxMetrics? _metrics;
     private long _publishedUnsaved;
+
+    // Acknowledged rows not deleted yet; they survive a failed drain, so a delete that failed is retried before anything
+    // is read (and sent) again.
+    private readonly ConcurrentQueue<long> _acknowledged = new();
+
+    // Rows acknowledged or quarantined, ever: a failure after progress starts the backoff from its first step.
+    private long _progress;
+    private int _failures;
+    private volatile bool _probing;
+    private string? _lastLoggedReason;
+    private long _lastLoggedAt;
     private TaskCompletionSource _wake = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private readonly DeviceHealth _health;
@@ -56,29 +78,113 @@ public sealed class OutboxPublisher : BackgroundService
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
+        var progressAtLastFailure = -1L;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
             {
+                // Acknowledged rows a failed drain could not delete go first, so they are not read and sent again.
+                await FlushAsync(_acknowledged, stoppingToken).ConfigureAwait(false);
                 var link = await _session.ConnectAsync(stoppingToken).ConfigureAwait(false);
+                _outbox.BrokerMaximumPacketSize = link.Connection.MaximumPacketSize;
                 await DrainAsync(link, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
                 return;
             }
-            catch (EnrollException ex)
+            catch (Exception ex) when (Classify(ex) is { } fault)
             {
-                // The connection failed under us; the session reconnects, and unacknowledged rows go out again.
-                Log.PublisherInterrupted(_logger, ex.Message);
+                var progress = Interlocked.Read(ref _progress);
+                _failures = progress != progressAtLastFailure ? 1 : _failures + 1;
+                progressAtLastFailure = progress;
+                var delay = _jitter.Backoff(_failures, _options.InitialBackoff, _options.MaxBackoff);
+                if (fault.Kind is { } kind)
+                {
+                    _health.Report(DeviceComponents.Publisher, kind, $"{fault.Reason} (trying again in {delay.TotalSeconds:0.#} s)");
+                    LogBackoff(kind, fault.Reason, delay);
+                }
+                else if (_failures == 1)
+                {
+                    // The connection failed under us after delivering something: the session reconnects at once, and
+                    // unacknowledged rows go out again.
+                    Log.PublisherInterrupted(_logger, ex.Message);
+                    continue;
+                }
+                else
+                {
+                    // Failed again without delivering anything (a connection that breaks on every try): back off.
+                    LogBackoff(DeviceFaultKind.BrokerUnreachable, ex.Message, delay);
+                }
+
+                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// What a drain failure means: a fault to report and back off from, a broken connection (no kind: reconnect), or
+    /// null for anything else, which the <see cref="Supervisor"/> logs, reports and restarts after.
+    /// </summary>
+    private (DeviceFaultKind? Kind, string Reason)? Classify(Exception ex)
+    {
+        switch (ex)
+        {
+            case EnrollConnectionException { InnerException: PublishRefusedException refusal }:
+                _probing = true;
+                return (DeviceFaultKind.ServerBusy, $"the broker refused a message for now: {refusal.Message}");
+            case SqliteException { SqliteErrorCode: 5 or 6 }:
+                return (DeviceFaultKind.StorageLocked, $"the outbox {_outbox.Store.Path} is locked by another process ({ex.Message})");
+            case SqliteException { SqliteErrorCode: 13 }:
+                return (DeviceFaultKind.DiskFull, $"the disk holding the state folder {Path.GetDirectoryName(_outbox.Store.Path)} is full; acknowledged messages cannot be deleted ({ex.Message})");
+            case EnrollException:
+                return (null, ex.Message);
+            default:
+                return null;
+        }
+    }
+
+    /// <summary>Logs a backoff once per distinct reason, and at most once a minute for the same one.</summary>
+    private void LogBackoff(DeviceFaultKind kind, string reason, TimeSpan delay)
+    {
+        var now = _timeProvider.GetTimestamp();
+        if (reason != _lastLoggedReason || _timeProvider.GetElapsedTime(_lastLoggedAt, now) >= TimeSpan.FromMinutes(1))
+        {
+            _lastLoggedReason = reason;
+            _lastLoggedAt = now;
+            Log.PublisherBackingOff(_logger, kind, reason, delay);
+        }
+    }
+
+    /// <summary>
+    /// The broker acknowledged a message: whatever fault the publisher (or its supervisor) reported is over, except a
+    /// storage fault, which only a successful delete clears.
+    /// </summary>
+    private void Delivered()
+    {
+        Interlocked.Increment(ref _progress);
+        _probing = false;
+        if (_health.FaultOf(DeviceComponents.Publisher) is { Kind: not (DeviceFaultKind.StorageLocked or DeviceFaultKind.DiskFull) })
+        {
+            Recovered();
+        }
+    }
+
+    private void Recovered()
+    {
+        _health.Clear(DeviceComponents.Publisher);
+        if (_failures > 0)
+        {
+            Log.PublisherResumed(_logger, _failures);
+        }
+
+        _lastLoggedReason = null;
     }
 
     private async Task DrainAsync(DeviceLink link, CancellationToken stoppingToken)
     {
         using var window = new SemaphoreSlim(_options.PublishWindow, _options.PublishWindow);
-        var acknowledged = new ConcurrentQueue<long>();
+        var acknowledged = _acknowledged;
         var failure = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
         var inFlight = new ConcurrentDictionary<long, Task>();
         var flushing = Task.CompletedTask;
@@ -137,6 +243,13 @@ public sealed class OutboxPublisher : BackgroundService
                         continue;
                     }
 
+                    if (TooLarge(link, message) is { } tooLarge)
+                    {
+                        // Never sent: a packet over the broker's limit only breaks the connection, again and again.
+                        await QuarantineAsync(row, tooLarge, stoppingToken, DeviceFaultKind.MessageTooLarge).ConfigureAwait(false);
+                        continue;
+                    }
+
                     await window.WaitAsync(stoppingToken).ConfigureAwait(false);
                     if (failure.Task.IsCompleted || !link.IsCurrent)
                     {
@@ -144,9 +257,14 @@ public sealed class OutboxPublisher : BackgroundService
                         break;
                     }
 
-                    var publish = PublishAsync(link, message, window, acknowledged, failure, stoppingToken);
+                    var publish = PublishAsync(link, row, message, window, acknowledged, failure, stoppingToken);
                     inFlight[message.Sequence] = publish;
                     _ = publish.ContinueWith(_ => inFlight.TryRemove(message.Sequence, out var _), TaskScheduler.Default);
+                    if (_probing)
+                    {
+                        // After a transient refusal one message probes the broker; the window opens once it is acknowledged.
+                        await publish.ConfigureAwait(false);
+                    }
                     if (acknowledged.Count >= DeleteBatch && flushing.IsCompleted)
                     {
                         // Deletes commit in the background, one batch at a time, while publishing goes on.
@@ -158,50 +276,92 @@ public sealed class OutboxPublisher : BackgroundService
         }
         finally
         {
-            // Let what is in flight finish (acknowledged or failed), then delete what the broker acknowledged.
+            // Let what is in flight finish (acknowledged or failed). A background delete that failed put its rows back
+            // in the queue; the next drain deletes them first (and reports the failure if it persists).
             await Task.WhenAll(inFlight.Values).ConfigureAwait(false);
-            await flushing.ConfigureAwait(false);
-            await FlushAsync(acknowledged, CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await flushing.ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // observed here so it is never unobserved; its rows are back in the queue
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
         }
 
+        await FlushAsync(acknowledged, CancellationToken.None).ConfigureAwait(false);
         if (failure.Task.IsCompleted)
         {
-            throw failure.Task.Result as EnrollException ?? new EnrollConnectionException(failure.Task.Result.Message, failure.Task.Result);
+            ExceptionDispatchInfo.Throw(failure.Task.Result);
         }
     }
 
-    private async Task PublishAsync(DeviceLink link, OutboxMessage message, SemaphoreSlim window, ConcurrentQueue<long> acknowledged, TaskCompletionSource<Exception> failure, CancellationToken stoppingToken)
+    /// <summary>Why <paramref name="message"/> cannot be sent on <paramref name="link"/>, or null when it fits.</summary>
+    private string? TooLarge(DeviceLink link, OutboxMessage message)
+    {
+        if (link.Connection.MaximumPacketSize is { } max)
+        {
+            var packet = OutboxCodec.PublishPacketSize(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.ContentType, UserProperties(message), message.Payload.Length);
+            if (packet > max)
+            {
+                return $"too large for the broker's maximum packet size {max} (a {packet}-byte packet)";
+            }
+        }
+
+        return message.Payload.Length > _options.MaxMessageBytes
+            ? $"too large for the maximum message size {_options.MaxMessageBytes} (MaxMessageBytes; {message.Payload.Length} bytes stored)"
+            : null;
+    }
+
+    private static List<KeyValuePair<string, string>> UserProperties(OutboxMessage message)
+    {
+        var properties = new List<KeyValuePair<string, string>>(message.Properties.Count + 3)
+        {
+            new("message_id", message.MessageId),
+            new("created_at", message.CreatedAt.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)),
+        };
+        if (message.ContentEncoding is { } encoding)
+        {
+            properties.Add(new("content_encoding", encoding));
+        }
+
+        foreach (var property in message.Properties)
+        {
+            if (property.Key is not ("message_id" or "created_at" or "content_encoding"))
+            {
+                properties.Add(property);
+            }
+        }
+
+        return properties;
+    }
+
+    private async Task PublishAsync(DeviceLink link, OutboxRow row, OutboxMessage message, SemaphoreSlim window, ConcurrentQueue<long> acknowledged, TaskCompletionSource<Exception> failure, CancellationToken stoppingToken)
     {
         try
         {
-            var properties = new List<KeyValuePair<string, string>>(message.Properties.Count + 3)
-            {
-                new("message_id", message.MessageId),
-                new("created_at", message.CreatedAt.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)),
-            };
-            if (message.ContentEncoding is { } encoding)
-            {
-                properties.Add(new("content_encoding", encoding));
-            }
-
-            foreach (var property in message.Properties)
-            {
-                if (property.Key is not ("message_id" or "created_at" or "content_encoding"))
-                {
-                    properties.Add(property);
-                }
-            }
-
             _metrics?.SentOne();
             Interlocked.Increment(ref _publishedUnsaved);
-            await link.Connection.PublishAsync(
-                new OutgoingMessage(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.Payload, 1)
-                {
-                    ContentType = message.ContentType,
-                    UserProperties = properties,
-                },
-                stoppingToken).ConfigureAwait(false);
+            try
+            {
+                await link.Connection.PublishAsync(
+                    new OutgoingMessage(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.Payload, 1)
+                    {
+                        ContentType = message.ContentType,
+                        UserProperties = UserProperties(message),
+                    },
+                    stoppingToken).ConfigureAwait(false);
+            }
+            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal && PubAckReasons.IsPermanent(refusal.ReasonCode))
+            {
+                // Refused for good: sending it again can only get the same answer. The rows behind it go on.
+                await QuarantineAsync(row, $"refused by the broker: {refusal.Message}", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);
+                return;
+            }
+
             acknowledged.Enqueue(message.Sequence);
+            Delivered();
         }
 #pragma warning disable CA1031 // any failure stops this drain; the row stays and is resent after reconnecting
         catch (Exception ex)
@@ -226,12 +386,33 @@ public sealed class OutboxPublisher : BackgroundService
         var published = Interlocked.Exchange(ref _publishedUnsaved, 0);
         try
         {
-            await _outbox.Store.DeleteAsync(batch, published, cancellationToken).ConfigureAwait(false);
+            // Off this thread: a lone write commits inline, and waits there for another process's lock.
+            var delete = Task.Run(() => _outbox.Store.DeleteAsync(batch, published, cancellationToken), CancellationToken.None);
+            if (!delete.IsCompleted)
+            {
+                using var watch = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                if (await Task.WhenAny(delete, Task.Delay(LockReportAfter, _timeProvider, watch.Token)).ConfigureAwait(false) != delete)
+                {
+                    // SQLite waits up to its busy timeout for another process's write lock: say so while it waits.
+                    var reason = $"waiting for the write lock on the outbox {_outbox.Store.Path}, held by another process; acknowledged messages are not deleted yet";
+                    _health.Report(DeviceComponents.Publisher, DeviceFaultKind.StorageLocked, reason);
+                    LogBackoff(DeviceFaultKind.StorageLocked, reason, TimeSpan.Zero);
+                }
+
+                await watch.CancelAsync().ConfigureAwait(false);
+            }
+
+            await delete.ConfigureAwait(false);
         }
         catch
         {
-            // Not saved: count these publishes with the next batch.
+            // Not saved: count these publishes with the next batch, and delete these rows with it.
             Interlocked.Add(ref _publishedUnsaved, published);
+            foreach (var sequence in batch)
+            {
+                acknowledged.Enqueue(sequence);
+            }
+
             throw;
         }
 
@@ -239,12 +420,24 @@ public sealed class OutboxPublisher : BackgroundService
         {
             _metrics?.AcknowledgedMany(batch.Count);
         }
+
+        if ((batch.Count > 0 || published > 0) && _health.FaultOf(DeviceComponents.Publisher) is { Kind: DeviceFaultKind.StorageLocked or DeviceFaultKind.DiskFull })
+        {
+            // A write went through: the outbox file is writable again.
+            Recovered();
+        }
     }
 
-    private async Task QuarantineAsync(OutboxRow row, string reason, CancellationToken cancellationToken)
+    private async Task QuarantineAsync(OutboxRow row, string reason, CancellationToken cancellationToken, DeviceFaultKind? fault = null)
     {
         Log.Quarantined(_logger, row.Sequence, row.MessageId ?? "?", reason);
         await _outbox.Store.QuarantineAsync(row, reason, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         _metrics?.QuarantinedOne();
+        Interlocked.Increment(ref _progress);
+        if (fault is { } kind)
+        {
+            // Stays until a later message is acknowledged; the quarantine count in the outbox statistics stays for good.
+            _health.Report(DeviceComponents.Publisher, kind, $"message {row.MessageId} moved to quarantine: {reason}");
+        }
     }
 }

@@ -300,7 +300,10 @@ internal sealed class OutboxStore : IAsyncDisposable
         }
     });
 
-    /// <summary>Moves a row that cannot be decoded to the quarantine table, so the rows behind it still go out.</summary>
+    /// <summary>
+    /// Moves a row that cannot be sent (undecodable, refused for good by the broker, too large) to the quarantine table
+    /// with the reason, so the rows behind it still go out.
+    /// </summary>
     public Task QuarantineAsync(OutboxRow row, string reason, DateTimeOffset now, CancellationToken cancellationToken) =>
         _database.WriteAsync(
             context =>
