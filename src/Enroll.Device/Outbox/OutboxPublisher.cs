@@ -391,7 +391,8 @@ public sealed class OutboxPublisher : BackgroundService
             if (!delete.IsCompleted)
             {
                 using var watch = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-                if (await Task.WhenAny(delete, Task.Delay(LockReportAfter, _timeProvider, watch.Token)).ConfigureAwait(false) != delete)
+                await Task.WhenAny(delete, Task.Delay(LockReportAfter, _timeProvider, watch.Token)).ConfigureAwait(false);
+                if (!delete.IsCompleted && !cancellationToken.IsCancellationRequested)
                 {
                     // SQLite waits up to its busy timeout for another process's write lock: say so while it waits.
                     var reason = $"waiting for the write lock on the outbox {_outbox.Store.Path}, held by another process; acknowledged messages are not deleted yet";

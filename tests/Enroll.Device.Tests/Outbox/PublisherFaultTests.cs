@@ -83,13 +83,21 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
 
         var published = server.CountRequests();
         var topic = EnrollTopics.DeviceMessages(deviceId, "s");
+        var started = Stopwatch.StartNew();
         await device.StartAgentsAsync();
-        await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), s => s.Depth == 0 && s.Quarantined == 1, Patience, "the outbox drained with one row quarantined");
-        await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 2, Patience, "both good messages stored");
+        try
+        {
+            await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), s => s.Depth == 0 && s.Quarantined == 1, Patience, "the outbox drained with one row quarantined");
+            await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 2, Patience, "both good messages stored");
 
-        // A bounded window after the drain: the refused row is never sent again.
-        await Task.Delay(TimeSpan.FromSeconds(2));
-        output.WriteLine($"publishes on {topic}: {published[topic]}");
+            // A bounded window after the drain: the refused row is never sent again.
+            await Task.Delay(TimeSpan.FromSeconds(2));
+        }
+        finally
+        {
+            output.WriteLine($"publishes on {topic} in {started.Elapsed.TotalSeconds:0.0} s: {published[topic]}");
+        }
+
         Assert.Equal(3, published[topic]);
         Assert.Equal([0, 2], (await server.MessagesAsync(deviceId)).Select(N));
         var reason = Assert.Single(QuarantineReasons(state.Path));
@@ -179,13 +187,20 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
         var published = server.CountRequests();
         var topic = EnrollTopics.DeviceMessages(deviceId, "s");
         var connectsBefore = broker.Connects;
+        var started = Stopwatch.StartNew();
         await device.StartAgentsAsync();
-        await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), s => s.Depth == 0 && s.Quarantined == 1, Patience, "the outbox drained with the huge row quarantined");
-        await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 2, Patience, "both small messages stored");
+        try
+        {
+            await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), s => s.Depth == 0 && s.Quarantined == 1, Patience, "the outbox drained with the huge row quarantined");
+            await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 2, Patience, "both small messages stored");
+        }
+        finally
+        {
+            output.WriteLine($"in {started.Elapsed.TotalSeconds:0.0} s: {broker.Connects - connectsBefore} connects, {published[topic]} publishes on {topic}");
+        }
 
         Assert.Equal([0, 2], (await server.MessagesAsync(deviceId)).Select(N));
         Assert.Equal(2, published[topic]);
-        output.WriteLine($"connects while draining: {broker.Connects - connectsBefore}");
         Assert.InRange(broker.Connects - connectsBefore, 1, 2);
         Assert.Contains("too large for the broker's maximum packet size 65536", Assert.Single(QuarantineReasons(state.Path)), StringComparison.Ordinal);
         Assert.Contains(faults.Seen, f => f.Kind == DeviceFaultKind.MessageTooLarge && f.Message.Contains(tooLarge, StringComparison.Ordinal));
