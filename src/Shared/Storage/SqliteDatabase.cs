@@ -240,15 +240,22 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     /// <summary>Runs and commits <paramref name="batch"/>; returns the failure that fails all of it, if any.</summary>
     private Exception? CommitBatch(List<IWriteOperation> batch)
     {
+        SqliteTransaction? transaction = null;
         try
         {
-            using var transaction = _writer.BeginTransaction(deferred: false);
+            transaction = _writer.BeginTransaction(deferred: false);
             var context = new SqliteWriteContext(_writer, transaction, _prepared);
             foreach (var item in batch)
             {
                 if (!item.Isolated)
                 {
-                    item.Run(context);
+                    if (!item.Run(context) && item.Error is SqliteException database)
+                    {
+                        // A database error (SQLITE_FULL, SQLITE_IOERR, ...) may have rolled the whole transaction back:
+                        // the batch fails with it, not with "this transaction has completed" at the commit.
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(database);
+                    }
+
                     continue;
                 }
 
@@ -275,6 +282,18 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 #pragma warning restore CA1031
         {
             return ex;
+        }
+        finally
+        {
+            try
+            {
+                transaction?.Dispose();
+            }
+            catch (InvalidOperationException)
+            {
+                // SQLite already rolled the transaction back itself (SQLITE_FULL, SQLITE_IOERR, ...): the error that
+                // made it do so is the one the writes fail with, not "this transaction has completed".
+            }
         }
     }
 
@@ -332,6 +351,9 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         /// <summary>Runs the operation; false when it threw (its exception is kept for <see cref="Complete"/>).</summary>
         bool Run(SqliteWriteContext context);
 
+        /// <summary>What <see cref="Run"/> threw, if it did.</summary>
+        Exception? Error { get; }
+
         void Complete();
 
         void Fail(Exception exception);
@@ -344,6 +366,8 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         public bool IsCancelled => false;
 
         public bool Isolated => true;
+
+        public Exception? Error => null;
 
         public void Run(SqliteConnection connection)
         {
@@ -419,6 +443,8 @@ internal sealed class SqliteDatabase : IAsyncDisposable
                 Completion.TrySetResult(_result!);
             }
         }
+
+        public Exception? Error => _error;
 
         public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
