@@ -73,12 +73,24 @@ internal sealed class OutboxStore : IAsyncDisposable
 
     public OutboxStore(string statePath, OutboxDurability durability, TimeProvider timeProvider, ILogger logger)
     {
-        _database = StateDatabaseOpener.Open(
-            System.IO.Path.Combine(statePath, FileName),
-            Schema,
-            durability == OutboxDurability.Full ? SqliteDurability.Full : SqliteDurability.Relaxed,
-            timeProvider,
-            logger);
+        var path = System.IO.Path.Combine(statePath, FileName);
+        try
+        {
+            _database = StateDatabaseOpener.Open(
+                path,
+                Schema,
+                durability == OutboxDurability.Full ? SqliteDurability.Full : SqliteDurability.Relaxed,
+                timeProvider,
+                logger);
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6)
+        {
+            throw new OutboxStorageException($"cannot open the outbox {path}: another process holds its write lock ({ex.Message})", ex) { Locked = true };
+        }
+        catch (SqliteException ex) when (ex.SqliteErrorCode == 13)
+        {
+            throw new OutboxStorageException($"cannot open the outbox {path}: the disk holding the state folder {statePath} is full ({ex.Message})", ex) { DiskFull = true };
+        }
 
         // A lone sender commits on its own thread: SendAsync then costs one commit, as a raw insert does.
         _database.InlineLoneWrites = true;
@@ -323,6 +335,18 @@ internal sealed class OutboxStore : IAsyncDisposable
                 stats.Quarantined++;
             },
             cancellationToken);
+
+    /// <summary>
+    /// Caps the file at its current size (<c>PRAGMA max_page_count</c> on the writer connection), so a write that needs
+    /// a new page fails with SQLITE_FULL as on a full disk; false lifts the cap. For tests where no small file system can
+    /// be mounted.
+    /// </summary>
+    internal Task CapFileSizeAsync(bool capped) => _database.MaintainAsync(connection =>
+    {
+        using var command = connection.CreateCommand();
+        command.CommandText = capped ? "PRAGMA max_page_count = 1" : "PRAGMA max_page_count = 4294967294";
+        command.ExecuteNonQuery();
+    });
 
     /// <summary>Depth, bytes, the oldest message's age and the lifetime counts.</summary>
     public OutboxStatistics ReadStatistics(DateTimeOffset now)

@@ -244,6 +244,33 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Send_OnAFullOutboxFile_FailsWithOutboxStorageException_AndEarlierMessagesAreDeliveredOnceSpaceReturns()
+    {
+        // Portable (no mount needed): the file is capped at its size, so SQLite answers SQLITE_FULL as on a full disk.
+        await using var server = await TestServer.StartAsync(output);
+        using var state = new TempDirectory();
+        var (device, deviceId, _) = await RegisteredDeviceAsync(server, state.Path, "capped-1");
+        await using var _ = device;
+        for (var i = 0; i < 5; i++)
+        {
+            await device.Outbox.SendAsync("s", Json(i));
+        }
+
+        await device.Outbox.Store.CapFileSizeAsync(capped: true);
+        var big = new byte[16 * 1024];
+        new Random(5).NextBytes(big);
+        var full = await Assert.ThrowsAsync<OutboxStorageException>(() => device.Outbox.SendAsync("s", big));
+        Assert.True(full.DiskFull);
+        Assert.Contains($"the disk holding the state folder {state.Path} is full", full.Message, StringComparison.Ordinal);
+        Assert.Equal(5, device.Outbox.GetStatistics().Depth);
+
+        await device.Outbox.Store.CapFileSizeAsync(capped: false);
+        await device.StartAgentsAsync();
+        await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n == 5, Patience, "the earlier messages stored");
+        Assert.Equal(Enumerable.Range(0, 5), (await server.MessagesAsync(deviceId)).Select(N));
+    }
+
+    [Fact]
     public async Task DiskFull_SendFailsWithAClearError_ThePublisherBacksOffOnDelete_AndEverythingIsDeliveredOnceSpaceReturns()
     {
         using var mount = TmpfsMount.Create(4 * 1024 * 1024, output);
