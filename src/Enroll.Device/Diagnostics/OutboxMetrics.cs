@@ -25,7 +25,7 @@ internal sealed class OutboxMetrics
         _sent = _meter.CreateCounter<long>(Sent, "{message}", "Messages published");
         _acknowledged = _meter.CreateCounter<long>(Acknowledged, "{message}", "Messages acknowledged by the broker and deleted");
         _dropped = _meter.CreateCounter<long>(DroppedName, "{message}", "Messages dropped by the DropOldest overflow policy");
-        _quarantined = _meter.CreateCounter<long>(Quarantined, "{message}", "Rows moved to quarantine because they could not be decoded");
+        _quarantined = _meter.CreateCounter<long>(Quarantined, "{message}", "Rows moved to quarantine: undecodable, refused for good by the broker, or too large for its packet limit");
     }
 
     /// <summary>Publishes the outbox's depth, bytes and oldest age as observable gauges.</summary>

@@ -54,7 +54,10 @@ public sealed record OutboxStatistics
     /// <summary>Messages dropped by <see cref="OutboxOverflowPolicy.DropOldest"/>, ever.</summary>
     public long Dropped { get; init; }
 
-    /// <summary>Rows moved to the quarantine table because they could not be decoded, ever.</summary>
+    /// <summary>
+    /// Rows moved to the quarantine table of <c>outbox.db</c>, ever: undecodable, refused for good by the broker, or too
+    /// large for its packet limit (the table keeps each one's reason and payload).
+    /// </summary>
     public long Quarantined { get; init; }
 }
 
