@@ -56,18 +56,20 @@ internal static class DeviceCommand
 
         public Option<bool> Encrypt { get; } = new("--encrypt") { Description = "Encrypt requests end to end to the server's published key (JWE)" };
 
-        public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Log every step to standard error" };
-
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, Verbose })
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt })
             {
                 command.Options.Add(option);
             }
         }
 
-        /// <summary>Builds the device services from the command line, falling back to what the state folder remembers.</summary>
-        public async Task<ServiceProvider> BuildAsync(ParseResult parse)
+        /// <summary>
+        /// Builds the device services from the command line, falling back to what the state folder remembers. Without
+        /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
+        /// nothing, so that its failure is the one line the CLI contract promises.
+        /// </summary>
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false)
         {
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
@@ -81,15 +83,10 @@ internal static class DeviceCommand
             };
 
             var services = new ServiceCollection();
-            var verbose = parse.GetValue(Verbose);
+            var verbose = CliOptions.IsVerbose(parse);
             services.AddLogging(logging => logging
-                .AddSimpleConsole(o =>
-                {
-                    o.SingleLine = true;
-                    o.TimestampFormat = "HH:mm:ss ";
-                })
-                .AddConsoleStandardError()
-                .SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning)
+                .AddCliConsole(verbose)
+                .SetMinimumLevel(verbose ? LogLevel.Debug : longRunning ? LogLevel.Warning : LogLevel.None)
                 .AddFilter("MQTTnet", LogLevel.Warning));
             services.AddMetrics();
             services.AddEnrollDevice(o =>
@@ -437,36 +434,16 @@ internal static class DeviceCommand
         return command;
     }
 
-    /// <summary>Runs a device action, turning library errors into one line on standard error and an exit code.</summary>
+    /// <summary>Runs a device action, turning any failure into one line on standard error and an exit code (<see cref="Failures"/>).</summary>
     internal static async Task<int> RunDevice(Output output, Func<Task<int>> action)
     {
         try
         {
             return await action();
         }
-        catch (CliUsageException ex)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return output.Fail(ExitCodes.Usage, ex.Message);
-        }
-        catch (EnrollServerException ex) when (ex.IsPermanent)
-        {
-            return output.Fail(ExitCodes.Refused, $"the server refused: {ex.Message}");
-        }
-        catch (EnrollServerException ex)
-        {
-            return output.Fail(ExitCodes.Unreachable, $"the server could not serve the request: {ex.Message}");
-        }
-        catch (EnrollTimeoutException ex)
-        {
-            return output.Fail(ExitCodes.Unreachable, ex.Message);
-        }
-        catch (EnrollConnectionException ex)
-        {
-            return output.Fail(ex.CredentialsRefused ? ExitCodes.Refused : ExitCodes.Unreachable, ex.Message);
-        }
-        catch (EnrollException ex)
-        {
-            return output.Fail(ExitCodes.Failure, ex.Message);
+            return output.Fail(ex);
         }
     }
 

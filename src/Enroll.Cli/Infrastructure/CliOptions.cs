@@ -5,7 +5,29 @@ namespace Enroll.Cli.Infrastructure;
 /// <summary>Options shared by several commands, with their parsing and validation.</summary>
 internal static class CliOptions
 {
+    private const string VerboseName = "--verbose";
+
     public static Option<bool> Json() => new("--json") { Description = "Print machine-readable JSON instead of text" };
+
+    /// <summary>The global <c>--verbose</c>: log every step, and show the full exception of a failure.</summary>
+    public static Option<bool> Verbose() => new(VerboseName, "-v")
+    {
+        Description = "Log every step to standard error, and show a failure's full exception",
+        Recursive = true,
+    };
+
+    /// <summary>True when <c>--verbose</c> was given anywhere on the command line.</summary>
+    public static bool IsVerbose(ParseResult parse)
+    {
+        try
+        {
+            return parse.GetValue<bool>(VerboseName);
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
 
     /// <summary>
     /// A duration written like <c>10s</c>; read it with <see cref="GetDuration"/>, or with <see cref="GetDurationOrZero"/>
