@@ -36,16 +36,17 @@ internal static class EnrollCli
     {
         configuration ??= new InvocationConfiguration();
         configuration.EnableDefaultExceptionHandler = false;
-        var parse = Build().Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
         var error = configuration.Error;
-        if (parse.Action is ParseErrorAction)
-        {
-            error.WriteLine($"enroll: {DescribeErrors(parse)} (see {CommandPath(parse.CommandResult)} --help)");
-            return ExitCodes.Usage;
-        }
-
+        ParseResult? parse = null;
         try
         {
+            parse = Build().Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
+            if (parse.Action is ParseErrorAction)
+            {
+                error.WriteLine($"enroll: {DescribeErrors(parse)} (see {CommandPath(parse.CommandResult)} --help)");
+                return ExitCodes.Usage;
+            }
+
             return await parse.InvokeAsync(configuration);
         }
         catch (OperationCanceledException)
@@ -54,7 +55,7 @@ internal static class EnrollCli
         }
         catch (Exception ex)
         {
-            return Failures.Report(error, ex, CliOptions.IsVerbose(parse));
+            return Failures.Report(error, ex, parse is not null && CliOptions.IsVerbose(parse));
         }
     }
 

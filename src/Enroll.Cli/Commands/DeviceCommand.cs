@@ -3,6 +3,7 @@ using System.Globalization;
 using Enroll.Cli.Infrastructure;
 using Enroll.Device;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -69,7 +70,7 @@ internal static class DeviceCommand
         /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
         /// nothing, so that its failure is the one line the CLI contract promises.
         /// </summary>
-        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false)
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null)
         {
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
@@ -108,6 +109,12 @@ internal static class DeviceCommand
                 o.ClientCertificateFile = parse.GetValue(Cert);
                 o.ClientKeyFile = parse.GetValue(Key);
             });
+            if (lifetime is not null)
+            {
+                // The library's agent stops "the host" after a permanent failure; here the host is `enroll device run`.
+                services.AddSingleton(lifetime);
+            }
+
             var provider = services.BuildServiceProvider();
             try
             {
@@ -208,14 +215,17 @@ internal static class DeviceCommand
     private static Command Run()
     {
         var options = new DeviceOptions();
-        var command = new Command("run", "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed");
+        var command = new Command(
+            "run",
+            "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed; ends with exit code 3 when the device is refused for good");
         options.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
             return await RunDevice(output, async () =>
             {
-                await using var provider = await options.BuildAsync(parse);
+                using var lifetime = new AgentLifetime(cancellationToken);
+                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
                 var registration = provider.GetRequiredService<RegistrationService>();
                 registration.StatusChanged += (_, e) =>
                 {
@@ -224,30 +234,75 @@ internal static class DeviceCommand
                         output.Error.WriteLine(DescribeStatus(e.Current));
                     }
                 };
-                var agents = provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList();
+                var agents = provider.GetServices<IHostedService>().ToList();
                 foreach (var agent in agents)
                 {
                     await agent.StartAsync(cancellationToken);
                 }
 
                 output.Error.WriteLine("Device agent running; press Ctrl+C to stop.");
-                try
-                {
-                    await Task.Delay(Timeout.Infinite, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                }
 
+                // Until Ctrl+C, the library asks to stop, or a background loop ends by itself (the agent gives up
+                // after a permanent failure: it stops keeping the device registered, so the process must not go on).
+                var loops = agents.OfType<BackgroundService>().Select(a => a.ExecuteTask).OfType<Task>().ToList();
+                var stopped = Task.Delay(Timeout.Infinite, lifetime.ApplicationStopping).ContinueWith(_ => { }, TaskScheduler.Default);
+                var ended = await Task.WhenAny([stopped, .. loops]);
+                var interrupted = cancellationToken.IsCancellationRequested;
+                var last = registration.Status;
                 foreach (var agent in Enumerable.Reverse(agents))
                 {
                     await agent.StopAsync(CancellationToken.None);
                 }
 
-                return registration.Status.State == DeviceState.Failed ? ExitCodes.Failure : ExitCodes.Ok;
+                if (interrupted)
+                {
+                    return ExitCodes.Ok;
+                }
+
+                if (ended.IsFaulted && ended.Exception?.InnerException is { } crash)
+                {
+                    return output.Fail(crash);
+                }
+
+                return last.State == DeviceState.Failed
+                    ? output.Fail(ExitCodes.Refused, $"the device agent stopped for good: {last.Failure}. It will not recover by itself: fix the cause and start it again (a revoked device, or one whose token was refused, needs a valid Provisioning Token: enroll device run --token TOKEN)")
+                    : output.Fail(ExitCodes.Failure, $"the device agent stopped by itself ({DescribeStatus(last)}); start it again, with --verbose to see why");
             });
         });
         return command;
+    }
+
+    /// <summary>
+    /// The <see cref="IHostApplicationLifetime"/> of <c>enroll device run</c>: stopping means Ctrl+C, or a library
+    /// component asking the host to stop (the agent after a permanent failure).
+    /// </summary>
+    private sealed class AgentLifetime : IHostApplicationLifetime, IDisposable
+    {
+        private readonly CancellationTokenSource _stopping;
+        private readonly CancellationTokenSource _started = new();
+        private readonly CancellationTokenSource _stoppedSource = new();
+
+        public AgentLifetime(CancellationToken interrupted)
+        {
+            _stopping = CancellationTokenSource.CreateLinkedTokenSource(interrupted);
+            _started.Cancel();
+        }
+
+        public CancellationToken ApplicationStarted => _started.Token;
+
+        public CancellationToken ApplicationStopping => _stopping.Token;
+
+        public CancellationToken ApplicationStopped => _stoppedSource.Token;
+
+        public void StopApplication() => _stopping.Cancel();
+
+        public void Dispose()
+        {
+            _stoppedSource.Cancel();
+            _stopping.Dispose();
+            _started.Dispose();
+            _stoppedSource.Dispose();
+        }
     }
 
     private static Command Send()
@@ -285,7 +340,7 @@ internal static class DeviceCommand
 
                 await using var provider = await options.BuildAsync(parse);
                 var outbox = provider.GetRequiredService<DeviceOutbox>();
-                var hosted = parse.GetValue(deliver) ? provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList() : [];
+                var hosted = parse.GetValue(deliver) ? provider.GetServices<IHostedService>().ToList() : [];
                 var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
                 provider.GetRequiredService<OutboxPublisher>().Drained += () => drained.TrySetResult();
                 foreach (var service in hosted)
@@ -355,30 +410,45 @@ internal static class DeviceCommand
     {
         var state = StateOption();
         var json = CliOptions.Json();
-        var command = new Command("status", "Show the device's identity and tokens from its state folder (exit code 5 when not registered)") { state, json };
-        command.SetAction(async (parse, cancellationToken) =>
+        var command = new Command(
+            "status",
+            "Show the device's identity, tokens, outbox and agent health from its state folder, changing nothing (exit code 5 when not registered, 6 when a state database is damaged)")
+        {
+            state, json,
+        };
+        command.SetAction(parse =>
         {
             var output = new Output(parse);
             var statePath = Path.GetFullPath(parse.GetValue(state)!);
-            DeviceCredentials? stored;
-            try
-            {
-                stored = await LoadStoredAsync(statePath);
-            }
-            catch (EnrollException ex)
-            {
-                return output.Fail(ExitCodes.Failure, ex.Message);
-            }
+            var (stored, credentialsDamage) = DeviceStateReader.ReadCredentials(statePath);
+            var (box, outboxDamage) = DeviceStateReader.ReadOutbox(statePath);
+            var health = DeviceStateReader.ReadHealth(statePath);
+            DamagedFile[] damaged = [.. new[] { credentialsDamage, outboxDamage }.OfType<DamagedFile>()];
 
             var now = TimeProvider.System.GetUtcNow();
             var accessValid = stored?.HasValidAccessToken(now, TimeSpan.Zero) == true;
             var stateName = stored switch
             {
+                null when credentialsDamage is not null => "damaged",
                 null => "unprovisioned",
                 { DeviceId: not null } when accessValid => "registered",
                 { DeviceId: not null } => "registration expired",
                 { PendingOperationId: not null } => "pending",
                 _ => "unprovisioned",
+            };
+            var agent = new AgentStatusOutput
+            {
+                Running = health is not null && DeviceStateReader.IsAlive(health),
+                Pid = health?.Pid,
+                UpdatedAt = health?.UpdatedAt,
+                Faults = [.. (health?.Faults ?? []).Select(f => new FaultOutput
+                {
+                    Component = f.Component,
+                    Kind = DeviceStateReader.SnakeCase(f.Kind),
+                    Message = f.Message,
+                    Since = f.Since,
+                    Occurrences = f.Occurrences,
+                })],
             };
             var result = new StatusOutput
             {
@@ -392,9 +462,10 @@ internal static class DeviceCommand
                 RegistrationTokenExpiresAt = stored?.RegistrationTokenExpiresAt,
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
-                Outbox = DeviceOutbox.ReadStatistics(statePath) is { } box
-                    ? new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined }
-                    : null,
+                Outbox = box is null ? null
+                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined },
+                Agent = agent,
+                Damaged = damaged.Length == 0 ? null : [.. damaged.Select(d => new DamagedFileOutput { File = d.File, Error = d.Error })],
             };
 
             if (parse.GetValue(json))
@@ -403,35 +474,59 @@ internal static class DeviceCommand
             }
             else
             {
-                output.Line($"State:               {result.State}");
-                output.Line($"State folder:        {result.StatePath}");
-                if (stored is not null)
-                {
-                    output.Line($"Client ID:           {result.ClientId}");
-                    output.Line($"Device ID:           {result.DeviceId ?? "-"}");
-                    output.Line($"Organisation:        {result.OrgId ?? "-"}");
-                    output.Line($"Access token:        {Describe(result.AccessTokenExpiresAt, now)}");
-                    output.Line($"Registration token:  {Describe(result.RegistrationTokenExpiresAt, now)}");
-                    if (result.PendingOperationId is not null)
-                    {
-                        output.Line($"Pending operation:   {result.PendingOperationId}");
-                    }
+                PrintStatus(output, result, stored is not null, now);
+            }
 
-                    if (result.RegisteredAt is { } at)
-                    {
-                        output.Line($"Last registered:     {Format(at)}");
-                    }
-
-                    if (result.Outbox is { } outbox)
-                    {
-                        output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
-                    }
-                }
+            if (damaged.Length > 0)
+            {
+                return output.Fail(
+                    ExitCodes.Damaged,
+                    $"the state folder {statePath} is damaged: {string.Join("; ", damaged.Select(d => $"{d.File} is {d.Error}"))}. Status changed nothing; the agent moves a damaged database aside when it next starts (losing what it held), or restore it from a backup");
             }
 
             return stateName == "registered" ? ExitCodes.Ok : ExitCodes.NotRegistered;
         });
         return command;
+    }
+
+    private static void PrintStatus(Output output, StatusOutput result, bool identity, DateTimeOffset now)
+    {
+        output.Line($"State:               {result.State}");
+        output.Line($"State folder:        {result.StatePath}");
+        if (identity)
+        {
+            output.Line($"Client ID:           {result.ClientId}");
+            output.Line($"Device ID:           {result.DeviceId ?? "-"}");
+            output.Line($"Organisation:        {result.OrgId ?? "-"}");
+            output.Line($"Access token:        {Describe(result.AccessTokenExpiresAt, now)}");
+            output.Line($"Registration token:  {Describe(result.RegistrationTokenExpiresAt, now)}");
+            if (result.PendingOperationId is not null)
+            {
+                output.Line($"Pending operation:   {result.PendingOperationId}");
+            }
+
+            if (result.RegisteredAt is { } at)
+            {
+                output.Line($"Last registered:     {Format(at)}");
+            }
+        }
+
+        if (result.Outbox is { } outbox)
+        {
+            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
+        }
+
+        var agent = result.Agent;
+        output.Line($"Agent:               {(agent.Running ? $"running (pid {agent.Pid})" : agent.Pid is { } pid ? $"not running (last pid {pid}, {Format(agent.UpdatedAt!.Value)})" : "not running")}");
+        foreach (var fault in agent.Faults)
+        {
+            output.Line($"  {(agent.Running ? "fault" : "was")}  {fault.Component}: {fault.Kind} — {fault.Message} (since {Format(fault.Since)}, {fault.Occurrences} {(fault.Occurrences == 1 ? "time" : "times")})");
+        }
+
+        foreach (var damage in result.Damaged ?? [])
+        {
+            output.Line($"Damaged:             {damage.File}: {damage.Error}");
+        }
     }
 
     /// <summary>Runs a device action, turning any failure into one line on standard error and an exit code (<see cref="Failures"/>).</summary>

@@ -71,6 +71,21 @@ internal static class CliOptions
         return option;
     }
 
+    /// <summary>A TCP port, 0 to 65535 (0 picks a free one); anything else is a usage error naming the option.</summary>
+    public static Option<int> Port(string name, string description, int defaultValue)
+    {
+        var option = new Option<int>(name) { Description = description, DefaultValueFactory = _ => defaultValue };
+        option.Validators.Add(result =>
+        {
+            // A token that is not a number at all is already a parse error of its own.
+            if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[0].Value, System.Globalization.CultureInfo.InvariantCulture, out var port) && port is < 0 or > 65535)
+            {
+                result.AddError($"{name}: {result.Tokens[0].Value} is not a port; give 1 to 65535, or 0 for a free one");
+            }
+        });
+        return option;
+    }
+
     public static Uri GetUri(this ParseResult parse, Option<string> option) => new(parse.GetValue(option)!, UriKind.Absolute);
 
     private static void AddDurationValidator(Option option, bool allowZero = false) =>
