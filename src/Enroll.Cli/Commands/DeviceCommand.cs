@@ -325,7 +325,7 @@ internal static class DeviceCommand
             return await RunDevice(output, async () =>
             {
                 var text = parse.GetValue(data)!;
-                var template = text.StartsWith('@') ? await File.ReadAllTextAsync(text[1..], cancellationToken) : text;
+                var template = await ReadDataAsync(text, cancellationToken);
                 var custom = new Dictionary<string, string>(StringComparer.Ordinal);
                 foreach (var pair in parse.GetValue(properties) ?? [])
                 {
@@ -394,6 +394,25 @@ internal static class DeviceCommand
             });
         });
         return command;
+    }
+
+    /// <summary>The payload of <c>--data</c>: the text itself, or with <c>@FILE</c> the file's content, byte for byte as text.</summary>
+    private static async Task<string> ReadDataAsync(string data, CancellationToken cancellationToken)
+    {
+        if (!data.StartsWith('@'))
+        {
+            return data;
+        }
+
+        var path = data[1..];
+        try
+        {
+            return await File.ReadAllTextAsync(path, cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new CliUsageException($"--data {data}: cannot read {(path.Length == 0 ? "an empty file name" : Path.GetFullPath(path))}: {ex.Message}");
+        }
     }
 
     internal static string DescribeStatus(DeviceStatus status) => status.State switch
