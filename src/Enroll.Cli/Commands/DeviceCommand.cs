@@ -57,9 +57,23 @@ internal static class DeviceCommand
 
         public Option<bool> Encrypt { get; } = new("--encrypt") { Description = "Encrypt requests end to end to the server's published key (JWE)" };
 
+        public Option<int> OutboxMaxMessages { get; } = new("--outbox-max-messages")
+        {
+            Description = "Messages the outbox holds before a send is refused as full (exit code 4)",
+            DefaultValueFactory = _ => 100_000,
+        };
+
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt })
+            OutboxMaxMessages.Validators.Add(result =>
+            {
+                if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[0].Value, CultureInfo.InvariantCulture, out var n) && n < 1)
+                {
+                    result.AddError($"--outbox-max-messages: {n} is too small; the outbox must hold at least 1 message");
+                }
+            });
+
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages })
             {
                 command.Options.Add(option);
             }
@@ -108,6 +122,7 @@ internal static class DeviceCommand
                 o.TlsCaFile = parse.GetValue(Ca);
                 o.ClientCertificateFile = parse.GetValue(Cert);
                 o.ClientKeyFile = parse.GetValue(Key);
+                o.OutboxMaxMessages = parse.GetValue(OutboxMaxMessages);
             });
             if (lifetime is not null)
             {
@@ -503,7 +518,13 @@ internal static class DeviceCommand
                     $"the state folder {statePath} is damaged: {string.Join("; ", damaged.Select(d => $"{d.File} is {d.Error}"))}. Status changed nothing; the agent moves a damaged database aside when it next starts (losing what it held), or restore it from a backup");
             }
 
-            return stateName == "registered" ? ExitCodes.Ok : ExitCodes.NotRegistered;
+            return stateName switch
+            {
+                "registered" => ExitCodes.Ok,
+                "pending" => output.Fail(ExitCodes.NotRegistered, $"the device is not registered yet: operation {result.PendingOperationId} waits for an operator (enroll ops approve {result.PendingOperationId})"),
+                "registration expired" => output.Fail(ExitCodes.NotRegistered, $"the device's access token expired {(result.AccessTokenExpiresAt is { } at ? Format(at) : string.Empty)}; the agent (enroll device run) registers it again"),
+                _ => output.Fail(ExitCodes.NotRegistered, $"no device is registered in {statePath}: register one with enroll device register --client-id ID --token TOKEN --state {parse.GetValue(state)}"),
+            };
         });
         return command;
     }

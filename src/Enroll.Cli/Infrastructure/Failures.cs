@@ -38,7 +38,7 @@ internal static class Failures
         CliUsageException => (ExitCodes.Usage, exception.Message),
         AdminApiException admin => (admin.ExitCode, admin.Message),
         OptionsValidationException options => (ExitCodes.Usage, string.Join("; ", options.Failures)),
-        OutboxFullException => (ExitCodes.Unreachable, $"{exception.Message} (nothing was stored; the agent frees space as it delivers, so try again later)"),
+        OutboxFullException => (ExitCodes.Unreachable, $"{exception.Message} (this message was not stored; the agent frees space as it delivers, so try again later)"),
         EnrollServerException { IsPermanent: true } => (ExitCodes.Refused, $"the server refused: {exception.Message}"),
         EnrollServerException { RetryAfter: { } after } => (ExitCodes.Unreachable, $"the server could not serve the request: {exception.Message} (retry in {Durations.Format(after)})"),
         EnrollServerException => (ExitCodes.Unreachable, $"the server could not serve the request: {exception.Message}"),
