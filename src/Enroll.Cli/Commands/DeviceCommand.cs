@@ -239,6 +239,14 @@ internal static class DeviceCommand
             var output = new Output(parse);
             return await RunDevice(output, async () =>
             {
+                // One agent per state folder: two would share its tokens and outbox and deliver the same messages twice.
+                // The device library owns the folder through a lock; this says who holds it before anything starts.
+                var statePath = Path.GetFullPath(parse.GetValue(options.State)!);
+                if (DeviceStateReader.ReadHealth(statePath) is { } health && DeviceStateReader.IsAlive(health))
+                {
+                    return output.Fail(ExitCodes.Refused, $"the state folder {statePath} is in use by process {health.Pid} (a running device agent); stop it first, or give this one another --state");
+                }
+
                 using var lifetime = new AgentLifetime(cancellationToken);
                 await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
                 var registration = provider.GetRequiredService<RegistrationService>();

@@ -100,7 +100,7 @@ internal static class DeviceStateReader
         }
     }
 
-    /// <summary>True when the process that wrote <paramref name="health"/> says it runs and still does.</summary>
+    /// <summary>True when the process that wrote <paramref name="health"/> says it runs and still does (not merely a process with its PID).</summary>
     public static bool IsAlive(HealthFile health)
     {
         if (!health.Running || health.Pid <= 0)
@@ -110,8 +110,9 @@ internal static class DeviceStateReader
 
         try
         {
+            // A process that started after the file was last written is another one that got the PID again.
             using var process = Process.GetProcessById(health.Pid);
-            return !process.HasExited;
+            return !process.HasExited && process.StartTime.ToUniversalTime() <= health.UpdatedAt.UtcDateTime.AddSeconds(1);
         }
         catch (ArgumentException)
         {

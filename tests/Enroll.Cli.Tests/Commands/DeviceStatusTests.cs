@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using Enroll.Cli.Infrastructure;
 using Enroll.Device;
 using Enroll.Testing;
 using Xunit.Abstractions;
@@ -83,6 +84,23 @@ public sealed class DeviceStatusTests(ITestOutputHelper output) : IDisposable
         Assert.True(document.RootElement.GetProperty("agent").GetProperty("running").GetBoolean());
         Assert.True(document.RootElement.TryGetProperty("outbox", out _));
         Assert.Empty(json.Error);
+    }
+
+    [Fact]
+    public async Task DeviceRun_OnAStateFolderARunningAgentHolds_IsRefusedNamingItsPid()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var state = _folder.Combine("held");
+        var token = await server.CreateTokenAsync();
+        await using var device = DeviceHarness.Create(server.MqttEndpoint, "held", state, token.Token, output);
+        await device.StartAgentsAsync();
+        await Eventually.ReturnsAsync(() => Task.FromResult(DeviceStateReader.ReadHealth(state)?.Running == true), running => running, TimeSpan.FromSeconds(30), "the agent wrote its health file");
+
+        var second = await CliRunner.RunAsync("device", "run", "--broker", server.MqttEndpoint.ToString(), "--state", state).WaitAsync(TimeSpan.FromSeconds(30));
+
+        Assert.Equal(3, second.ExitCode);
+        var line = Assert.Single(second.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Contains($"in use by process {Environment.ProcessId}", line, StringComparison.Ordinal);
     }
 
     [Fact]
