@@ -364,8 +364,7 @@ internal static class DeviceCommand
                 await using var provider = await options.BuildAsync(parse);
                 var outbox = provider.GetRequiredService<DeviceOutbox>();
                 var hosted = parse.GetValue(deliver) ? provider.GetServices<IHostedService>().ToList() : [];
-                var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                provider.GetRequiredService<OutboxPublisher>().Drained += () => drained.TrySetResult();
+                var publisher = provider.GetRequiredService<OutboxPublisher>();
                 foreach (var service in hosted)
                 {
                     await service.StartAsync(cancellationToken);
@@ -397,7 +396,7 @@ internal static class DeviceCommand
                 await Task.WhenAll(Enumerable.Range(0, Math.Max(1, parse.GetValue(concurrency))).Select(_ => Task.Run(SenderAsync, cancellationToken)));
                 if (hosted.Count > 0)
                 {
-                    await drained.Task.WaitAsync(cancellationToken);
+                    await WaitUntilDeliveredAsync(outbox, publisher, cancellationToken);
                     foreach (var service in Enumerable.Reverse(hosted))
                     {
                         await service.StopAsync(CancellationToken.None);
@@ -417,6 +416,33 @@ internal static class DeviceCommand
             });
         });
         return command;
+    }
+
+    /// <summary>
+    /// Waits until the outbox is empty: every stored message acknowledged. The publisher's <c>Drained</c> only wakes the
+    /// check, since it may have fired for the empty outbox it started with, before the sends stored anything.
+    /// </summary>
+    private static async Task WaitUntilDeliveredAsync(DeviceOutbox outbox, OutboxPublisher publisher, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            void OnDrained() => drained.TrySetResult();
+            publisher.Drained += OnDrained;
+            try
+            {
+                if (outbox.GetStatistics().Depth == 0)
+                {
+                    return;
+                }
+
+                await drained.Task.WaitAsync(cancellationToken);
+            }
+            finally
+            {
+                publisher.Drained -= OnDrained;
+            }
+        }
     }
 
     /// <summary>The payload of <c>--data</c>: the text itself, or with <c>@FILE</c> the file's content, byte for byte as text.</summary>
