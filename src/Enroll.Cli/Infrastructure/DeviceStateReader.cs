@@ -127,9 +127,15 @@ internal static class DeviceStateReader
     /// <summary><c>MessageRefused</c> → <c>message_refused</c>.</summary>
     public static string SnakeCase(string kind) => JsonNamingPolicy.SnakeCaseLower.ConvertName(kind);
 
+    /// <summary>
+    /// Opens <paramref name="path"/> read-only. Without a write-ahead log next to it (no agent has it open) the file is
+    /// opened as immutable, so that reading does not even create the <c>-wal</c> and <c>-shm</c> files, which would then
+    /// belong to whoever ran status (root, say) and could lock the agent out.
+    /// </summary>
     private static SqliteConnection OpenReadOnly(string path)
     {
-        var builder = new SqliteConnectionStringBuilder { DataSource = path, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
+        var source = File.Exists(path + "-wal") ? path : $"file:{Uri.EscapeDataString(path).Replace("%2F", "/", StringComparison.Ordinal)}?immutable=1";
+        var builder = new SqliteConnectionStringBuilder { DataSource = source, Mode = SqliteOpenMode.ReadOnly, Pooling = false };
         var connection = new SqliteConnection(builder.ToString());
         try
         {

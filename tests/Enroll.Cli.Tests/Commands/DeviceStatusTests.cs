@@ -104,6 +104,25 @@ public sealed class DeviceStatusTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task Status_OfAStoppedDevice_CreatesNoFileInItsStateFolder()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        var state = _folder.Combine("untouched");
+        var token = await server.CreateTokenAsync();
+        Assert.Equal(0, (await CliRunner.RunAsync("device", "register", "--broker", server.MqttEndpoint.ToString(), "--client-id", "untouched", "--token", token.Token!, "--state", state)).ExitCode);
+
+        // As after the agent stopped: its pooled connections closed, so SQLite removed the write-ahead log files.
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
+        var before = Directory.GetFiles(state).Order(StringComparer.Ordinal).ToList();
+        Assert.DoesNotContain(before, f => f.EndsWith("-shm", StringComparison.Ordinal));
+
+        var status = await CliRunner.RunAsync("device", "status", "--state", state);
+
+        Assert.Equal(0, status.ExitCode);
+        Assert.Equal(before, Directory.GetFiles(state).Order(StringComparer.Ordinal).ToList());
+    }
+
+    [Fact]
     public async Task Status_OnAGarbageDeviceDb_ReportsItDamaged_AndLeavesTheFolderExactlyAsItWas()
     {
         var state = _folder.Combine("garbage");
