@@ -51,8 +51,16 @@ internal sealed partial class GuardedServerAdapter(
             {
                 var socket = new Socket(listener.Address.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
                 _sockets.Add(socket);
-                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-                socket.Bind(new IPEndPoint(listener.Address, listener.Port));
+                AllowRebindOverTimeWait(socket);
+                try
+                {
+                    socket.Bind(new IPEndPoint(listener.Address, listener.Port));
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+                {
+                    throw PortInUse.For(listener.IsTls ? "MQTT-over-TLS" : "MQTT", listener.Address, listener.Port, ex);
+                }
+
                 // The longest accept queue the kernel allows (net.core.somaxconn): when a fleet reconnects at once, a
                 // connection that does not fit is dropped and its client waits a whole SYN retransmission (1 s, then 3 s).
                 socket.Listen();
@@ -66,6 +74,24 @@ internal sealed partial class GuardedServerAdapter(
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Lets a restarted server bind its port while connections of the previous one linger in TIME_WAIT, and nothing more.
+    /// .NET's <see cref="SocketOptionName.ReuseAddress"/> also sets SO_REUSEPORT on Linux and macOS, which lets a second
+    /// server listen on the same port and the kernel split the devices between the two: so plain SO_REUSEADDR is set by
+    /// number where that is its meaning, and nothing on Windows (where SO_REUSEADDR would allow the same theft).
+    /// </summary>
+    private static void AllowRebindOverTimeWait(Socket socket)
+    {
+        if (OperatingSystem.IsLinux())
+        {
+            socket.SetRawSocketOption(1 /* SOL_SOCKET */, 2 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        }
+        else if (OperatingSystem.IsMacOS() || OperatingSystem.IsFreeBSD())
+        {
+            socket.SetRawSocketOption(0xffff /* SOL_SOCKET */, 4 /* SO_REUSEADDR */, BitConverter.GetBytes(1));
+        }
     }
 
     public Task StopAsync()
