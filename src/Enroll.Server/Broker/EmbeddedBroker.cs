@@ -37,6 +37,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
     private readonly ServerTls _tls;
+    private readonly Registry.RegistryDiskFull _diskFull;
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
 
@@ -51,9 +52,11 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         ServerMetrics metrics,
         TimeProvider timeProvider,
         ServerTls tls,
+        Registry.RegistryDiskFull diskFull,
         ILogger<EmbeddedBroker> logger)
     {
         _tls = tls;
+        _diskFull = diskFull;
         _options = options.Value;
         _tokens = tokens;
         _queue = queue;
@@ -445,13 +448,38 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     {
         var message = e.ApplicationMessage;
         var (ingested, encoding) = ToIngested(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
-        // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
-        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        Ingest.IngestResult result;
+        string? reason;
+        try
+        {
+            // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
+            (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        }
+        catch (Exception ex) when (Registry.DiskFull.Is(ex))
+        {
+            RefuseForFullDisk(ex, out var code, out var text);
+            e.Response.ReasonCode = code;
+            e.Response.ReasonString = text;
+            return;
+        }
+
+        _diskFull.Succeeded();
         if (result == Ingest.IngestResult.Invalid)
         {
             e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
             e.Response.ReasonString = reason;
         }
+    }
+
+    /// <summary>
+    /// The refusal of a message the registry has no room for: 0x80 (unspecified error, which a device retries later, unlike
+    /// 0x97 "quota exceeded" that SPEC §2.4 counts as permanent) with a reason saying when. Logged once per interval.
+    /// </summary>
+    private void RefuseForFullDisk(Exception exception, out MqttPubAckReasonCode code, out string reason)
+    {
+        _diskFull.Refused("message", exception);
+        code = MqttPubAckReasonCode.UnspecifiedError;
+        reason = $"the server's disk is full; the message was not stored, send it again in {_diskFull.RetryAfterSeconds} s";
     }
 
     /// <summary>
@@ -490,11 +518,18 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         try
         {
             var (result, reason) = await ingestion.ConfigureAwait(false);
+            _diskFull.Succeeded();
             if (result == Ingest.IngestResult.Invalid)
             {
                 ack.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
                 ack.ReasonString = reason;
             }
+        }
+        catch (Exception ex) when (Registry.DiskFull.Is(ex))
+        {
+            RefuseForFullDisk(ex, out var code, out var text);
+            ack.ReasonCode = code;
+            ack.ReasonString = text;
         }
 #pragma warning disable CA1031 // a message that could not be stored must not be acknowledged as stored
         catch (Exception ex)

@@ -35,8 +35,8 @@ internal static partial class Log
     [LoggerMessage(21, LogLevel.Information, "Provisioning token {TokenId} revoked")]
     public static partial void ProvisioningTokenRevoked(ILogger logger, string tokenId);
 
-    [LoggerMessage(22, LogLevel.Warning, "Admin API request to {Path} without a valid admin key from {Remote}")]
-    public static partial void AdminUnauthorized(ILogger logger, string path, string remote);
+    [LoggerMessage(22, LogLevel.Warning, "HTTP API: {Count} request(s) without a valid admin key since the last report (latest: {Path} from {Remote})")]
+    public static partial void AdminUnauthorized(ILogger logger, long count, string path, string remote);
 
     [LoggerMessage(8, LogLevel.Warning, "SUSPICIOUS: a refreshed-away Registration Token of device {DeviceId} was used again by client {ClientId}; all of the device's tokens are revoked")]
     public static partial void RegistrationTokenReused(ILogger logger, string deviceId, string clientId);

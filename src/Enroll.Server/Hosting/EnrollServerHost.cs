@@ -165,6 +165,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
         var bind = BindAddress.Parse(options.Bind);
         builder.WebHost.UseKestrel(kestrel =>
         {
+            // The API's bodies are small; a larger one is refused (413) as it arrives instead of being buffered.
+            kestrel.Limits.MaxRequestBodySize = options.MaxAdminRequestBytes;
             if (!options.NoPlaintext)
             {
                 kestrel.Listen(bind, options.HttpPort);
@@ -183,6 +185,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
+            json.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
         });
 
         var services = builder.Services;
@@ -198,6 +201,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
             Path.Combine(dataDirectory, SqliteRegistry.FileName),
             options.DurableCommits ? Enroll.Shared.Storage.SqliteDurability.Full : Enroll.Shared.Storage.SqliteDurability.Relaxed));
         services.AddSingleton<ServerMetrics>();
+        services.AddSingleton<RegistryDiskFull>();
+        services.AddSingleton<AdminGate>();
         services.AddSingleton<ProvisioningTokenService>();
         services.AddSingleton<TokenIssuer>();
         services.AddSingleton<DeviceTokenValidator>();
@@ -233,6 +238,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
         // Deployments add IMessageSink forwarders (or replace services) here.
         configureServices?.Invoke(services);
         var app = builder.Build();
+        var gate = app.Services.GetRequiredService<AdminGate>();
+        app.Use((context, next) => gate.InvokeAsync(context, next));
         app.MapEnrollApi();
         try
         {
