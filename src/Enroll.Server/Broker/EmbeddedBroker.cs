@@ -40,6 +40,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly Registry.RegistryDiskFull _diskFull;
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
+    private Transport.GuardedServerAdapter? _adapter;
 
     public EmbeddedBroker(
         IOptions<EnrollServerOptions> options,
@@ -106,7 +107,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             listeners.Add(new Transport.BrokerListener(Address, secure, _tls.CertificateContext));
         }
 
-        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, _metrics, _logger);
+        var descriptors = Transport.DescriptorLimit.Read();
+        var maxConnections = _options.MaxConnections ?? Transport.DescriptorLimit.ConnectionCap(descriptors, Transport.DescriptorLimit.InUse());
+        // Real time, not the injected clock: these limits are about real sockets, and a test that moves its clock a day
+        // ahead must not see every connection as silent for a day.
+        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, maxConnections, TimeProvider.System, _metrics, _logger);
+        _adapter = adapter;
         var server = new MqttServerFactory().CreateMqttServer(serverOptions, [adapter]);
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
@@ -125,6 +131,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
         Log.BrokerStarted(_logger, string.Join(", ", new[] { Endpoint, TlsEndpoint }.OfType<Uri>()));
+        Log.BrokerLimits(_logger, maxConnections, descriptors?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", (int)_options.MaxKeepAlive.TotalSeconds);
 
         await PublishKeysAsync().ConfigureAwait(false);
         _keys.Changed += () => _ = PublishKeysAsync();
@@ -314,6 +321,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             }
 
             _metrics.ConnectionAccepted("anonymous");
+            LimitKeepAlive(e, isDevice: false);
             return;
         }
 
@@ -342,7 +350,21 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         e.SessionItems[BrokerSession.PendingAcks] = new ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>>();
         _deviceClientIds.TryAdd(clientId, 0);
         _metrics.ConnectionAccepted("device");
+        LimitKeepAlive(e, isDevice: true);
         Log.DeviceConnected(_logger, e.UserName, e.ClientId);
+    }
+
+    /// <summary>
+    /// Grants a keep-alive of at most <see cref="EnrollServerOptions.MaxKeepAlive"/> (a client asking for 0 — none — or more
+    /// gets the maximum, told in the CONNACK's Server Keep Alive under MQTT 5) and has the transport close the connection
+    /// after 1.5 times that without a byte from the client.
+    /// </summary>
+    private void LimitKeepAlive(ValidatingConnectionEventArgs e, bool isDevice)
+    {
+        var max = (ushort)Math.Clamp(_options.MaxKeepAlive.TotalSeconds, 1, ushort.MaxValue);
+        var granted = e.KeepAlivePeriod is { } asked && asked > 0 && asked <= max ? asked : max;
+        e.SessionItems[BrokerSession.ServerKeepAlive] = granted;
+        _adapter?.Connected(e.ChannelAdapter, TimeSpan.FromSeconds(granted * 1.5), isDevice);
     }
 
     /// <summary>The organisation a client certificate names (its O attribute) when that is a valid identifier.</summary>
@@ -508,6 +530,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     /// <summary>Holds a PUBACK until the message it acknowledges is stored; a message that could not be stored is refused.</summary>
     private async Task InterceptOutboundPacketAsync(InterceptingPacketEventArgs e)
     {
+        if (e.Packet is MqttConnAckPacket connAck && e.SessionItems[BrokerSession.ServerKeepAlive] is ushort granted)
+        {
+            connAck.ServerKeepAlive = granted;
+            return;
+        }
+
         if (e.Packet is not MqttPubAckPacket ack
             || e.SessionItems[BrokerSession.PendingAcks] is not ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>> pending
             || !pending.TryRemove(ack.PacketIdentifier, out var ingestion))

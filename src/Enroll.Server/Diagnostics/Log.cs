@@ -8,6 +8,9 @@ internal static partial class Log
     [LoggerMessage(1, LogLevel.Information, "MQTT broker listening on {Endpoint}")]
     public static partial void BrokerStarted(ILogger logger, string endpoint);
 
+    [LoggerMessage(24, LogLevel.Information, "MQTT broker limits: at most {MaxConnections} connections (open-file limit {Descriptors}), keep-alive at most {MaxKeepAliveSeconds} s")]
+    public static partial void BrokerLimits(ILogger logger, int maxConnections, string descriptors, int maxKeepAliveSeconds);
+
     [LoggerMessage(2, LogLevel.Information, "Device {DeviceId} connected as client {ClientId}")]
     public static partial void DeviceConnected(ILogger logger, string deviceId, string clientId);
 

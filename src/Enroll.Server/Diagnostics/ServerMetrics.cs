@@ -71,23 +71,7 @@ internal sealed class ServerMetrics
     /// <summary>Broker connections open now (accepted and not yet closed).</summary>
     public int OpenConnections => Volatile.Read(ref _open);
 
-    /// <summary>Takes one connection slot; false (and nothing taken) when <paramref name="limit"/> are open.</summary>
-    public bool TryOpenConnection(int limit)
-    {
-        while (true)
-        {
-            var open = Volatile.Read(ref _open);
-            if (open >= limit)
-            {
-                return false;
-            }
-
-            if (Interlocked.CompareExchange(ref _open, open + 1, open) == open)
-            {
-                return true;
-            }
-        }
-    }
+    public void ConnectionOpened() => Interlocked.Increment(ref _open);
 
     public void ConnectionClosed() => Interlocked.Decrement(ref _open);
 
