@@ -162,6 +162,10 @@ public sealed class EnrollServerHost : IAsyncDisposable
             });
         }
 
+        // A listener that cannot start is reported by StartAsync as a one-line ServerStartException; the host's own
+        // "Hosting failed to start" line would print the same failure again with a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
+
         var bind = BindAddress.Parse(options.Bind);
         builder.WebHost.UseKestrel(kestrel =>
         {

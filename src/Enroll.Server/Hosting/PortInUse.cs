@@ -8,12 +8,15 @@ namespace Enroll.Server;
 /// <summary>Turns "address already in use" from a listener into a <see cref="ServerStartException"/> naming the port.</summary>
 internal static partial class PortInUse
 {
-    /// <summary>The exception for <paramref name="port"/> on <paramref name="address"/>, which another process holds.</summary>
-    public static ServerStartException For(string what, IPAddress address, int port, Exception? inner = null) =>
+    /// <summary>
+    /// The exception for <paramref name="port"/> on <paramref name="address"/>, which another process holds. The socket
+    /// error is left out on purpose: the message says all there is, and a host that adds its own hint for an
+    /// "address in use" it finds inside would say it twice.
+    /// </summary>
+    public static ServerStartException For(string what, IPAddress address, int port) =>
         new(
             ServerStartProblem.PortInUse,
-            string.Create(CultureInfo.InvariantCulture, $"{what} port {port} on {address} is already in use (another server?); stop it, or choose another port"),
-            inner)
+            string.Create(CultureInfo.InvariantCulture, $"{what} port {port} on {address} is already in use (another server?); stop it, or choose another port"))
         { Port = port };
 
     /// <summary>
@@ -37,14 +40,14 @@ internal static partial class PortInUse
             var match = BoundAddress().Match(current.Message);
             if (match.Success && int.TryParse(match.Groups["port"].Value, NumberStyles.None, CultureInfo.InvariantCulture, out var port))
             {
-                return For(match.Groups["scheme"].Value == "https" ? "HTTPS" : "HTTP", bind, port, exception);
+                return For(match.Groups["scheme"].Value == "https" ? "HTTPS" : "HTTP", bind, port);
             }
         }
 
         var ports = options.NoPlaintext
             ? options.HttpsPort.ToString(CultureInfo.InvariantCulture)
             : string.Create(CultureInfo.InvariantCulture, $"{options.HttpPort}");
-        return new ServerStartException(ServerStartProblem.PortInUse, $"HTTP port {ports} on {bind} is already in use (another server?); stop it, or choose another port", exception);
+        return new ServerStartException(ServerStartProblem.PortInUse, $"HTTP port {ports} on {bind} is already in use (another server?); stop it, or choose another port");
     }
 
     private static bool IsAddressInUse(Exception? exception)

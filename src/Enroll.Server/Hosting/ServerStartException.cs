@@ -15,9 +15,10 @@ public enum ServerStartProblem
 
 /// <summary>
 /// The server cannot start, for a reason a person can act on: the message is one line (no stack trace is needed) and
-/// names the port, the folder and its owner, or the setting at fault.
+/// names the port, the folder and its owner, or the setting at fault. It is an <see cref="InvalidOperationException"/>,
+/// so a host that already reports those as one line (as <c>enroll server</c> does) needs no change.
 /// </summary>
-public sealed class ServerStartException : Exception
+public sealed class ServerStartException : InvalidOperationException
 {
     /// <summary>Creates the exception.</summary>
     public ServerStartException(ServerStartProblem problem, string message, Exception? innerException = null)

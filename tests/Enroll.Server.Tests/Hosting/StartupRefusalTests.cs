@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Enroll.Testing;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
 
 namespace Enroll.Server.Tests.Hosting;
@@ -40,6 +41,21 @@ public sealed class StartupRefusalTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(ServerStartProblem.PortInUse, refused.Problem);
         Assert.Equal(port, refused.Port);
         Assert.Contains($"HTTP port {port} on 127.0.0.1 is already in use", refused.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Server_OnABusyHttpPort_LogsNoStackTrace_TheExceptionSaysItAll()
+    {
+        using var squatter = new TcpListener(IPAddress.Loopback, 0);
+        squatter.Start();
+        var log = new CountingLoggerProvider();
+
+        var refused = await Assert.ThrowsAsync<ServerStartException>(() => EnrollServerHost.StartAsync(
+            new EnrollServerOptions { DataDirectory = _folder.Combine("busy-http"), MqttPort = 0, HttpPort = ((IPEndPoint)squatter.LocalEndpoint).Port },
+            logging => logging.AddProvider(log).SetMinimumLevel(LogLevel.Information).AddFilter("Microsoft", LogLevel.Warning)));
+
+        Assert.Null(refused.InnerException);
+        Assert.DoesNotContain(log.Lines, l => l.HasException);
     }
 
     [Fact]

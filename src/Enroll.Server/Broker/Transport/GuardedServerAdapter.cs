@@ -94,9 +94,9 @@ internal sealed partial class GuardedServerAdapter(
                 {
                     socket.Bind(new IPEndPoint(listener.Address, listener.Port));
                 }
-                catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+                catch (SocketException bindFailure) when (bindFailure.SocketErrorCode == SocketError.AddressAlreadyInUse)
                 {
-                    throw PortInUse.For(listener.IsTls ? "MQTT-over-TLS" : "MQTT", listener.Address, listener.Port, ex);
+                    throw PortInUse.For(listener.IsTls ? "MQTT-over-TLS" : "MQTT", listener.Address, listener.Port);
                 }
 
                 // The longest accept queue the kernel allows (net.core.somaxconn): when a fleet reconnects at once, a
