@@ -41,6 +41,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
     private Transport.GuardedServerAdapter? _adapter;
+    private readonly RepeatedCondition _refusals;
 
     public EmbeddedBroker(
         IOptions<EnrollServerOptions> options,
@@ -58,6 +59,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     {
         _tls = tls;
         _diskFull = diskFull;
+        _refusals = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
         _options = options.Value;
         _tokens = tokens;
         _queue = queue;
@@ -386,7 +388,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         e.ReasonCode = code;
         e.ReasonString = reason;
         _metrics.ConnectionRefused(reason);
-        Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason);
+        // A client retrying bad credentials as fast as it can must not write a line per attempt: the latest refusal is
+        // logged once per interval, with the number refused since the last line (every one is counted in the metrics).
+        if (_refusals.Occurred(out var refused))
+        {
+            Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason, refused);
+        }
     }
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs e)

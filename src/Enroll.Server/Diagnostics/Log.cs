@@ -17,8 +17,8 @@ internal static partial class Log
     [LoggerMessage(23, LogLevel.Information, "Device {DeviceId} disconnected: {Reason}")]
     public static partial void DeviceDisconnected(ILogger logger, string deviceId, string reason);
 
-    [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason}")]
-    public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason);
+    [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason} ({Count} refusal(s) since the last report)")]
+    public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason, long count);
 
     [LoggerMessage(4, LogLevel.Information, "Published {Count} key(s) on {Topic}")]
     public static partial void KeysPublished(ILogger logger, int count, string topic);
