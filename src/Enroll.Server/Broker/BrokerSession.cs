@@ -21,6 +21,9 @@ internal static class BrokerSession
     /// <summary>Set while the packet being processed was already taken for ingestion when it arrived.</summary>
     public const string IngestStarted = "enroll.ingest_started";
 
+    /// <summary>The keep-alive granted to the client (seconds), sent in the CONNACK as Server Keep Alive.</summary>
+    public const string ServerKeepAlive = "enroll.server_keep_alive";
+
     /// <summary>The client ID the server uses for messages it publishes itself.</summary>
     public const string ServerClientId = "$enroll-server";
 }

@@ -37,8 +37,11 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
     private readonly ServerTls _tls;
+    private readonly Registry.RegistryDiskFull _diskFull;
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
     private MqttServer? _server;
+    private Transport.GuardedServerAdapter? _adapter;
+    private readonly RepeatedCondition _refusals;
 
     public EmbeddedBroker(
         IOptions<EnrollServerOptions> options,
@@ -51,9 +54,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         ServerMetrics metrics,
         TimeProvider timeProvider,
         ServerTls tls,
+        Registry.RegistryDiskFull diskFull,
         ILogger<EmbeddedBroker> logger)
     {
         _tls = tls;
+        _diskFull = diskFull;
+        _refusals = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
         _options = options.Value;
         _tokens = tokens;
         _queue = queue;
@@ -103,7 +109,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             listeners.Add(new Transport.BrokerListener(Address, secure, _tls.CertificateContext));
         }
 
-        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, _metrics, _logger);
+        var descriptors = Transport.DescriptorLimit.Read();
+        var maxConnections = _options.MaxConnections ?? Transport.DescriptorLimit.ConnectionCap(descriptors, Transport.DescriptorLimit.InUse());
+        // Real time, not the injected clock: these limits are about real sockets, and a test that moves its clock a day
+        // ahead must not see every connection as silent for a day.
+        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, maxConnections, TimeProvider.System, _metrics, _logger);
+        _adapter = adapter;
         var server = new MqttServerFactory().CreateMqttServer(serverOptions, [adapter]);
         server.ValidatingConnectionAsync += ValidateConnectionSafelyAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
@@ -122,6 +133,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         await server.StartAsync().ConfigureAwait(false);
         _server = server;
         Log.BrokerStarted(_logger, string.Join(", ", new[] { Endpoint, TlsEndpoint }.OfType<Uri>()));
+        Log.BrokerLimits(_logger, maxConnections, descriptors?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "unknown", (int)_options.MaxKeepAlive.TotalSeconds);
 
         await PublishKeysAsync().ConfigureAwait(false);
         _keys.Changed += () => _ = PublishKeysAsync();
@@ -311,6 +323,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             }
 
             _metrics.ConnectionAccepted("anonymous");
+            LimitKeepAlive(e, isDevice: false);
             return;
         }
 
@@ -339,7 +352,21 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         e.SessionItems[BrokerSession.PendingAcks] = new ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>>();
         _deviceClientIds.TryAdd(clientId, 0);
         _metrics.ConnectionAccepted("device");
+        LimitKeepAlive(e, isDevice: true);
         Log.DeviceConnected(_logger, e.UserName, e.ClientId);
+    }
+
+    /// <summary>
+    /// Grants a keep-alive of at most <see cref="EnrollServerOptions.MaxKeepAlive"/> (a client asking for 0 — none — or more
+    /// gets the maximum, told in the CONNACK's Server Keep Alive under MQTT 5) and has the transport close the connection
+    /// after 1.5 times that without a byte from the client.
+    /// </summary>
+    private void LimitKeepAlive(ValidatingConnectionEventArgs e, bool isDevice)
+    {
+        var max = (ushort)Math.Clamp(_options.MaxKeepAlive.TotalSeconds, 1, ushort.MaxValue);
+        var granted = e.KeepAlivePeriod is { } asked && asked > 0 && asked <= max ? asked : max;
+        e.SessionItems[BrokerSession.ServerKeepAlive] = granted;
+        _adapter?.Connected(e.ChannelAdapter, TimeSpan.FromSeconds(granted * 1.5), isDevice);
     }
 
     /// <summary>The organisation a client certificate names (its O attribute) when that is a valid identifier.</summary>
@@ -361,7 +388,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         e.ReasonCode = code;
         e.ReasonString = reason;
         _metrics.ConnectionRefused(reason);
-        Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason);
+        // A client retrying bad credentials as fast as it can must not write a line per attempt: the latest refusal is
+        // logged once per interval, with the number refused since the last line (every one is counted in the metrics).
+        if (_refusals.Occurred(out var refused))
+        {
+            Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason, refused);
+        }
     }
 
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs e)
@@ -445,13 +477,38 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     {
         var message = e.ApplicationMessage;
         var (ingested, encoding) = ToIngested(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
-        // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
-        var (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        Ingest.IngestResult result;
+        string? reason;
+        try
+        {
+            // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
+            (result, reason) = await _ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        }
+        catch (Exception ex) when (Registry.DiskFull.Is(ex))
+        {
+            RefuseForFullDisk(ex, out var code, out var text);
+            e.Response.ReasonCode = code;
+            e.Response.ReasonString = text;
+            return;
+        }
+
+        _diskFull.Succeeded();
         if (result == Ingest.IngestResult.Invalid)
         {
             e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
             e.Response.ReasonString = reason;
         }
+    }
+
+    /// <summary>
+    /// The refusal of a message the registry has no room for: 0x80 (unspecified error, which a device retries later, unlike
+    /// 0x97 "quota exceeded" that SPEC §2.4 counts as permanent) with a reason saying when. Logged once per interval.
+    /// </summary>
+    private void RefuseForFullDisk(Exception exception, out MqttPubAckReasonCode code, out string reason)
+    {
+        _diskFull.Refused("message", exception);
+        code = MqttPubAckReasonCode.UnspecifiedError;
+        reason = $"the server's disk is full; the message was not stored, send it again in {_diskFull.RetryAfterSeconds} s";
     }
 
     /// <summary>
@@ -480,6 +537,12 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     /// <summary>Holds a PUBACK until the message it acknowledges is stored; a message that could not be stored is refused.</summary>
     private async Task InterceptOutboundPacketAsync(InterceptingPacketEventArgs e)
     {
+        if (e.Packet is MqttConnAckPacket connAck && e.SessionItems[BrokerSession.ServerKeepAlive] is ushort granted)
+        {
+            connAck.ServerKeepAlive = granted;
+            return;
+        }
+
         if (e.Packet is not MqttPubAckPacket ack
             || e.SessionItems[BrokerSession.PendingAcks] is not ConcurrentDictionary<ushort, Task<(Ingest.IngestResult, string?)>> pending
             || !pending.TryRemove(ack.PacketIdentifier, out var ingestion))
@@ -490,11 +553,18 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         try
         {
             var (result, reason) = await ingestion.ConfigureAwait(false);
+            _diskFull.Succeeded();
             if (result == Ingest.IngestResult.Invalid)
             {
                 ack.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
                 ack.ReasonString = reason;
             }
+        }
+        catch (Exception ex) when (Registry.DiskFull.Is(ex))
+        {
+            RefuseForFullDisk(ex, out var code, out var text);
+            ack.ReasonCode = code;
+            ack.ReasonString = text;
         }
 #pragma warning disable CA1031 // a message that could not be stored must not be acknowledged as stored
         catch (Exception ex)

@@ -8,14 +8,17 @@ internal static partial class Log
     [LoggerMessage(1, LogLevel.Information, "MQTT broker listening on {Endpoint}")]
     public static partial void BrokerStarted(ILogger logger, string endpoint);
 
+    [LoggerMessage(24, LogLevel.Information, "MQTT broker limits: at most {MaxConnections} connections (open-file limit {Descriptors}), keep-alive at most {MaxKeepAliveSeconds} s")]
+    public static partial void BrokerLimits(ILogger logger, int maxConnections, string descriptors, int maxKeepAliveSeconds);
+
     [LoggerMessage(2, LogLevel.Information, "Device {DeviceId} connected as client {ClientId}")]
     public static partial void DeviceConnected(ILogger logger, string deviceId, string clientId);
 
     [LoggerMessage(23, LogLevel.Information, "Device {DeviceId} disconnected: {Reason}")]
     public static partial void DeviceDisconnected(ILogger logger, string deviceId, string reason);
 
-    [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason}")]
-    public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason);
+    [LoggerMessage(3, LogLevel.Warning, "Refused connection of client {ClientId} (user {UserName}) from {Endpoint}: {Reason} ({Count} refusal(s) since the last report)")]
+    public static partial void ConnectionRefused(ILogger logger, string clientId, string userName, string endpoint, string reason, long count);
 
     [LoggerMessage(4, LogLevel.Information, "Published {Count} key(s) on {Topic}")]
     public static partial void KeysPublished(ILogger logger, int count, string topic);
@@ -35,8 +38,8 @@ internal static partial class Log
     [LoggerMessage(21, LogLevel.Information, "Provisioning token {TokenId} revoked")]
     public static partial void ProvisioningTokenRevoked(ILogger logger, string tokenId);
 
-    [LoggerMessage(22, LogLevel.Warning, "Admin API request to {Path} without a valid admin key from {Remote}")]
-    public static partial void AdminUnauthorized(ILogger logger, string path, string remote);
+    [LoggerMessage(22, LogLevel.Warning, "HTTP API: {Count} request(s) without a valid admin key since the last report (latest: {Path} from {Remote})")]
+    public static partial void AdminUnauthorized(ILogger logger, long count, string path, string remote);
 
     [LoggerMessage(8, LogLevel.Warning, "SUSPICIOUS: a refreshed-away Registration Token of device {DeviceId} was used again by client {ClientId}; all of the device's tokens are revoked")]
     public static partial void RegistrationTokenReused(ILogger logger, string deviceId, string clientId);

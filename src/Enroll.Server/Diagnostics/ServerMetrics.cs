@@ -14,6 +14,9 @@ internal static class ServerInstruments
     public const string ConnectionsRefused = "enroll.server.broker.connections.refused";
     public const string AccessDenied = "enroll.server.broker.access_denied";
     public const string MessagesIngested = "enroll.server.messages.ingested";
+    public const string DiskFullRefusals = "enroll.server.registry.disk_full";
+    public const string AdminKeyFailures = "enroll.server.http.admin_key_failures";
+    public const string OpenConnections = "enroll.server.broker.connections.open";
 }
 
 /// <summary>The server's metrics, created through <see cref="IMeterFactory"/>.</summary>
@@ -26,6 +29,9 @@ internal sealed class ServerMetrics
     private readonly Counter<long> _connectionsRefused;
     private readonly Counter<long> _accessDenied;
     private readonly Counter<long> _ingested;
+    private readonly Counter<long> _diskFull;
+    private readonly Counter<long> _adminKeyFailures;
+    private int _open;
 
     public ServerMetrics(IMeterFactory meterFactory)
     {
@@ -37,6 +43,9 @@ internal sealed class ServerMetrics
         _connectionsRefused = meter.CreateCounter<long>(ServerInstruments.ConnectionsRefused, "{connection}", "Refused broker connections, by reason");
         _accessDenied = meter.CreateCounter<long>(ServerInstruments.AccessDenied, "{operation}", "Publishes and subscriptions refused by access control");
         _ingested = meter.CreateCounter<long>(ServerInstruments.MessagesIngested, "{message}", "Device messages ingested, by outcome (stored, duplicate, invalid)");
+        _diskFull = meter.CreateCounter<long>(ServerInstruments.DiskFullRefusals, "{write}", "Registry writes refused because the disk is full, by operation");
+        _adminKeyFailures = meter.CreateCounter<long>(ServerInstruments.AdminKeyFailures, "{request}", "HTTP API requests without a valid admin key, by outcome (unauthorized, rate_limited)");
+        meter.CreateObservableGauge(ServerInstruments.OpenConnections, () => Volatile.Read(ref _open), "{connection}", "Broker connections open now");
     }
 
     public void RequestHandled(string topic, string outcome, TimeSpan duration)
@@ -54,6 +63,17 @@ internal sealed class ServerMetrics
     public void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void MessageIngested(string outcome) => _ingested.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void DiskFullRefusal(string operation) => _diskFull.Add(1, new KeyValuePair<string, object?>("operation", operation));
+
+    public void AdminKeyFailure(string outcome) => _adminKeyFailures.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    /// <summary>Broker connections open now (accepted and not yet closed).</summary>
+    public int OpenConnections => Volatile.Read(ref _open);
+
+    public void ConnectionOpened() => Interlocked.Increment(ref _open);
+
+    public void ConnectionClosed() => Interlocked.Decrement(ref _open);
 
     public void AccessDenied(string operation) => _accessDenied.Add(1, new KeyValuePair<string, object?>("operation", operation));
 }

@@ -28,6 +28,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     private readonly ServerMetrics _metrics;
     private readonly ILogger<RequestDispatcher> _logger;
     private readonly TimeProvider _timeProvider;
+    private readonly Registry.RegistryDiskFull? _diskFull;
 
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
@@ -37,8 +38,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
         IOptions<EnrollServerOptions> options,
         ServerMetrics metrics,
         ILogger<RequestDispatcher> logger,
-        TimeProvider? timeProvider = null)
+        TimeProvider? timeProvider = null,
+        Registry.RegistryDiskFull? diskFull = null)
     {
+        _diskFull = diskFull;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _routes = routes.ToDictionary(r => r.Topic, StringComparer.Ordinal);
         _publisher = publisher;
@@ -185,6 +188,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
             var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress, SenderCertificate = request.SenderCertificate };
             response = await route.Handle(decoded, context, cancellationToken).ConfigureAwait(false);
             outcome = "ok";
+            _diskFull?.Succeeded();
         }
         catch (RequestRejectedException rejected)
         {
@@ -192,6 +196,14 @@ internal sealed partial class RequestDispatcher : BackgroundService
             _metrics.RequestRejected(request.Topic, rejected.Code);
             response = route.Error(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException && Registry.DiskFull.Is(ex) && _diskFull is not null)
+        {
+            // Nothing is stored: the device comes back later, and the log says "disk full" once per interval, not per request.
+            _diskFull.Refused(route.Name, ex);
+            _metrics.RequestRejected(request.Topic, ErrorCodes.Unavailable);
+            response = route.Error(new ErrorBody(ErrorCodes.Unavailable, "the server cannot store anything now (its disk is full); try again later") { RetryAfterSeconds = _diskFull.RetryAfterSeconds }, requestId);
+            outcome = "disk_full";
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -30,10 +30,12 @@ namespace Enroll.Server;
 public sealed class EnrollServerHost : IAsyncDisposable
 {
     private readonly WebApplication _app;
+    private readonly FolderLock _folderLock;
 
-    private EnrollServerHost(WebApplication app, Uri mqtt, Uri? mqttTls, Uri http, Uri? https, string dataDirectory, bool firstStart)
+    private EnrollServerHost(WebApplication app, FolderLock folderLock, Uri mqtt, Uri? mqttTls, Uri http, Uri? https, string dataDirectory, bool firstStart)
     {
         _app = app;
+        _folderLock = folderLock;
         MqttEndpoint = mqtt;
         MqttTlsEndpoint = mqttTls;
         HttpEndpoint = http;
@@ -72,7 +74,11 @@ public sealed class EnrollServerHost : IAsyncDisposable
     /// <summary>Completes when the host is asked to stop (Ctrl+C, SIGTERM or <see cref="StopAsync"/>).</summary>
     public Task WaitForShutdownAsync(CancellationToken cancellationToken = default) => _app.WaitForShutdownAsync(cancellationToken);
 
-    /// <summary>Starts a server with <paramref name="options"/>.</summary>
+    /// <summary>
+    /// Starts a server with <paramref name="options"/>. The server owns its data folder until it is disposed: a second
+    /// server on the same folder, a port another process listens on, or a setting out of its range (see
+    /// <see cref="EnrollServerOptions"/>) fails with a <see cref="ServerStartException"/> whose message says which.
+    /// </summary>
     public static async Task<EnrollServerHost> StartAsync(
         EnrollServerOptions options,
         Action<ILoggingBuilder>? configureLogging = null,
@@ -81,8 +87,52 @@ public sealed class EnrollServerHost : IAsyncDisposable
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        EnrollServerOptionsValidation.ThrowIfInvalid(options);
         var tls = ServerTls.Load(options);
         var dataDirectory = OwnerOnlyFiles.EnsureDirectory(options.DataDirectory);
+        var folderLock = LockDataFolder(dataDirectory);
+        try
+        {
+            return await StartLockedAsync(options, tls, dataDirectory, folderLock, configureLogging, timeProvider, configureServices, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            folderLock.Dispose();
+            throw;
+        }
+    }
+
+    private static FolderLock LockDataFolder(string dataDirectory)
+    {
+        try
+        {
+            return FolderLock.Acquire(dataDirectory, "server", "enroll server");
+        }
+        catch (FolderLockedException locked)
+        {
+            throw new ServerStartException(
+                ServerStartProblem.DataFolderInUse,
+                locked.Owner is { } owner
+                    ? $"the data folder {dataDirectory} is in use by another server (process {owner.Pid}); stop it, or choose another folder with --data-dir"
+                    : $"the data folder {dataDirectory} is in use by another server; stop it, or choose another folder with --data-dir",
+                locked)
+            {
+                DataDirectory = dataDirectory,
+                HolderProcessId = locked.Owner?.Pid,
+            };
+        }
+    }
+
+    private static async Task<EnrollServerHost> StartLockedAsync(
+        EnrollServerOptions options,
+        ServerTls tls,
+        string dataDirectory,
+        FolderLock folderLock,
+        Action<ILoggingBuilder>? configureLogging,
+        TimeProvider? timeProvider,
+        Action<IServiceCollection>? configureServices,
+        CancellationToken cancellationToken)
+    {
         var time = timeProvider ?? TimeProvider.System;
 
         // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
@@ -112,9 +162,15 @@ public sealed class EnrollServerHost : IAsyncDisposable
             });
         }
 
+        // A listener that cannot start is reported by StartAsync as a one-line ServerStartException; the host's own
+        // "Hosting failed to start" line would print the same failure again with a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
+
         var bind = BindAddress.Parse(options.Bind);
         builder.WebHost.UseKestrel(kestrel =>
         {
+            // The API's bodies are small; a larger one is refused (413) as it arrives instead of being buffered.
+            kestrel.Limits.MaxRequestBodySize = options.MaxAdminRequestBytes;
             if (!options.NoPlaintext)
             {
                 kestrel.Listen(bind, options.HttpPort);
@@ -133,6 +189,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
+            json.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
         });
 
         var services = builder.Services;
@@ -148,6 +205,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
             Path.Combine(dataDirectory, SqliteRegistry.FileName),
             options.DurableCommits ? Enroll.Shared.Storage.SqliteDurability.Full : Enroll.Shared.Storage.SqliteDurability.Relaxed));
         services.AddSingleton<ServerMetrics>();
+        services.AddSingleton<RegistryDiskFull>();
+        services.AddSingleton<AdminGate>();
         services.AddSingleton<ProvisioningTokenService>();
         services.AddSingleton<TokenIssuer>();
         services.AddSingleton<DeviceTokenValidator>();
@@ -183,8 +242,23 @@ public sealed class EnrollServerHost : IAsyncDisposable
         // Deployments add IMessageSink forwarders (or replace services) here.
         configureServices?.Invoke(services);
         var app = builder.Build();
+        var gate = app.Services.GetRequiredService<AdminGate>();
+        app.Use((context, next) => gate.InvokeAsync(context, next));
         app.MapEnrollApi();
-        await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await app.StartAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            await app.DisposeAsync().ConfigureAwait(false);
+            if (PortInUse.Describe(ex, bind, options) is { } busy)
+            {
+                throw busy;
+            }
+
+            throw;
+        }
 
         var broker = options.ExternalBroker is null ? app.Services.GetRequiredService<EmbeddedBroker>() : null;
         var mqttTls = broker?.TlsEndpoint;
@@ -194,7 +268,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
             .ToList();
         var https = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttps);
         var http = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttp) ?? https!;
-        return new EnrollServerHost(app, mqtt, mqttTls, http, https, dataDirectory, keyRing.Created || adminKey.Created);
+        return new EnrollServerHost(app, folderLock, mqtt, mqttTls, http, https, dataDirectory, keyRing.Created || adminKey.Created);
     }
 
     /// <summary>Stops the broker, the handlers and the HTTP API.</summary>
@@ -212,5 +286,8 @@ public sealed class EnrollServerHost : IAsyncDisposable
         }
 
         await _app.DisposeAsync().ConfigureAwait(false);
+
+        // Last, once the registry is closed: the next server may have the folder.
+        _folderLock.Dispose();
     }
 }

@@ -6,10 +6,10 @@ public sealed class EnrollServerOptions
     /// <summary>The address the broker and HTTP API listen on. The default value is <c>127.0.0.1</c>.</summary>
     public string Bind { get; set; } = "127.0.0.1";
 
-    /// <summary>The embedded broker's MQTT port; 0 picks a free port. The default value is 1883.</summary>
+    /// <summary>The embedded broker's MQTT port, 1-65535; 0 picks a free port. The default value is 1883.</summary>
     public int MqttPort { get; set; } = 1883;
 
-    /// <summary>The HTTP API and console port; 0 picks a free port. The default value is 8080.</summary>
+    /// <summary>The HTTP API port, 1-65535; 0 picks a free port. The default value is 8080.</summary>
     public int HttpPort { get; set; } = 8080;
 
     /// <summary>
@@ -49,7 +49,10 @@ public sealed class EnrollServerOptions
     /// </summary>
     public int MaxPacketBytes { get; set; } = (1024 * 1024) + (64 * 1024);
 
-    /// <summary>How long a new connection has to finish its TLS handshake and send CONNECT. The default value is 10 seconds.</summary>
+    /// <summary>
+    /// How long a new connection has to finish its TLS handshake and send CONNECT before it is closed: 1 second to
+    /// 5 minutes. The default value is 10 seconds.
+    /// </summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
@@ -79,25 +82,31 @@ public sealed class EnrollServerOptions
     /// <summary>The issuer (<c>iss</c>) written into tokens. The default value is <c>enroll</c>.</summary>
     public string Issuer { get; set; } = Protocol.ProtocolDefaults.Issuer;
 
-    /// <summary>How long access tokens live. The default value is 24 hours.</summary>
+    /// <summary>
+    /// How long access tokens live: 1 minute to 30 days, and no longer than <see cref="RegistrationTokenLifetime"/>
+    /// (a device renews its access token with its Registration Token). The default value is 24 hours.
+    /// </summary>
     public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(24);
 
-    /// <summary>How long Registration Tokens live unless their Provisioning Token says otherwise. The default value is 30 days.</summary>
+    /// <summary>
+    /// How long Registration Tokens live unless their Provisioning Token says otherwise: 1 hour to 3650 days. The default
+    /// value is 30 days.
+    /// </summary>
     public TimeSpan RegistrationTokenLifetime { get; set; } = TimeSpan.FromDays(30);
 
     /// <summary>
     /// How long a refreshed-away Registration Token may still be used once (for a device that lost the refresh answer).
-    /// Any later use revokes the device's tokens. The default value is 60 seconds.
+    /// Any later use revokes the device's tokens. 0 to 1 hour; the default value is 60 seconds.
     /// </summary>
     public TimeSpan RefreshGrace { get; set; } = TimeSpan.FromSeconds(60);
 
-    /// <summary>How often a device with a pending operation is told to poll <c>complete</c>. The default value is 10 seconds.</summary>
+    /// <summary>How often a device with a pending operation is told to poll <c>complete</c>: 1 second to 1 day. The default value is 10 seconds.</summary>
     public TimeSpan PendingPollInterval { get; set; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>How long a provisioning operation may stay pending. The default value is 24 hours.</summary>
+    /// <summary>How long a provisioning operation may stay pending: 1 minute to 365 days. The default value is 24 hours.</summary>
     public TimeSpan OperationLifetime { get; set; } = TimeSpan.FromHours(24);
 
-    /// <summary>Tolerated clock difference when checking token lifetimes. The default value is 60 seconds.</summary>
+    /// <summary>Tolerated clock difference when checking token lifetimes: 0 to 1 hour. The default value is 60 seconds.</summary>
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
@@ -136,4 +145,35 @@ public sealed class EnrollServerOptions
     /// request waiting there joins the same commit, so this is well above the processor count. The default value is 64.
     /// </summary>
     public int HandlerConcurrency { get; set; } = 64;
+
+    /// <summary>
+    /// The longest keep-alive the embedded broker grants (MQTT 5 Server Keep Alive in the CONNACK): a client asking for 0
+    /// (no keep-alive) or for more gets this one, and a session that sends nothing for 1.5 times its keep-alive is closed
+    /// (MQTT 3.1.1 clients, which cannot be told, are closed at 1.5 times this maximum). 5 seconds to 65,535 seconds; the
+    /// default value is 300 seconds.
+    /// </summary>
+    public TimeSpan MaxKeepAlive { get; set; } = TimeSpan.FromSeconds(300);
+
+    /// <summary>
+    /// The most broker connections open at once; a connection beyond it is closed before anything is read from it, and
+    /// counted (<c>enroll.server.broker.connections.refused</c>, reason <c>connection_limit</c>). Null (the default) takes
+    /// the process's open-file limit (<c>ulimit -n</c>) less a reserve for the registry, the HTTP API and key files: at
+    /// most 80 % of it, and at least 128 below it.
+    /// </summary>
+    public int? MaxConnections { get; set; }
+
+    /// <summary>The largest request body the HTTP API reads: 1 KiB to 16 MiB. The default value is 65,536 bytes.</summary>
+    public int MaxAdminRequestBytes { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Wrong admin keys one remote address may present per <see cref="FailureWindow"/> before the API answers 429 with
+    /// Retry-After. The default value is 10.
+    /// </summary>
+    public int AdminKeyFailureLimit { get; set; } = 10;
+
+    /// <summary>
+    /// How long a device is asked to wait (<c>retry_after_seconds</c>, and Retry-After on the HTTP API) when the
+    /// registry's disk is full: 1 second to 1 hour. Devices spread their own retries around it. The default value is 30 seconds.
+    /// </summary>
+    public TimeSpan DiskFullRetryAfter { get; set; } = TimeSpan.FromSeconds(30);
 }

@@ -22,7 +22,8 @@ internal static class AdminApi
         app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/.well-known/jwks.json", (PublishedKeys keys) => TypedResults.Json(keys.KeySet, AdminJsonContext.Default.ServerKeySet));
 
-        var api = app.MapGroup("/api").AddEndpointFilter<AdminKeyFilter>();
+        // The admin key, the body limit and the failure limit are checked by AdminGate before anything here runs.
+        var api = app.MapGroup("/api");
         api.MapPost("/tokens", CreateTokenAsync);
         api.MapGet("/tokens", ListTokensAsync);
         api.MapGet("/tokens/{id}", GetTokenAsync);
@@ -44,13 +45,40 @@ internal static class AdminApi
         api.MapPost("/provisioning-operations/{id}/reject", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, false, operations, http, ct));
     }
 
+    /// <summary>The most items one page of a list holds; a larger <c>limit</c> is refused with 400 saying so.</summary>
+    public const int MaxPageSize = 1000;
+
+    /// <summary>
+    /// The admin API's JSON as its bodies are read: a field the server does not know is refused (as over MQTT), so that a
+    /// misspelt option is an error rather than silently ignored.
+    /// </summary>
+    private static readonly AdminJsonContext StrictJson = new(new JsonSerializerOptions(AdminJsonContext.Default.Options)
+    {
+        UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
+    });
+
     private static async Task<IResult> CreateTokenAsync(
-        CreateProvisioningTokenRequest request,
+        HttpRequest http,
         ProvisioningTokenService tokens,
         TimeProvider timeProvider,
         ILogger<ProvisioningTokenService> logger,
         CancellationToken cancellationToken)
     {
+        CreateProvisioningTokenRequest? request;
+        try
+        {
+            request = await JsonSerializer.DeserializeAsync(http.Body, StrictJson.CreateProvisioningTokenRequest, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JsonException ex)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid body", BodyProblem(ex, "org_id, auto_approve, expires_at, max_uses, description, registration_token_lifetime_seconds"));
+        }
+
+        if (request is null)
+        {
+            return Problem(StatusCodes.Status400BadRequest, "invalid body", "expected a JSON object with org_id");
+        }
+
         if (!EnrollIdentifiers.IsValid(request.OrgId))
         {
             return Problem(StatusCodes.Status400BadRequest, "invalid org_id", $"org_id is required and must be {EnrollIdentifiers.Rule}");
@@ -66,9 +94,11 @@ internal static class AdminApi
             return Problem(StatusCodes.Status400BadRequest, "invalid expires_at", "expires_at must be in the future");
         }
 
-        if (request.RegistrationTokenLifetimeSeconds is <= 0)
+        var minLifetime = (long)EnrollServerOptionsValidation.MinRegistrationTokenLifetime.TotalSeconds;
+        var maxLifetime = (long)EnrollServerOptionsValidation.MaxRegistrationTokenLifetime.TotalSeconds;
+        if (request.RegistrationTokenLifetimeSeconds is { } lifetime && (lifetime < minLifetime || lifetime > maxLifetime))
         {
-            return Problem(StatusCodes.Status400BadRequest, "invalid registration_token_lifetime_seconds", "registration_token_lifetime_seconds must be positive");
+            return Problem(StatusCodes.Status400BadRequest, "invalid registration_token_lifetime_seconds", $"registration_token_lifetime_seconds must be {minLifetime} (1 hour) to {maxLifetime} (3650 days)");
         }
 
         if (request.Description is { Length: > 512 })
@@ -117,11 +147,51 @@ internal static class AdminApi
         return TypedResults.Json(ToInfo(token!, now), AdminJsonContext.Default.ProvisioningTokenInfo);
     }
 
-    private static async Task<IResult> ListDevicesAsync(IRegistry registry, string? org, int? limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// Devices in the order they were created, a page of <c>limit</c> (at most <see cref="MaxPageSize"/>, the default) at
+    /// a time; a full page carries <c>Link: &lt;/api/devices?after=...&gt;; rel="next"</c>, the request for the next one.
+    /// </summary>
+    private static async Task<IResult> ListDevicesAsync(IRegistry registry, HttpContext http, string? org, string? limit, string? after, CancellationToken cancellationToken)
     {
-        var devices = await registry.ListDevicesAsync(org, Math.Clamp(limit ?? 1000, 1, 10_000), cancellationToken).ConfigureAwait(false);
+        if (!TryPageSize(limit, MaxPageSize, out var count, out var problem))
+        {
+            return problem;
+        }
+
+        var devices = await registry.ListDevicesAsync(org, count, after, cancellationToken).ConfigureAwait(false);
+        if (devices.Count == count)
+        {
+            http.Response.Headers.Link = $"</api/devices?{Query(("org", org), ("limit", limit), ("after", devices[^1].DeviceId))}>; rel=\"next\"";
+        }
+
         return TypedResults.Json(new ItemList<DeviceInfo>(devices.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListDeviceInfo);
     }
+
+    private static bool TryPageSize(string? text, int defaultSize, out int size, out IResult problem)
+    {
+        problem = null!;
+        size = defaultSize;
+        if (text is null)
+        {
+            return true;
+        }
+
+        if (int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out size) && size is >= 1 and <= MaxPageSize)
+        {
+            return true;
+        }
+
+        problem = Problem(StatusCodes.Status400BadRequest, "invalid limit", $"limit must be 1 to {MaxPageSize} (the largest page); follow the Link header's rel=\"next\" for more");
+        return false;
+    }
+
+    private static string Query(params (string Name, string? Value)[] parameters) =>
+        string.Join('&', parameters.Where(p => p.Value is not null).Select(p => $"{p.Name}={Uri.EscapeDataString(p.Value!)}"));
+
+    private static string BodyProblem(JsonException ex, string fields) =>
+        ex.Message.Contains("could not be mapped", StringComparison.Ordinal)
+            ? $"unknown field {ex.Path?.TrimStart('$', '.')} (the fields are {fields})"
+            : $"the body is not valid JSON of the expected shape at {ex.Path ?? "$"} ({fields})";
 
     private static async Task<IResult> GetDeviceAsync(string id, IRegistry registry, CancellationToken cancellationToken)
     {
@@ -149,13 +219,51 @@ internal static class AdminApi
         return TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
 
-    /// <summary>Recent messages (the newest <c>limit</c>), or with <c>after</c> the ones stored since that sequence number.</summary>
-    private static async Task<IResult> ListMessagesAsync(IRegistry registry, string? device, long? after, int? limit, CancellationToken cancellationToken)
+    /// <summary>
+    /// Recent messages (the newest <c>limit</c>, oldest first; with <c>before</c> the newest older than that sequence
+    /// number), or with <c>after</c> the ones stored since that sequence number. <c>limit</c> is 1 to
+    /// <see cref="MaxPageSize"/> (50 when absent). A full page carries a <c>Link</c> header: rel="next" (after its last
+    /// message) for <c>after</c> pages, rel="prev" (before its first) for recent ones.
+    /// </summary>
+    private static async Task<IResult> ListMessagesAsync(IRegistry registry, HttpContext http, string? device, string? after, string? before, string? limit, CancellationToken cancellationToken)
     {
-        var count = Math.Clamp(limit ?? 50, 1, 1000);
-        var messages = after is { } since
-            ? await registry.ListMessagesAsync(device, since, count, cancellationToken).ConfigureAwait(false)
-            : await registry.RecentMessagesAsync(device, count, cancellationToken).ConfigureAwait(false);
+        if (!TryPageSize(limit, 50, out var count, out var problem))
+        {
+            return problem;
+        }
+
+        long? since = null, until = null;
+        if (after is not null)
+        {
+            if (!long.TryParse(after, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value))
+            {
+                return Problem(StatusCodes.Status400BadRequest, "invalid after", "after must be a message sequence number (seq)");
+            }
+
+            since = value;
+        }
+
+        if (before is not null)
+        {
+            if (since is not null || !long.TryParse(before, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value))
+            {
+                return Problem(StatusCodes.Status400BadRequest, "invalid before", "before must be a message sequence number (seq), and not given with after");
+            }
+
+            until = value;
+        }
+
+        var messages = since is { } from
+            ? await registry.ListMessagesAsync(device, from, count, cancellationToken).ConfigureAwait(false)
+            : await registry.RecentMessagesAsync(device, count, until, cancellationToken).ConfigureAwait(false);
+        if (messages.Count == count)
+        {
+            var limitText = count.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            http.Response.Headers.Link = since is not null
+                ? $"</api/messages?{Query(("device", device), ("limit", limitText), ("after", messages[^1].Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture)))}>; rel=\"next\""
+                : $"</api/messages?{Query(("device", device), ("limit", limitText), ("before", messages[0].Sequence.ToString(System.Globalization.CultureInfo.InvariantCulture)))}>; rel=\"prev\"";
+        }
+
         return TypedResults.Json(new ItemList<MessageInfo>(messages.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListMessageInfo);
     }
 
@@ -206,11 +314,11 @@ internal static class AdminApi
         {
             try
             {
-                body = await JsonSerializer.DeserializeAsync(http.Body, AdminJsonContext.Default.OperationDecisionRequest, cancellationToken).ConfigureAwait(false);
+                body = await JsonSerializer.DeserializeAsync(http.Body, StrictJson.OperationDecisionRequest, cancellationToken).ConfigureAwait(false);
             }
             catch (JsonException ex)
             {
-                return Problem(StatusCodes.Status400BadRequest, "invalid body", $"expected {{\"reason\": \"...\"}}: {ex.Message}");
+                return Problem(StatusCodes.Status400BadRequest, "invalid body", $"expected {{\"reason\": \"...\"}}: {BodyProblem(ex, "reason")}");
             }
         }
 
@@ -296,24 +404,4 @@ internal static class AdminApi
         LastRegisteredAt = record.LastRegisteredAt,
         RevokedAt = record.RevokedAt,
     };
-
-    /// <summary>Requires the admin key as <c>Authorization: Bearer ...</c> (or <c>X-Enroll-Admin-Key</c>).</summary>
-    private sealed class AdminKeyFilter(AdminKey key, ILogger<AdminKey> logger) : IEndpointFilter
-    {
-        public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
-        {
-            var headers = context.HttpContext.Request.Headers;
-            var presented = headers.Authorization.ToString() is { } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
-                ? auth["Bearer ".Length..].Trim()
-                : headers["X-Enroll-Admin-Key"].ToString();
-            if (!key.Matches(presented))
-            {
-                Log.AdminUnauthorized(logger, context.HttpContext.Request.Path, context.HttpContext.Connection.RemoteIpAddress?.ToString() ?? "?");
-                context.HttpContext.Response.Headers.WWWAuthenticate = "Bearer";
-                return Problem(StatusCodes.Status401Unauthorized, "unauthorized", $"send the admin key (see {key.Path}) as 'Authorization: Bearer <key>'");
-            }
-
-            return await next(context).ConfigureAwait(false);
-        }
-    }
 }

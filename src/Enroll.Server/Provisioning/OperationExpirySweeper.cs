@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace Enroll.Server.Provisioning;
 
 /// <summary>Marks pending operations past their expiry as expired, once a minute.</summary>
-internal sealed class OperationExpirySweeper(IRegistry registry, TimeProvider timeProvider, ILogger<OperationExpirySweeper> logger) : BackgroundService
+internal sealed partial class OperationExpirySweeper(IRegistry registry, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger<OperationExpirySweeper> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 
@@ -27,6 +27,20 @@ internal sealed class OperationExpirySweeper(IRegistry registry, TimeProvider ti
             {
                 return;
             }
+            catch (Exception ex) when (DiskFull.Is(ex))
+            {
+                // An exception out of a BackgroundService stops the whole host: a full disk must only skip this sweep.
+                diskFull.Refused("operation expiry", ex);
+            }
+#pragma warning disable CA1031 // the next sweep tries again; the host must not stop for one failed sweep
+            catch (Exception ex)
+#pragma warning restore CA1031
+            {
+                LogSweepFailed(logger, ex.Message);
+            }
         }
     }
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Expiring pending provisioning operations failed; trying again in a minute: {Reason}")]
+    private static partial void LogSweepFailed(ILogger logger, string reason);
 }

@@ -19,7 +19,7 @@ internal interface IRegistry : IAsyncDisposable
 
     Task<DeviceRecord?> FindDeviceByClientAsync(string orgId, string clientId, CancellationToken cancellationToken = default);
 
-    Task<IReadOnlyList<DeviceRecord>> ListDevicesAsync(string? orgId, int limit, CancellationToken cancellationToken = default);
+    Task<IReadOnlyList<DeviceRecord>> ListDevicesAsync(string? orgId, int limit, string? afterDeviceId = null, CancellationToken cancellationToken = default);
 
     Task<int> CountDevicesAsync(CancellationToken cancellationToken = default);
 
@@ -77,7 +77,7 @@ internal interface IRegistry : IAsyncDisposable
     Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default);
 
     /// <summary>The newest <paramref name="limit"/> messages (optionally of one device), oldest first.</summary>
-    Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, CancellationToken cancellationToken = default);
+    Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, long? beforeSequence = null, CancellationToken cancellationToken = default);
 
     /// <summary>How many messages are stored (optionally of one device).</summary>
     Task<long> CountMessagesAsync(string? deviceId, CancellationToken cancellationToken = default);

@@ -13,11 +13,13 @@ internal sealed partial class SqliteRegistry
     public Task<DeviceRecord?> FindDeviceByClientAsync(string orgId, string clientId, CancellationToken cancellationToken = default) =>
         Task.FromResult(Query($"SELECT {DeviceColumns} FROM devices WHERE org_id = $org AND client_id = $client", ReadDevice, ("$org", orgId), ("$client", clientId)).FirstOrDefault());
 
-    public Task<IReadOnlyList<DeviceRecord>> ListDevicesAsync(string? orgId, int limit, CancellationToken cancellationToken = default) =>
+    public Task<IReadOnlyList<DeviceRecord>> ListDevicesAsync(string? orgId, int limit, string? afterDeviceId = null, CancellationToken cancellationToken = default) =>
         Task.FromResult<IReadOnlyList<DeviceRecord>>(Query(
-            $"SELECT {DeviceColumns} FROM devices WHERE ($org IS NULL OR org_id = $org) ORDER BY created_at, device_id LIMIT $limit",
+            // The cursor is the last Device ID of the previous page, in the page order (created_at, device_id).
+            $"SELECT {DeviceColumns} FROM devices WHERE ($org IS NULL OR org_id = $org) AND ($after IS NULL OR (created_at, device_id) > (SELECT created_at, device_id FROM devices WHERE device_id = $after)) ORDER BY created_at, device_id LIMIT $limit",
             ReadDevice,
             ("$org", orgId),
+            ("$after", afterDeviceId),
             ("$limit", limit)));
 
     public Task<int> CountDevicesAsync(CancellationToken cancellationToken = default) =>

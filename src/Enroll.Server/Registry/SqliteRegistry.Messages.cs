@@ -51,12 +51,13 @@ internal sealed partial class SqliteRegistry
             ("$after", afterSequence),
             ("$limit", limit)));
 
-    public Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, CancellationToken cancellationToken = default)
+    public Task<IReadOnlyList<StoredMessage>> RecentMessagesAsync(string? deviceId, int limit, long? beforeSequence = null, CancellationToken cancellationToken = default)
     {
         var newest = Query(
-            $"SELECT {MessageColumns} FROM messages WHERE ($device IS NULL OR device_id = $device) ORDER BY seq DESC LIMIT $limit",
+            $"SELECT {MessageColumns} FROM messages WHERE ($device IS NULL OR device_id = $device) AND ($before IS NULL OR seq < $before) ORDER BY seq DESC LIMIT $limit",
             ReadMessage,
             ("$device", deviceId),
+            ("$before", beforeSequence),
             ("$limit", limit));
         newest.Reverse();
         return Task.FromResult<IReadOnlyList<StoredMessage>>(newest);

@@ -14,13 +14,21 @@ internal sealed class FailureRateLimiter
     private const int MaxKeys = 100_000;
     private readonly ConcurrentDictionary<string, Bucket> _buckets = new(StringComparer.Ordinal);
     private readonly TimeProvider _timeProvider;
-    private readonly EnrollServerOptions _options;
+    private readonly Limits _options;
 
     public FailureRateLimiter(TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
+        : this(timeProvider, options.Value.ClientFailureLimit, options.Value.SourceFailureLimit, options.Value.FailureWindow)
+    {
+    }
+
+    /// <summary>A limiter with its own limits (the HTTP API's admin-key failures, for one).</summary>
+    internal FailureRateLimiter(TimeProvider timeProvider, int clientFailureLimit, int sourceFailureLimit, TimeSpan failureWindow)
     {
         _timeProvider = timeProvider;
-        _options = options.Value;
+        _options = new Limits(clientFailureLimit, sourceFailureLimit, failureWindow);
     }
+
+    private sealed record Limits(int ClientFailureLimit, int SourceFailureLimit, TimeSpan FailureWindow);
 
     /// <summary>True when the source may not try now; <paramref name="retryAfter"/> says how long to wait.</summary>
     public bool IsSourceLimited(string? source, out TimeSpan retryAfter)

@@ -9,7 +9,7 @@ namespace Enroll.Server.Broker.Transport;
 /// One accepted connection (plain TCP or TLS) as the broker sees it: every byte read passes the
 /// <see cref="MqttFrameGuard"/> before the broker parses it.
 /// </summary>
-internal sealed class GuardedChannel(Stream stream, EndPoint localEndPoint, EndPoint remoteEndPoint, X509Certificate2? clientCertificate, bool isSecure, MqttFrameGuard guard)
+internal sealed class GuardedChannel(Stream stream, EndPoint localEndPoint, EndPoint remoteEndPoint, X509Certificate2? clientCertificate, bool isSecure, MqttFrameGuard guard, Action? onRead = null)
     : IMqttChannel
 {
     private int _disposed;
@@ -34,6 +34,11 @@ internal sealed class GuardedChannel(Stream stream, EndPoint localEndPoint, EndP
     {
         var read = await stream.ReadAsync(buffer.AsMemory(offset, count), cancellationToken).ConfigureAwait(false);
         guard.Inspect(buffer.AsSpan(offset, read));
+        if (read > 0)
+        {
+            onRead?.Invoke();
+        }
+
         return read;
     }
 

@@ -1,0 +1,134 @@
+using Enroll.Protocol.Admin;
+using Enroll.Server.Data;
+using Enroll.Server.Diagnostics;
+using Enroll.Server.Registry;
+using Enroll.Server.Security;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Enroll.Server.Http;
+
+/// <summary>
+/// What every <c>/api</c> request passes before anything reads its body: the admin key is checked first (an
+/// unauthenticated request is answered without its body being read), wrong keys are limited per remote address (429 with
+/// Retry-After, logged once per interval), a body above <see cref="EnrollServerOptions.MaxAdminRequestBytes"/> is refused
+/// with 413 before it is read, and a full registry disk is answered 503 with Retry-After and a JSON body, like every other
+/// failure (never a 500 with an empty body).
+/// </summary>
+internal sealed partial class AdminGate
+{
+    private readonly AdminKey _key;
+    private readonly FailureRateLimiter _failures;
+    private readonly RegistryDiskFull _diskFull;
+    private readonly ServerMetrics _metrics;
+    private readonly ILogger<AdminGate> _logger;
+    private readonly RepeatedCondition _unauthorized;
+    private readonly RepeatedCondition _limited;
+    private readonly int _maxBodyBytes;
+
+    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, ILogger<AdminGate> logger)
+    {
+        _key = key;
+        _diskFull = diskFull;
+        _metrics = metrics;
+        _logger = logger;
+        var settings = options.Value;
+        _maxBodyBytes = settings.MaxAdminRequestBytes;
+        _failures = new FailureRateLimiter(timeProvider, settings.AdminKeyFailureLimit, settings.AdminKeyFailureLimit, settings.FailureWindow);
+        _unauthorized = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
+        _limited = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
+    }
+
+    public async Task InvokeAsync(HttpContext context, RequestDelegate next)
+    {
+        if (!context.Request.Path.StartsWithSegments("/api", StringComparison.Ordinal))
+        {
+            await next(context).ConfigureAwait(false);
+            return;
+        }
+
+        var remote = context.Connection.RemoteIpAddress?.ToString() ?? "?";
+        if (_failures.IsSourceLimited(remote, out var wait))
+        {
+            _metrics.AdminKeyFailure("rate_limited");
+            if (_limited.Occurred(out var count))
+            {
+                LogRateLimited(_logger, count, remote);
+            }
+
+            var seconds = (int)Math.Ceiling(Math.Max(1, wait.TotalSeconds));
+            context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await WriteAsync(context, StatusCodes.Status429TooManyRequests, "too many attempts", $"too many requests without a valid admin key from this address; try again in {seconds} s").ConfigureAwait(false);
+            return;
+        }
+
+        var headers = context.Request.Headers;
+        var presented = headers.Authorization.ToString() is { } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
+            ? auth["Bearer ".Length..].Trim()
+            : headers["X-Enroll-Admin-Key"].ToString();
+        if (!_key.Matches(presented))
+        {
+            _failures.TryReserve(null, remote, out _);
+            _metrics.AdminKeyFailure("unauthorized");
+            if (_unauthorized.Occurred(out var count))
+            {
+                Log.AdminUnauthorized(_logger, count, context.Request.Path, remote);
+            }
+
+            context.Response.Headers.WWWAuthenticate = "Bearer";
+            // Says how to authenticate, and nothing about the server (such as where it keeps the key) to someone who cannot.
+            await WriteAsync(context, StatusCodes.Status401Unauthorized, "unauthorized", "send the admin key as 'Authorization: Bearer <key>'").ConfigureAwait(false);
+            return;
+        }
+
+        if (context.Request.ContentLength is { } length && length > _maxBodyBytes)
+        {
+            await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "body too large", $"the request body is larger than {_maxBodyBytes} bytes").ConfigureAwait(false);
+            return;
+        }
+
+        if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
+        {
+            limit.MaxRequestBodySize = _maxBodyBytes;
+        }
+
+        try
+        {
+            await next(context).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (DiskFull.Is(ex) && !context.Response.HasStarted)
+        {
+            _diskFull.Refused("HTTP " + context.Request.Method + " " + context.Request.Path, ex);
+            context.Response.Clear();
+            context.Response.Headers.RetryAfter = _diskFull.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            await WriteAsync(context, StatusCodes.Status503ServiceUnavailable, "disk full", $"the server cannot store anything now (its disk is full); try again in {_diskFull.RetryAfterSeconds} s").ConfigureAwait(false);
+        }
+        catch (BadHttpRequestException ex) when (!context.Response.HasStarted)
+        {
+            // Kestrel's own refusals (a body above the limit without a Content-Length, a malformed request).
+            context.Response.Clear();
+            await WriteAsync(context, ex.StatusCode, "bad request", ex.Message).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && ex is not OperationCanceledException)
+        {
+            LogFailed(_logger, context.Request.Method, context.Request.Path, ex);
+            context.Response.Clear();
+            await WriteAsync(context, StatusCodes.Status500InternalServerError, "internal error", "the server failed to handle the request; see its log").ConfigureAwait(false);
+        }
+    }
+
+    private static Task WriteAsync(HttpContext context, int status, string title, string detail)
+    {
+        context.Response.StatusCode = status;
+        context.Response.ContentType = "application/problem+json";
+        return context.Response.WriteAsJsonAsync(new ApiProblem { Title = title, Status = status, Detail = detail }, AdminJsonContext.Default.ApiProblem, "application/problem+json");
+    }
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Warning, Message = "HTTP API: {Count} request(s) from {Remote} refused (429): too many without a valid admin key")]
+    private static partial void LogRateLimited(ILogger logger, long count, string remote);
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Error, Message = "HTTP API: {Method} {Path} failed")]
+    private static partial void LogFailed(ILogger logger, string method, string path, Exception exception);
+}
