@@ -121,6 +121,11 @@ internal static class ServerCommand
     /// </summary>
     internal static (int Code, string Message) ClassifyStartFailure(Exception ex)
     {
+        if (ex is ServerStartException start)
+        {
+            return (start.Problem == ServerStartProblem.InvalidOptions ? ExitCodes.Usage : ExitCodes.Refused, start.Message);
+        }
+
         for (var inner = ex; inner is not null; inner = inner.InnerException)
         {
             if (inner is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } || inner.GetType().Name == "AddressInUseException")

@@ -537,9 +537,15 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     /// <summary>Holds a PUBACK until the message it acknowledges is stored; a message that could not be stored is refused.</summary>
     private async Task InterceptOutboundPacketAsync(InterceptingPacketEventArgs e)
     {
-        if (e.Packet is MqttConnAckPacket connAck && e.SessionItems[BrokerSession.ServerKeepAlive] is ushort granted)
+        if (e.Packet is MqttConnAckPacket connAck)
         {
-            connAck.ServerKeepAlive = granted;
+            // MQTT 5 clients learn the listener's packet limit, so a device never sends a packet the guard would cut.
+            connAck.MaximumPacketSize = (uint)_options.MaxPacketBytes;
+            if (e.SessionItems[BrokerSession.ServerKeepAlive] is ushort granted)
+            {
+                connAck.ServerKeepAlive = granted;
+            }
+
             return;
         }
 
