@@ -95,7 +95,7 @@ internal static partial class Log
     [LoggerMessage(81, LogLevel.Error, "The broker refused {Refusals} fresh access tokens in a row ({Reason}): it does not accept this server's device tokens (check the broker's device authentication); trying again in {Delay}")]
     public static partial void SessionCredentialsRefused(ILogger logger, int refusals, string reason, TimeSpan delay);
 
-    [LoggerMessage(82, LogLevel.Warning, "The device's clock is {Offset} behind the server's (tolerance {Tolerance}); scheduling token renewals by the server's clock")]
+    [LoggerMessage(82, LogLevel.Warning, "The server's clock differs from the device's by {Offset} (server minus device; tolerance {Tolerance}); checking and scheduling tokens by the server's clock")]
     public static partial void ClockSkewMeasured(ILogger logger, TimeSpan offset, TimeSpan tolerance);
 
     [LoggerMessage(83, LogLevel.Error, "Moving the connection to the renewed access token failed unexpectedly")]

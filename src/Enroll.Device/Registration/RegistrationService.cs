@@ -432,7 +432,7 @@ public sealed partial class RegistrationService : IAsyncDisposable
     }
 
     private static string FormatOffset(TimeSpan offset) =>
-        offset.TotalHours >= 1 ? offset.ToString(@"d\.hh\:mm\:ss", System.Globalization.CultureInfo.InvariantCulture) + " (d.hh:mm:ss)" : $"{offset.TotalSeconds:0} s";
+        offset.TotalHours >= 1 ? $"{offset.TotalHours:0.##} h ({offset.TotalSeconds:0} s)" : $"{offset.TotalSeconds:0} s";
 
     /// <summary>The fault kind a registration failure (or a retry's cause) stands for.</summary>
     internal static DeviceFaultKind FaultKindOf(Exception? cause) => cause switch
