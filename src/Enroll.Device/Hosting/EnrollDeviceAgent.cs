@@ -61,7 +61,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
                 var delay = _jitter.Spread(_options.MaxBackoff);
                 Log.AgentRetry(_logger, ex.Message, delay);
                 _health.Report(DeviceComponents.Registration, RegistrationService.FaultKindOf(ex), $"{ex.Message}; registering again in {delay.TotalSeconds:0} s");
-                await _registration.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                await _registration.StopAsync(keepStateFolder: true, CancellationToken.None).ConfigureAwait(false);
                 try
                 {
                     await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
@@ -106,5 +106,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
         {
             await _registration.StopAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        _registration.ReleaseStateFolder();
     }
 }

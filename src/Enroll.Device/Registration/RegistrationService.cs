@@ -10,7 +10,7 @@ namespace Enroll.Device;
 /// Gives the device an identity and keeps it (SPEC §2.1-2.3): registers with a Registration Token, or with an
 /// auto-approve Provisioning Token in one request, or asks an operator through a provisioning operation and waits for the
 /// decision; then refreshes the Registration Token and renews the access token before they expire.
-/// <see cref="StartAsync"/> is idempotent while running; <see cref="StopAsync"/> cancels retries, unsubscribes the
+/// <see cref="StartAsync"/> is idempotent while running; <see cref="StopAsync(CancellationToken)"/> cancels retries, unsubscribes the
 /// response topic and resets the state, after which the service can be started again. Stopping a service that is not
 /// running is an error.
 /// </summary>
@@ -197,7 +197,13 @@ public sealed partial class RegistrationService : IAsyncDisposable
     /// the status to <see cref="DeviceState.Stopped"/>. The stored identity is kept.
     /// </summary>
     /// <exception cref="InvalidOperationException">The service is not running.</exception>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    public Task StopAsync(CancellationToken cancellationToken = default) => StopAsync(keepStateFolder: false, cancellationToken);
+
+    /// <summary>
+    /// Stops like <see cref="StopAsync(CancellationToken)"/>; with <paramref name="keepStateFolder"/> the state folder stays
+    /// owned (the agent between two attempts), so no other process can take it in the gap.
+    /// </summary>
+    internal async Task StopAsync(bool keepStateFolder, CancellationToken cancellationToken)
     {
         Task<DeviceIdentity> run;
         CancellationTokenSource cancellation;
@@ -211,10 +217,10 @@ public sealed partial class RegistrationService : IAsyncDisposable
 
             run = _run;
             cancellation = _runCancellation;
-            folderLock = _folderLock;
+            folderLock = keepStateFolder ? null : _folderLock;
             _run = null;
             _runCancellation = null;
-            _folderLock = null;
+            _folderLock = keepStateFolder ? _folderLock : null;
         }
 
         await cancellation.CancelAsync().ConfigureAwait(false);
@@ -242,6 +248,24 @@ public sealed partial class RegistrationService : IAsyncDisposable
 
         _state.TransitionTo(DeviceState.Stopped, _ => new DeviceStatus { State = DeviceState.Stopped, ClientId = _options.ClientId });
         Log.Stopped(_logger);
+    }
+
+    /// <summary>Gives up the state folder kept by <see cref="StopAsync(bool, CancellationToken)"/> (the agent stopped for good).</summary>
+    internal void ReleaseStateFolder()
+    {
+        IDisposable? folderLock;
+        lock (_gate)
+        {
+            if (_run is not null)
+            {
+                return;
+            }
+
+            folderLock = _folderLock;
+            _folderLock = null;
+        }
+
+        folderLock?.Dispose();
     }
 
     /// <summary>The token of the service's current run; requests outside a run are cancelled by nothing but their caller.</summary>
@@ -437,6 +461,8 @@ public sealed partial class RegistrationService : IAsyncDisposable
     /// <summary>The fault kind a registration failure (or a retry's cause) stands for.</summary>
     internal static DeviceFaultKind FaultKindOf(Exception? cause) => cause switch
     {
+        // Out of attempts: the fault is the last attempt's cause (a broker that cannot be reached, a busy server).
+        EnrollTimeoutException { InnerException: { } last } => FaultKindOf(last),
         null or Polly.Timeout.TimeoutRejectedException or EnrollTimeoutException => DeviceFaultKind.ServerSilent,
         EnrollServerException { IsPermanent: true } => DeviceFaultKind.ServerRefused,
         EnrollServerException => DeviceFaultKind.ServerBusy,

@@ -64,6 +64,26 @@ public sealed class AgentOwnershipTests(ITestOutputHelper output)
         Assert.True(identity.RegistrationSkipped);
     }
 
+    [Fact]
+    public async Task AgentBetweenAttempts_KeepsTheStateFolder_SoNoOtherProcessTakesItInTheGap()
+    {
+        using var state = new TempDirectory("enroll-kept");
+        var nowhere = new Uri("mqtt://127.0.0.1:1");
+        await using var agent = DeviceHarness.Create(nowhere, "kept-1", state.Path, "ept_x.y", output, o => o.MaxAttempts = 1);
+        await using var other = DeviceHarness.Create(nowhere, "kept-1", state.Path, "ept_x.y", output, o => o.MaxAttempts = 1);
+        await agent.StartAgentsAsync();
+        await Eventually.ReturnsAsync(
+            () => Task.FromResult((agent.Registration.Health.FaultOf(DeviceComponents.Registration)?.Kind, agent.Registration.IsRunning)),
+            probe => probe is (DeviceFaultKind.BrokerUnreachable, false),
+            Patience,
+            "the agent stopped between attempts, backing off from an unreachable broker");
+
+        await Assert.ThrowsAsync<StateFolderInUseException>(() => other.Registration.StartAsync().WaitAsync(Patience));
+
+        await agent.StopAgentsAsync();
+        await Assert.ThrowsAsync<EnrollTimeoutException>(() => other.Registration.StartAsync().WaitAsync(Patience));
+    }
+
     private sealed class RecordingLifetime : IHostApplicationLifetime
     {
         private readonly TaskCompletionSource _stop = new(TaskCreationOptions.RunContinuationsAsynchronously);
