@@ -116,7 +116,9 @@ public sealed class EnrollDeviceOptions
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
-    /// A stored access token with less than this left is renewed instead of used. The default value is 5 minutes.
+    /// The longest margin before expiry at which the access token is renewed. The renewal point scales with the token's
+    /// lifetime: when about 20 % of it remains (±5 % jitter), at least this long before expiry where that is at most 20 %
+    /// of the lifetime, and never sooner than 30 seconds (or half the lifetime) after issue. The default value is 5 minutes.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan AccessTokenRenewBefore { get; set; } = TimeSpan.FromMinutes(5);

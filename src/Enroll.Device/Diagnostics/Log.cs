@@ -77,7 +77,7 @@ internal static partial class Log
     [LoggerMessage(28, LogLevel.Warning, "Could not register ({Reason}); trying again in {Delay}")]
     public static partial void AgentRetry(ILogger logger, string reason, TimeSpan delay);
 
-    [LoggerMessage(29, LogLevel.Error, "The device cannot register and will not retry: {Reason}")]
+    [LoggerMessage(29, LogLevel.Error, "The device agent stops for good (no retry can help): {Reason}")]
     public static partial void AgentGaveUp(ILogger logger, string reason);
 
     [LoggerMessage(30, LogLevel.Debug, "Disconnected from {Broker}")]
@@ -86,11 +86,20 @@ internal static partial class Log
     [LoggerMessage(31, LogLevel.Warning, "The broker refused the device's access token ({Reason}); sending the request anonymously")]
     public static partial void AccessTokenRefusedAtConnect(ILogger logger, string reason);
 
-    [LoggerMessage(40, LogLevel.Warning, "The broker refused the device's credentials ({Reason}); registering again")]
-    public static partial void SessionRefused(ILogger logger, string reason);
-
     [LoggerMessage(41, LogLevel.Warning, "Cannot connect as the device ({Reason}); trying again in {Delay}")]
     public static partial void SessionRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(80, LogLevel.Warning, "The broker refused the device's access token ({Reason}), {Refusals} time(s) in a row; registering again in {Delay}")]
+    public static partial void SessionRefusedBackoff(ILogger logger, string reason, int refusals, TimeSpan delay);
+
+    [LoggerMessage(81, LogLevel.Error, "The broker refused {Refusals} fresh access tokens in a row ({Reason}): it does not accept this server's device tokens (check the broker's device authentication); trying again in {Delay}")]
+    public static partial void SessionCredentialsRefused(ILogger logger, int refusals, string reason, TimeSpan delay);
+
+    [LoggerMessage(82, LogLevel.Warning, "The server's clock differs from the device's by {Offset} (server minus device; tolerance {Tolerance}); checking and scheduling tokens by the server's clock")]
+    public static partial void ClockSkewMeasured(ILogger logger, TimeSpan offset, TimeSpan tolerance);
+
+    [LoggerMessage(83, LogLevel.Error, "Moving the connection to the renewed access token failed unexpectedly")]
+    public static partial void ReconnectFailed(ILogger logger, Exception exception);
 
     [LoggerMessage(42, LogLevel.Warning, "Outbox delivery interrupted ({Reason}); unacknowledged messages will be sent again")]
     public static partial void PublisherInterrupted(ILogger logger, string reason);

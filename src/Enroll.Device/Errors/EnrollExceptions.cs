@@ -134,6 +134,48 @@ public sealed class EnrollConnectionException : EnrollException
 }
 
 /// <summary>
+/// Another process (another <c>enroll device run</c> or <c>register</c>, or an application) owns the device's state
+/// folder: two agents on one state folder would race each other's tokens. Stop the other process or use another folder.
+/// </summary>
+public sealed class StateFolderInUseException : EnrollException
+{
+    /// <summary>Creates the exception.</summary>
+    public StateFolderInUseException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public StateFolderInUseException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and its cause.</summary>
+    public StateFolderInUseException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    /// <summary>Creates the exception for <paramref name="statePath"/>, held by process <paramref name="holderPid"/> (if known).</summary>
+    public StateFolderInUseException(string statePath, int? holderPid, Exception? innerException)
+        : base(
+            holderPid is { } pid
+                ? $"the state folder {statePath} is in use by process {pid}; stop it or use another state folder"
+                : $"the state folder {statePath} is in use by another process; stop it or use another state folder",
+            innerException!)
+    {
+        StatePath = statePath;
+        HolderPid = holderPid;
+    }
+
+    /// <summary>The state folder.</summary>
+    public string? StatePath { get; }
+
+    /// <summary>The process that holds it, when it could be read.</summary>
+    public int? HolderPid { get; }
+}
+
+/// <summary>
 /// A message could not be built, encrypted or understood, or a token from the server failed validation. These are never
 /// retried: they point at a bug or an attack, not at a flaky network.
 /// </summary>

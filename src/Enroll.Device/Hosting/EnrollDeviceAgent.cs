@@ -8,7 +8,14 @@ namespace Enroll.Device;
 /// <summary>
 /// The long-running device agent for Generic Host apps: registers the device (waiting for approval when needed, retrying
 /// while the server is unreachable) and then keeps it registered — Registration Token refresh, access token renewal,
-/// re-provisioning after a revocation — until the host stops.
+/// re-provisioning after a revocation — until the host stops. Every loop runs under <see cref="Supervisor"/>.
+/// <para>
+/// A permanent failure with no way back (the server refused the device for good, a revoked device without a
+/// Provisioning Token, a state folder owned by another process) ends the agent: it sets
+/// <see cref="RegistrationService.TerminalFailure"/> (status <see cref="DeviceState.Failed"/>), completes
+/// <see cref="RegistrationService.Terminated"/> and asks the host to stop through <c>IHostApplicationLifetime</c> when
+/// there is one, instead of leaving a process that looks alive but does nothing.
+/// </para>
 /// </summary>
 public sealed class EnrollDeviceAgent : BackgroundService
 {
@@ -18,9 +25,11 @@ public sealed class EnrollDeviceAgent : BackgroundService
     private readonly ILogger<EnrollDeviceAgent> _logger;
     private readonly DeviceHealth _health;
     private readonly Jitter _jitter;
+    private readonly IHostApplicationLifetime? _lifetime;
 
-    internal EnrollDeviceAgent(RegistrationService registration, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<EnrollDeviceAgent> logger, DeviceHealth health, Jitter jitter)
+    internal EnrollDeviceAgent(RegistrationService registration, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<EnrollDeviceAgent> logger, DeviceHealth health, Jitter jitter, IHostApplicationLifetime? lifetime = null)
     {
+        _lifetime = lifetime;
         ArgumentNullException.ThrowIfNull(options);
         _registration = registration;
         _options = options.Value;
@@ -51,7 +60,8 @@ public sealed class EnrollDeviceAgent : BackgroundService
             {
                 var delay = _jitter.Spread(_options.MaxBackoff);
                 Log.AgentRetry(_logger, ex.Message, delay);
-                await _registration.StopAsync(CancellationToken.None).ConfigureAwait(false);
+                _health.Report(DeviceComponents.Registration, RegistrationService.FaultKindOf(ex), $"{ex.Message}; registering again in {delay.TotalSeconds:0} s");
+                await _registration.StopAsync(keepStateFolder: true, CancellationToken.None).ConfigureAwait(false);
                 try
                 {
                     await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
@@ -63,7 +73,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
             }
             catch (EnrollException ex)
             {
-                Log.AgentGaveUp(_logger, ex.Message);
+                GiveUp(ex);
                 return;
             }
         }
@@ -75,6 +85,17 @@ public sealed class EnrollDeviceAgent : BackgroundService
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
         }
+        catch (EnrollException ex)
+        {
+            GiveUp(ex);
+        }
+    }
+
+    private void GiveUp(EnrollException failure)
+    {
+        Log.AgentGaveUp(_logger, failure.Message);
+        _registration.Terminate(failure);
+        _lifetime?.StopApplication();
     }
 
     /// <inheritdoc />
@@ -85,5 +106,7 @@ public sealed class EnrollDeviceAgent : BackgroundService
         {
             await _registration.StopAsync(cancellationToken).ConfigureAwait(false);
         }
+
+        _registration.ReleaseStateFolder();
     }
 }

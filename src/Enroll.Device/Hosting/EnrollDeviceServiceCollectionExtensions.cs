@@ -59,7 +59,8 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<ServerRequestSender>>(),
             sp.GetRequiredService<DeviceMetrics>(),
-            sp.GetRequiredService<ServerTokenVerifier>()));
+            sp.GetRequiredService<ServerTokenVerifier>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>()));
         services.TryAddSingleton(sp => new ServerTokenVerifier(
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
@@ -73,14 +74,18 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<ServerTokenVerifier>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<Enroll.Device.RegistrationService>>(),
-            sp.GetRequiredService<DeviceMetrics>()));
+            sp.GetRequiredService<DeviceMetrics>(),
+            sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>(),
+            () => OwnStateFolder(sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.StatePath)));
         services.AddHostedService(sp => new Enroll.Device.EnrollDeviceAgent(
             sp.GetRequiredService<Enroll.Device.RegistrationService>(),
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<Enroll.Device.EnrollDeviceAgent>>(),
             sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
-            sp.GetRequiredService<Enroll.Device.Jitter>()));
+            sp.GetRequiredService<Enroll.Device.Jitter>(),
+            sp.GetService<Microsoft.Extensions.Hosting.IHostApplicationLifetime>()));
         services.TryAddSingleton(sp => sp.GetService<IMeterFactory>() is { } meters ? new OutboxMetrics(meters) : new OutboxMetrics(new NullMeterFactory()));
         services.TryAddSingleton(sp =>
         {
@@ -99,7 +104,8 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<IDeviceConnection>(),
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetRequiredService<ILogger<DeviceSession>>()));
+            sp.GetRequiredService<ILogger<DeviceSession>>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>()));
         services.TryAddSingleton(sp => new Enroll.Device.OutboxPublisher(
             sp.GetRequiredService<Enroll.Device.DeviceOutbox>(),
             sp.GetRequiredService<DeviceSession>(),
@@ -111,5 +117,18 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<OutboxMetrics>()));
         services.AddHostedService(sp => sp.GetRequiredService<Enroll.Device.OutboxPublisher>());
         return services;
+    }
+
+    /// <summary>Makes this process the owner of the state folder (lock <c>agent.lock</c>), or says which process is.</summary>
+    private static Enroll.Shared.Files.FolderLock OwnStateFolder(string statePath)
+    {
+        try
+        {
+            return Enroll.Shared.Files.FolderLock.Acquire(statePath, "agent", "enroll device agent");
+        }
+        catch (Enroll.Shared.Files.FolderLockedException ex)
+        {
+            throw new Enroll.Device.StateFolderInUseException(ex.Folder, ex.Owner?.Pid, ex);
+        }
     }
 }

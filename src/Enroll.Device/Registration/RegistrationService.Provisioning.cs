@@ -38,7 +38,7 @@ public sealed partial class RegistrationService
             EnrollJsonContext.Default.ProvisioningInitResponse,
             () => ConnectionCredentials.Anonymous(credentials.ClientId),
             connection => EnrollTopics.ClientResponses(connection.ClientId),
-            new StateObserver(_state),
+            new StateObserver(this),
             cancellationToken).ConfigureAwait(false);
 
         if (string.IsNullOrEmpty(response.OperationId))
@@ -75,7 +75,7 @@ public sealed partial class RegistrationService
                         EnrollJsonContext.Default.ProvisioningCompleteResponse,
                         () => ConnectionCredentials.Anonymous(credentials.ClientId),
                         connection => EnrollTopics.ClientResponses(connection.ClientId),
-                        new StateObserver(_state),
+                        new StateObserver(this),
                         cancellationToken).ConfigureAwait(false);
                 }
                 catch (EnrollServerException ex) when (ex.IsPermanent)
@@ -101,7 +101,7 @@ public sealed partial class RegistrationService
                 var wait = TimeSpan.FromSeconds(Math.Clamp(response.RetryAfterSeconds ?? 10, 1, 3600));
                 if (_options.UseJitter)
                 {
-                    wait += wait * (Random.Shared.NextDouble() * 0.2);
+                    wait += wait * (_jitter.Next() * 0.2);
                 }
 
                 Log.WaitingForApproval(_logger, operationId, wait);

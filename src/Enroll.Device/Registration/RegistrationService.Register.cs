@@ -106,6 +106,7 @@ public sealed partial class RegistrationService
             AccessToken = response.JwtToken,
             AccessTokenExpiresAt = access.ExpiresAt,
             AccessTokenIssuedAt = access.IssuedAt,
+            AccessTokenRenewAt = RefreshSchedule.AccessRenewAt(access.IssuedAt, access.ExpiresAt, _options.AccessTokenRenewBefore, _jitter.Next()),
             RegisteredAt = _timeProvider.GetUtcNow(),
             OrgId = access.OrgId ?? _options.OrgId ?? credentials.OrgId,
             PendingOperationId = null,
@@ -126,6 +127,7 @@ public sealed partial class RegistrationService
         Log.Registered(_logger, updated.DeviceId!, access.ExpiresAt);
         _metrics?.Registration("registered");
         _state.TransitionTo(DeviceState.Registered, s => WithIdentity(s, updated));
+        MarkRegistered();
         return updated;
     }
 
@@ -139,7 +141,7 @@ public sealed partial class RegistrationService
             RegistrationToken = token,
             RegistrationTokenIssuedAt = verified.IssuedAt,
             RegistrationTokenExpiresAt = verified.ExpiresAt,
-            RegistrationTokenRefreshAt = RefreshSchedule.RefreshAt(verified.IssuedAt, verified.ExpiresAt, _options.UseJitter ? Random.Shared.NextDouble() : 0.5),
+            RegistrationTokenRefreshAt = RefreshSchedule.RefreshAt(verified.IssuedAt, verified.ExpiresAt, _jitter.Next()),
             OrgId = verified.OrgId ?? credentials.OrgId,
         };
     }
@@ -176,7 +178,7 @@ public sealed partial class RegistrationService
             EnrollJsonContext.Default.RegistrationResponse,
             () => ConnectionFor(credentials),
             connection => ResponseTopicFor(connection, credentials.DeviceId),
-            new StateObserver(_state),
+            new StateObserver(this),
             cancellationToken);
 
     private ConnectionCredentials ConnectionFor(DeviceCredentials credentials) =>

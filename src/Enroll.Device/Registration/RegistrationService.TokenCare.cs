@@ -8,7 +8,10 @@ namespace Enroll.Device;
 
 public sealed partial class RegistrationService
 {
-    /// <summary>How long token care waits after a failed renewal before trying again.</summary>
+    /// <summary>
+    /// Token care waits between this and twice this (jittered) after a failed renewal, which itself made up to
+    /// <see cref="EnrollDeviceOptions.MaxAttempts"/> attempts, before trying again.
+    /// </summary>
     internal static readonly TimeSpan CareRetryDelay = TimeSpan.FromMinutes(1);
 
     private TaskCompletionSource _careWake = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -20,7 +23,7 @@ public sealed partial class RegistrationService
     public async Task<string> GetAccessTokenAsync(CancellationToken cancellationToken = default)
     {
         var current = await LoadAsync(cancellationToken).ConfigureAwait(false);
-        if (current is not null && current.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        if (HasFreshAccessToken(current, _timeProvider.GetUtcNow()))
         {
             return current.AccessToken!;
         }
@@ -65,14 +68,16 @@ public sealed partial class RegistrationService
             }
             catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false, CertificateRefused: false } or EnrollServerException { IsPermanent: false })
             {
-                Log.TokenCareRetry(_logger, ex.Message, CareRetryDelay);
-                await WaitForCareAsync(_timeProvider.GetUtcNow() + CareRetryDelay, cancellationToken).ConfigureAwait(false);
+                var delay = _jitter.Spread(CareRetryDelay * 2);
+                Log.TokenCareRetry(_logger, ex.Message, delay);
+                _health.Report(DeviceComponents.Registration, FaultKindOf(ex), $"{ex.Message}; token care tries again in {delay.TotalSeconds:0} s");
+                await WaitForCareAsync(_timeProvider.GetUtcNow() + delay, cancellationToken).ConfigureAwait(false);
             }
             catch (EnrollException ex)
             {
-                // Permanent: say so and stop caring; a restart (or an operator) has to resolve it.
+                // Permanent: say so and stop caring; the agent ends (see TerminalFailure), an operator has to resolve it.
                 Fail(ex);
-                return;
+                throw;
             }
         }
     }
@@ -111,7 +116,7 @@ public sealed partial class RegistrationService
             return now;
         }
 
-        var renewAt = credentials.AccessTokenExpiresAt.Value - _options.AccessTokenRenewBefore;
+        var renewAt = AccessRenewAt(credentials);
         if (credentials.RegistrationToken is null)
         {
             return renewAt;
@@ -130,7 +135,7 @@ public sealed partial class RegistrationService
             credentials = await LoadAsync(cancellationToken).ConfigureAwait(false);
         }
 
-        if (credentials is null || !credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        if (!HasFreshAccessToken(credentials, _timeProvider.GetUtcNow()))
         {
             await GetAccessTokenAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -165,7 +170,7 @@ public sealed partial class RegistrationService
     private async Task<DeviceCredentials> RenewAccessTokenLockedAsync(CancellationToken cancellationToken)
     {
         var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false) ?? new DeviceCredentials { ClientId = _options.ClientId, ProvisioningToken = _options.ProvisioningToken };
-        if (credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), _options.AccessTokenRenewBefore))
+        if (HasFreshAccessToken(credentials, _timeProvider.GetUtcNow()))
         {
             return credentials;
         }
@@ -226,6 +231,7 @@ public sealed partial class RegistrationService
         refreshed = await SaveAsync(refreshed, cancellationToken).ConfigureAwait(false);
         Log.RegistrationTokenRefreshed(_logger, refreshed.DeviceId!, refreshed.RegistrationTokenExpiresAt!.Value);
         _state.TransitionTo(DeviceState.Registered, s => WithIdentity(s, refreshed));
+        MarkRegistered();
         return refreshed;
     }
 }

@@ -10,7 +10,7 @@ namespace Enroll.Device;
 /// Gives the device an identity and keeps it (SPEC §2.1-2.3): registers with a Registration Token, or with an
 /// auto-approve Provisioning Token in one request, or asks an operator through a provisioning operation and waits for the
 /// decision; then refreshes the Registration Token and renews the access token before they expire.
-/// <see cref="StartAsync"/> is idempotent while running; <see cref="StopAsync"/> cancels retries, unsubscribes the
+/// <see cref="StartAsync"/> is idempotent while running; <see cref="StopAsync(CancellationToken)"/> cancels retries, unsubscribes the
 /// response topic and resets the state, after which the service can be started again. Stopping a service that is not
 /// running is an error.
 /// </summary>
@@ -25,6 +25,8 @@ public sealed partial class RegistrationService : IAsyncDisposable
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly DeviceMetrics? _metrics;
+    private readonly DeviceHealth _health;
+    private readonly Jitter _jitter;
     private readonly Registration.DeviceStateMachine _state;
     private readonly Lock _gate = new();
     private readonly SemaphoreSlim _credentialsLock = new(1, 1);
@@ -35,6 +37,11 @@ public sealed partial class RegistrationService : IAsyncDisposable
     private readonly SingleFlight<DeviceCredentials> _renewFlight = new();
     private readonly SingleFlight<DeviceCredentials> _refreshFlight = new();
     private Task<DeviceIdentity>? _run;
+    private volatile string? _connectionRefusal;
+    private readonly Func<IDisposable>? _ownStateFolder;
+    private readonly TaskCompletionSource _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private IDisposable? _folderLock;
+    private EnrollException? _terminalFailure;
     private CancellationTokenSource? _runCancellation;
     private DeviceCredentials? _credentials;
 
@@ -47,17 +54,24 @@ public sealed partial class RegistrationService : IAsyncDisposable
         ServerTokenVerifier verifier,
         TimeProvider timeProvider,
         ILogger<RegistrationService> logger,
-        DeviceMetrics? metrics = null)
+        DeviceMetrics? metrics = null,
+        DeviceHealth? health = null,
+        Jitter? jitter = null,
+        Func<IDisposable>? ownStateFolder = null)
     {
+        _ownStateFolder = ownStateFolder;
         _options = options.Value;
         _store = store;
         _deviceInfo = deviceInfo;
         _channel = channel;
         _sender = sender;
         _verifier = verifier;
-        _timeProvider = timeProvider;
+        // Token times are the server's: every comparison with them goes through the clock the verifier corrects.
+        _timeProvider = verifier.Clock;
         _logger = logger;
         _metrics = metrics;
+        _health = health ?? new DeviceHealth(timeProvider);
+        _jitter = jitter ?? Jitter.None;
         _state = new Registration.DeviceStateMachine(_options.ClientId);
         _state.Changed += (_, args) => StatusChanged?.Invoke(this, args);
         _channel.Unsolicited += OnUnsolicitedAsync;
@@ -68,6 +82,60 @@ public sealed partial class RegistrationService : IAsyncDisposable
 
     /// <summary>Raised after new tokens were stored (registration, renewal, refresh), for example to reconnect with them.</summary>
     internal event Action<DeviceCredentials>? CredentialsChanged;
+
+    /// <summary>
+    /// Why the device agent (<see cref="EnrollDeviceAgent"/>) stopped for good, or null while it runs or retries: a
+    /// permanent refusal with no way back (for example a revoked device without a Provisioning Token), or a state folder
+    /// owned by another process. Once set, <see cref="Status"/> is <see cref="DeviceState.Failed"/> and
+    /// <see cref="Terminated"/> has completed; the agent also asks the host to stop
+    /// (<c>IHostApplicationLifetime.StopApplication</c>).
+    /// </summary>
+    public EnrollException? TerminalFailure => Volatile.Read(ref _terminalFailure);
+
+    /// <summary>Completes when the device agent stopped for good (see <see cref="TerminalFailure"/>); never faults.</summary>
+    public Task Terminated => _terminated.Task;
+
+    /// <summary>Records that the agent gave up for good.</summary>
+    internal void Terminate(EnrollException failure)
+    {
+        if (Interlocked.CompareExchange(ref _terminalFailure, failure, null) is null)
+        {
+            if (_state.Current.State != DeviceState.Failed)
+            {
+                _state.TransitionTo(DeviceState.Failed, s => s with { Failure = failure.Message });
+            }
+
+            _terminated.TrySetResult();
+        }
+    }
+
+    /// <summary>The faults the device is in (registration, connection, ...), shared with the other background loops.</summary>
+    internal DeviceHealth Health => _health;
+
+    /// <summary>
+    /// Records in the status that the broker keeps refusing the device's fresh access tokens (the data connection is down
+    /// for good until that changes); the message stays in <see cref="DeviceStatus.Failure"/> until a CONNECT works.
+    /// </summary>
+    internal void ReportConnectionRefused(string message)
+    {
+        _connectionRefusal = message;
+        var state = _state.Current.State;
+        if (Registration.DeviceStateMachine.CanTransition(state, state))
+        {
+            _state.TransitionTo(state, s => s with { Failure = message });
+        }
+    }
+
+    /// <summary>The broker accepted the device again.</summary>
+    internal void ClearConnectionRefused()
+    {
+        _connectionRefusal = null;
+        var state = _state.Current.State;
+        if (state != DeviceState.Failed && Registration.DeviceStateMachine.CanTransition(state, state))
+        {
+            _state.TransitionTo(state, s => s with { Failure = null });
+        }
+    }
 
     /// <summary>The current status.</summary>
     public DeviceStatus Status => _state.Current;
@@ -98,6 +166,19 @@ public sealed partial class RegistrationService : IAsyncDisposable
         Task<DeviceIdentity> run;
         lock (_gate)
         {
+            if (_run is null && _ownStateFolder is not null && _folderLock is null)
+            {
+                try
+                {
+                    _folderLock = _ownStateFolder();
+                }
+                catch (StateFolderInUseException ex)
+                {
+                    _state.TransitionTo(DeviceState.Failed, s => s with { Failure = ex.Message });
+                    return Task.FromException<DeviceIdentity>(ex);
+                }
+            }
+
             if (_run is null || _run.IsFaulted || _run.IsCanceled)
             {
                 _runCancellation?.Dispose();
@@ -116,10 +197,17 @@ public sealed partial class RegistrationService : IAsyncDisposable
     /// the status to <see cref="DeviceState.Stopped"/>. The stored identity is kept.
     /// </summary>
     /// <exception cref="InvalidOperationException">The service is not running.</exception>
-    public async Task StopAsync(CancellationToken cancellationToken = default)
+    public Task StopAsync(CancellationToken cancellationToken = default) => StopAsync(keepStateFolder: false, cancellationToken);
+
+    /// <summary>
+    /// Stops like <see cref="StopAsync(CancellationToken)"/>; with <paramref name="keepStateFolder"/> the state folder stays
+    /// owned (the agent between two attempts), so no other process can take it in the gap.
+    /// </summary>
+    internal async Task StopAsync(bool keepStateFolder, CancellationToken cancellationToken)
     {
         Task<DeviceIdentity> run;
         CancellationTokenSource cancellation;
+        IDisposable? folderLock;
         lock (_gate)
         {
             if (_run is null || _runCancellation is null)
@@ -129,8 +217,10 @@ public sealed partial class RegistrationService : IAsyncDisposable
 
             run = _run;
             cancellation = _runCancellation;
+            folderLock = keepStateFolder ? null : _folderLock;
             _run = null;
             _runCancellation = null;
+            _folderLock = keepStateFolder ? _folderLock : null;
         }
 
         await cancellation.CancelAsync().ConfigureAwait(false);
@@ -147,9 +237,35 @@ public sealed partial class RegistrationService : IAsyncDisposable
             cancellation.Dispose();
         }
 
-        await _channel.UnsubscribeAllAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await _channel.UnsubscribeAllAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            folderLock?.Dispose();
+        }
+
         _state.TransitionTo(DeviceState.Stopped, _ => new DeviceStatus { State = DeviceState.Stopped, ClientId = _options.ClientId });
         Log.Stopped(_logger);
+    }
+
+    /// <summary>Gives up the state folder kept by <see cref="StopAsync(bool, CancellationToken)"/> (the agent stopped for good).</summary>
+    internal void ReleaseStateFolder()
+    {
+        IDisposable? folderLock;
+        lock (_gate)
+        {
+            if (_run is not null)
+            {
+                return;
+            }
+
+            folderLock = _folderLock;
+            _folderLock = null;
+        }
+
+        folderLock?.Dispose();
     }
 
     /// <summary>The token of the service's current run; requests outside a run are cancelled by nothing but their caller.</summary>
@@ -193,6 +309,7 @@ public sealed partial class RegistrationService : IAsyncDisposable
 
     private void Fail(Exception ex)
     {
+        _health.Report(DeviceComponents.Registration, FaultKindOf(ex), ex.Message);
         _metrics?.Registration("failed");
         Log.RegistrationFailed(_logger, ex.Message);
         _state.TransitionTo(DeviceState.Failed, s => s with { Failure = ex.Message });
@@ -202,11 +319,12 @@ public sealed partial class RegistrationService : IAsyncDisposable
     {
         var stored = await LoadAsync(cancellationToken).ConfigureAwait(false);
         var now = _timeProvider.GetUtcNow();
-        if (stored is not null && stored.HasValidAccessToken(now, _options.AccessTokenRenewBefore))
+        if (HasFreshAccessToken(stored, now))
         {
             Log.RegistrationSkipped(_logger, stored.DeviceId!, stored.AccessTokenExpiresAt!.Value);
             _metrics?.Registration("skipped");
             _state.TransitionTo(DeviceState.Registered, s => WithIdentity(s, stored));
+            MarkRegistered();
             return ToIdentity(stored, skipped: true);
         }
 
@@ -283,23 +401,99 @@ public sealed partial class RegistrationService : IAsyncDisposable
         }
     }
 
-    /// <summary>Forgets the access token (the broker refused it), so the next <see cref="GetAccessTokenAsync"/> registers again.</summary>
-    internal async Task InvalidateAccessTokenAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Forgets the access token <paramref name="refused"/> (the broker refused it), so the next
+    /// <see cref="GetAccessTokenAsync"/> registers again. A newer token stored meanwhile is kept.
+    /// </summary>
+    internal async Task InvalidateAccessTokenAsync(string? refused, CancellationToken cancellationToken)
     {
         var current = await LoadAsync(cancellationToken).ConfigureAwait(false);
-        if (current?.AccessToken is not null)
+        if (current?.AccessToken is not null && (refused is null || current.AccessToken == refused))
         {
             await SaveAsync(current with { AccessToken = null, AccessTokenExpiresAt = null }, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private static DeviceStatus WithIdentity(DeviceStatus status, DeviceCredentials credentials) => status with
+    /// <summary>
+    /// When to renew the access token of <paramref name="credentials"/>, in the server's time (see
+    /// <see cref="RefreshSchedule.AccessRenewAt"/>); tokens stored without an issue time keep the old fixed margin.
+    /// </summary>
+    internal DateTimeOffset AccessRenewAt(DeviceCredentials credentials)
+    {
+        var expires = credentials.AccessTokenExpiresAt ?? DateTimeOffset.MinValue;
+        return credentials.AccessTokenRenewAt
+            ?? (credentials.AccessTokenIssuedAt is { } issued
+                ? RefreshSchedule.AccessRenewAt(issued, expires, _options.AccessTokenRenewBefore, 0.5)
+                : expires - _options.AccessTokenRenewBefore);
+    }
+
+    /// <summary>True when <paramref name="credentials"/> hold an access token not yet due for renewal.</summary>
+    private bool HasFreshAccessToken([System.Diagnostics.CodeAnalysis.NotNullWhen(true)] DeviceCredentials? credentials, DateTimeOffset now) =>
+        credentials is not null && credentials.HasValidAccessToken(now, TimeSpan.Zero) && now < AccessRenewAt(credentials);
+
+    /// <summary>
+    /// Registration works: clears the registration fault, or reports <see cref="DeviceFaultKind.ClockSkew"/> while the
+    /// device's clock is off by more than <see cref="EnrollDeviceOptions.ClockSkew"/> (the device keeps working by the
+    /// server's clock).
+    /// </summary>
+    private void MarkRegistered()
+    {
+        var offset = _verifier.Clock.Offset;
+        if (offset == TimeSpan.Zero)
+        {
+            _health.Clear(DeviceComponents.Registration);
+            return;
+        }
+
+        var direction = offset > TimeSpan.Zero ? "behind" : "ahead of";
+        var message = $"the device's clock is {FormatOffset(offset.Duration())} {direction} the server's (tolerance {FormatOffset(_options.ClockSkew)}); tokens are scheduled by the server's clock, but fix the device's time (NTP)";
+        if (_health.FaultOf(DeviceComponents.Registration) is not { Kind: DeviceFaultKind.ClockSkew })
+        {
+            Log.ClockSkewMeasured(_logger, offset, _options.ClockSkew);
+        }
+
+        _health.Report(DeviceComponents.Registration, DeviceFaultKind.ClockSkew, message);
+    }
+
+    private static string FormatOffset(TimeSpan offset) =>
+        offset.TotalHours >= 1 ? $"{offset.TotalHours:0.##} h ({offset.TotalSeconds:0} s)" : $"{offset.TotalSeconds:0} s";
+
+    /// <summary>The fault kind a registration failure (or a retry's cause) stands for.</summary>
+    internal static DeviceFaultKind FaultKindOf(Exception? cause) => cause switch
+    {
+        // Out of attempts: the fault is the last attempt's cause (a broker that cannot be reached, a busy server).
+        EnrollTimeoutException { InnerException: { } last } => FaultKindOf(last),
+        null or Polly.Timeout.TimeoutRejectedException or EnrollTimeoutException => DeviceFaultKind.ServerSilent,
+        EnrollServerException { IsPermanent: true } => DeviceFaultKind.ServerRefused,
+        EnrollServerException => DeviceFaultKind.ServerBusy,
+        EnrollConnectionException { CredentialsRefused: true } => DeviceFaultKind.CredentialsRefused,
+        EnrollConnectionException => DeviceFaultKind.BrokerUnreachable,
+        EnrollException => DeviceFaultKind.ServerRefused,
+        _ => DeviceFaultKind.Unexpected,
+    };
+
+    /// <summary>A retry is scheduled: the registration component is in the fault its cause stands for.</summary>
+    private void ReportRetry(RetryNotice notice)
+    {
+        var cause = notice.Cause switch
+        {
+            null or Polly.Timeout.TimeoutRejectedException => "the server did not answer in time",
+            EnrollServerException { RetryAfter: { } after } server => $"{server.Message} (the server asked to wait {after.TotalSeconds:0} s)",
+            { } other => other.Message,
+        };
+        _health.Report(DeviceComponents.Registration, FaultKindOf(notice.Cause), $"{cause}; attempt {notice.FailedAttempt + 1} in {notice.Delay.TotalSeconds:0.#} s");
+    }
+
+    /// <summary>True when <paramref name="credentials"/> hold an access token the broker should still accept (by the server's clock).</summary>
+    internal bool HasUsableAccessToken(DeviceCredentials credentials) => credentials.HasValidAccessToken(_timeProvider.GetUtcNow(), TimeSpan.Zero);
+
+    private DeviceStatus WithIdentity(DeviceStatus status, DeviceCredentials credentials) => status with
     {
         DeviceId = credentials.DeviceId,
         OperationId = credentials.PendingOperationId,
         AccessTokenExpiresAt = credentials.AccessTokenExpiresAt,
         RegistrationTokenExpiresAt = credentials.RegistrationTokenExpiresAt,
-        Failure = null,
+        Failure = _connectionRefusal,
     };
 
     private static DeviceIdentity ToIdentity(DeviceCredentials credentials, bool skipped) => new()
@@ -320,16 +514,20 @@ public sealed partial class RegistrationService : IAsyncDisposable
             await StopAsync().ConfigureAwait(false);
         }
 
+        _folderLock?.Dispose();
         _credentialsLock.Dispose();
         _flowLock.Dispose();
     }
 
-    private sealed class StateObserver(Registration.DeviceStateMachine state) : IRequestObserver
+    private sealed class StateObserver(RegistrationService owner) : IRequestObserver
     {
         public void OnAttempt(string request, int attempt) =>
-            state.TransitionTo(DeviceState.Registering, s => s with { Attempt = attempt });
+            owner._state.TransitionTo(DeviceState.Registering, s => s with { Attempt = attempt });
 
-        public void OnRetry(string request, RetryNotice notice) =>
-            state.TransitionTo(DeviceState.WaitingToRetry, s => s with { RetryIn = notice.Delay, Failure = notice.Cause?.Message ?? "no answer in time" });
+        public void OnRetry(string request, RetryNotice notice)
+        {
+            owner.ReportRetry(notice);
+            owner._state.TransitionTo(DeviceState.WaitingToRetry, s => s with { RetryIn = notice.Delay, Failure = notice.Cause?.Message ?? "no answer in time" });
+        }
     }
 }

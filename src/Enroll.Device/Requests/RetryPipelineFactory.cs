@@ -18,8 +18,13 @@ internal static class RetryPipelineFactory
     /// <summary>Extra random wait on top of a server's <c>retry_after_seconds</c>, so a fleet told to wait does not return at once.</summary>
     public const double RetryAfterJitter = 0.2;
 
-    public static ResiliencePipeline Create(EnrollDeviceOptions options, TimeProvider timeProvider, Func<RetryNotice, ValueTask>? onRetry = null)
+    /// <param name="options">The attempts, delays and timeout.</param>
+    /// <param name="timeProvider">The clock the delays and timeouts run on.</param>
+    /// <param name="onRetry">Told about every retry before its delay.</param>
+    /// <param name="jitter">The random source for the jittered delays (Polly's randomizer and the server delay); null means <see cref="Jitter.None"/>.</param>
+    public static ResiliencePipeline Create(EnrollDeviceOptions options, TimeProvider timeProvider, Func<RetryNotice, ValueTask>? onRetry = null, Jitter? jitter = null)
     {
+        var random = jitter ?? Jitter.None;
         var retry = new RetryStrategyOptions
         {
             MaxRetryAttempts = options.MaxAttempts - 1,
@@ -27,8 +32,9 @@ internal static class RetryPipelineFactory
             Delay = options.InitialBackoff,
             MaxDelay = options.MaxBackoff,
             UseJitter = options.UseJitter,
+            Randomizer = random.Next,
             ShouldHandle = new PredicateBuilder().Handle<Exception>(IsTransient),
-            DelayGenerator = args => ValueTask.FromResult(ServerDelay(args.Outcome.Exception, options.UseJitter)),
+            DelayGenerator = args => ValueTask.FromResult(ServerDelay(args.Outcome.Exception, options.UseJitter ? random : null)),
             OnRetry = args => onRetry?.Invoke(new RetryNotice(args.AttemptNumber + 1, args.RetryDelay, args.Outcome.Exception)) ?? ValueTask.CompletedTask,
         };
 
@@ -51,14 +57,14 @@ internal static class RetryPipelineFactory
     };
 
     /// <summary>The server's requested wait (with up to 20 % added at random), or null to use the exponential delay.</summary>
-    internal static TimeSpan? ServerDelay(Exception? exception, bool useJitter)
+    internal static TimeSpan? ServerDelay(Exception? exception, Jitter? jitter)
     {
         if (exception is not EnrollServerException { RetryAfter: { } retryAfter })
         {
             return null;
         }
 
-        var jitter = useJitter ? Random.Shared.NextDouble() * RetryAfterJitter : 0;
-        return retryAfter + (retryAfter * jitter);
+        var extra = jitter is null ? 0 : jitter.Next() * RetryAfterJitter;
+        return retryAfter + (retryAfter * extra);
     }
 }

@@ -38,9 +38,11 @@ internal sealed class ServerRequestSender
     private readonly ILogger _logger;
     private readonly DeviceMetrics? _metrics;
     private readonly ServerTokenVerifier? _keys;
+    private readonly Jitter _jitter;
 
-    public ServerRequestSender(RequestChannel channel, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerRequestSender> logger, DeviceMetrics? metrics = null, ServerTokenVerifier? keys = null)
+    public ServerRequestSender(RequestChannel channel, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<ServerRequestSender> logger, DeviceMetrics? metrics = null, ServerTokenVerifier? keys = null, Jitter? jitter = null)
     {
+        _jitter = jitter ?? Jitter.None;
         _channel = channel;
         _options = options.Value;
         _timeProvider = timeProvider;
@@ -78,7 +80,7 @@ internal sealed class ServerRequestSender
             Log.RetryScheduled(_logger, name, notice.FailedAttempt, Describe(notice.Cause), notice.Delay);
             observer?.OnRetry(name, notice);
             return ValueTask.CompletedTask;
-        });
+        }, _jitter);
 
         try
         {

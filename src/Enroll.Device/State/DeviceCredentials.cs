@@ -24,6 +24,12 @@ public sealed record DeviceCredentials
     /// <summary>When <see cref="AccessToken"/> was issued.</summary>
     public DateTimeOffset? AccessTokenIssuedAt { get; init; }
 
+    /// <summary>
+    /// When to renew <see cref="AccessToken"/>, in the server's time: when about 20 % of its lifetime remains, moved by a
+    /// random few percent. Chosen once per token; null for tokens stored by older versions (then computed without jitter).
+    /// </summary>
+    public DateTimeOffset? AccessTokenRenewAt { get; init; }
+
     /// <summary>The current Registration Token.</summary>
     public string? RegistrationToken { get; init; }
 

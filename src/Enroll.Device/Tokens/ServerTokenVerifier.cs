@@ -20,6 +20,12 @@ internal readonly record struct VerifiedToken(DateTimeOffset IssuedAt, DateTimeO
 /// Checks the tokens the server hands out (SPEC §2.1 step 5) with the server's published keys: from
 /// <see cref="EnrollDeviceOptions.ServerKeysPath"/> when pinned, else from the retained <c>enroll/v1/server/keys</c>
 /// message, fetched again when a token names a key the device has not seen (key rotation).
+/// <para>
+/// Signature, issuer, audience, type and subject are checked strictly. The lifetime (<c>nbf</c>, <c>iat</c>, <c>exp</c>)
+/// is checked against <see cref="Clock"/>, the server's clock: each token's <c>iat</c> against the local time at receipt
+/// measures how far the device's clock is off, and an offset beyond <see cref="EnrollDeviceOptions.ClockSkew"/> is
+/// applied (a token that fails validation leaves the previous offset in place).
+/// </para>
 /// </summary>
 internal sealed class ServerTokenVerifier
 {
@@ -27,6 +33,7 @@ internal sealed class ServerTokenVerifier
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly EnrollTokenValidator _validator;
+    private readonly ServerClock _clock;
     private IReadOnlyList<SecurityKey> _keys = [];
     private (string KeyId, System.Security.Cryptography.ECDiffieHellman Key)? _encryptionKey;
     private string? _keysJson;
@@ -37,12 +44,16 @@ internal sealed class ServerTokenVerifier
         _options = options.Value;
         _timeProvider = timeProvider;
         _logger = logger;
-        _validator = new EnrollTokenValidator(timeProvider, _options.Issuer, _options.ClockSkew);
+        _clock = timeProvider as ServerClock ?? new ServerClock(timeProvider);
+        _validator = new EnrollTokenValidator(_clock, _options.Issuer, _options.ClockSkew);
         if (_options.ServerKeysPath is { } path)
         {
             UseKeys(File.ReadAllText(path));
         }
     }
+
+    /// <summary>The server's clock as measured from the tokens verified so far.</summary>
+    public ServerClock Clock => _clock;
 
     /// <summary>The JWKS the verifier trusts now, to persist with the credentials.</summary>
     public string? TrustedKeysJson => _keysJson;
@@ -108,12 +119,25 @@ internal sealed class ServerTokenVerifier
     {
         if (!_options.ValidateServerTokens)
         {
-            return ReadWithoutValidation(token);
+            var read = ReadWithoutValidation(token);
+            if (read.IssuedAt > DateTimeOffset.UnixEpoch)
+            {
+                MeasureOffset(read.IssuedAt);
+            }
+
+            return read;
         }
 
         if (_keys.Count == 0 && _options.ServerKeysPath is null)
         {
             await FetchKeysAsync(connection, cancellationToken).ConfigureAwait(false);
+        }
+
+        // Measure the offset from the token's own iat (read, not yet trusted); keep it only if the token then validates.
+        var previousOffset = _clock.Offset;
+        if (TryReadIssuedAt(token) is { } issuedAt)
+        {
+            MeasureOffset(issuedAt);
         }
 
         var outcome = await _validator.ValidateAsync(token, type, audience, _keys).ConfigureAwait(false);
@@ -125,6 +149,7 @@ internal sealed class ServerTokenVerifier
 
         if (!outcome.IsValid)
         {
+            _clock.Offset = previousOffset;
             throw new EnrollProtocolException($"the server's {type} failed validation: {outcome.Failure}");
         }
 
@@ -149,6 +174,29 @@ internal sealed class ServerTokenVerifier
 
         return _encryptionKey ?? throw new EnrollProtocolException(
             "the server publishes no encryption key; turn EncryptRequests off or update the server");
+    }
+
+    /// <summary>
+    /// Sets the clock offset from a token the server just issued: its issue time against the local time now. Within
+    /// <see cref="EnrollDeviceOptions.ClockSkew"/> the clocks are taken to agree (offset zero).
+    /// </summary>
+    private void MeasureOffset(DateTimeOffset issuedAt)
+    {
+        var measured = issuedAt - _clock.LocalNow;
+        _clock.Offset = measured.Duration() > _options.ClockSkew ? measured : TimeSpan.Zero;
+    }
+
+    private static DateTimeOffset? TryReadIssuedAt(string token)
+    {
+        try
+        {
+            var jwt = new JsonWebToken(token);
+            return jwt.TryGetPayloadValue<long>("iat", out var iat) ? DateTimeOffset.FromUnixTimeSeconds(iat) : null;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
     }
 
     private static VerifiedToken ReadWithoutValidation(string token)

@@ -8,7 +8,7 @@ namespace Enroll.Device.Tests.Fakes;
 /// <summary>A <see cref="RegistrationService"/> wired to a fake broker, an in-memory store and a fake clock.</summary>
 internal sealed class DeviceUnderTest
 {
-    public DeviceUnderTest(Action<EnrollDeviceOptions>? configure = null, FakeTimeProvider? time = null)
+    public DeviceUnderTest(Action<EnrollDeviceOptions>? configure = null, FakeTimeProvider? time = null, Jitter? jitter = null)
     {
         Time = time ?? new FakeTimeProvider(new DateTimeOffset(2026, 11, 23, 12, 0, 0, TimeSpan.Zero));
         Options = new EnrollDeviceOptions
@@ -26,9 +26,9 @@ internal sealed class DeviceUnderTest
         configure?.Invoke(Options);
         var options = Microsoft.Extensions.Options.Options.Create(Options);
         var channel = new RequestChannel(Broker);
-        var sender = new ServerRequestSender(channel, options, Time, NullLogger<ServerRequestSender>.Instance);
+        var sender = new ServerRequestSender(channel, options, Time, NullLogger<ServerRequestSender>.Instance, jitter: jitter);
         var verifier = new ServerTokenVerifier(options, Time, NullLogger<ServerTokenVerifier>.Instance);
-        Service = new RegistrationService(options, Store, new NoMetadata(), channel, sender, verifier, Time, NullLogger<RegistrationService>.Instance);
+        Service = new RegistrationService(options, Store, new NoMetadata(), channel, sender, verifier, Time, NullLogger<RegistrationService>.Instance, jitter: jitter);
     }
 
     public FakeBroker Broker { get; } = new();

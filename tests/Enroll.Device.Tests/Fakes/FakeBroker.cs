@@ -18,6 +18,14 @@ internal sealed class FakeBroker : IDeviceConnection
 
     public IReadOnlyList<string> Operations => _operations.ToList();
 
+    /// <summary>When set, every CONNECT as a device (username and password) is refused, as a broker without device auth would.</summary>
+    public bool RefuseDevices { get; set; }
+
+    /// <summary>How many CONNECTs as a device were refused.</summary>
+    public int RefusedConnects => Volatile.Read(ref _refused);
+
+    private int _refused;
+
     public ConcurrentQueue<OutgoingMessage> Published { get; } = new();
 
     public bool IsConnected { get; private set; }
@@ -39,6 +47,13 @@ internal sealed class FakeBroker : IDeviceConnection
         if (IsConnected && Equals(Credentials, credentials))
         {
             return Task.CompletedTask;
+        }
+
+        if (RefuseDevices && credentials.IsAuthenticated)
+        {
+            Interlocked.Increment(ref _refused);
+            _operations.Enqueue($"refused:{credentials}");
+            throw new EnrollConnectionException("the broker refused the connection: BadUserNameOrPassword") { CredentialsRefused = true };
         }
 
         _operations.Enqueue($"connect:{credentials}");
