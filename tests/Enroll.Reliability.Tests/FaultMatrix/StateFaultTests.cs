@@ -1,4 +1,3 @@
-using Enroll.Protocol.Topics;
 using Enroll.Reliability.Tests.Harness;
 using Enroll.Testing;
 using Xunit.Abstractions;
@@ -52,7 +51,7 @@ public abstract class ClockSkewTests(ITestOutputHelper output, string fault, str
         await run.SendAsync(server.MqttEndpoint, 3, fakeTime: fakeTime);
 
         var agent = await run.StartAgentAsync(server.MqttEndpoint, (await server.CreateTokenAsync()).Token!, fakeTime);
-        var measured = await run.MeasureAsync(agent, () => counter[EnrollTopics.Register] + counter[EnrollTopics.TokensRefresh]);
+        var measured = await run.MeasureAsync(agent, () => PermanentErrors.Requests(counter));
         var deliveredSkewed = await run.CountLostAsync(server, TimeSpan.FromSeconds(5));
         output.WriteLine($"{fault}: {run.Acknowledged.Count - deliveredSkewed} of {run.Acknowledged.Count} delivered by the skewed agent");
 
@@ -64,7 +63,7 @@ public abstract class ClockSkewTests(ITestOutputHelper output, string fault, str
         }
 
         var lost = await run.CountLostAsync(server, TimeSpan.FromSeconds(15));
-        run.Report(measured, FaultRun.CeilingPerLoop, lost, "registrations", "clock_skew");
+        run.Report(measured, FaultRun.CeilingPerLoop, lost, "requests", "clock_skew");
     }
 }
 

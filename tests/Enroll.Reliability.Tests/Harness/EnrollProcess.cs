@@ -34,13 +34,28 @@ internal static class EnrollProcess
         return new RunningAgent(Process.Start(start) ?? throw new InvalidOperationException($"cannot start {file}"), output, label);
     }
 
-    // A skewed clock: Debian's faketime (libfaketime through LD_PRELOAD) moves CLOCK_REALTIME for the child only, which
-    // .NET's DateTime.UtcNow and TimeProvider.System read through clock_gettime.
-    private static (string File, IEnumerable<string> Arguments) Command(IEnumerable<string> arguments, string? fakeTime) =>
-        fakeTime is null ? (Executable, arguments) : (ExternalTools.Require("faketime", "faketime"), ["-f", fakeTime, Executable, .. arguments]);
+    // A skewed clock: Debian's libfaketime, preloaded into the child only (not through the faketime wrapper, which would
+    // stand between the test and the agent's signals), moves CLOCK_REALTIME, which .NET's DateTime.UtcNow and
+    // TimeProvider.System read through clock_gettime. Monotonic time stays real, so timeouts and backoff do too.
+    private const string FakeTimeLibrary = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
-    private static Dictionary<string, string>? Environment(string? fakeTime) =>
-        fakeTime is null ? null : new Dictionary<string, string> { ["FAKETIME_DONT_FAKE_MONOTONIC"] = "1", ["FAKETIME_NO_CACHE"] = "1" };
+    private static (string File, IEnumerable<string> Arguments) Command(IEnumerable<string> arguments, string? fakeTime)
+    {
+        if (fakeTime is not null && !File.Exists(FakeTimeLibrary))
+        {
+            throw new InvalidOperationException($"{FakeTimeLibrary} is missing; the clock-skew faults need it. Install it with: sudo apt-get install -y faketime (scripts/test.sh does this for you).");
+        }
+
+        return (Executable, arguments);
+    }
+
+    private static Dictionary<string, string>? Environment(string? fakeTime) => fakeTime is null ? null : new Dictionary<string, string>
+    {
+        ["LD_PRELOAD"] = FakeTimeLibrary,
+        ["FAKETIME"] = fakeTime,
+        ["FAKETIME_DONT_FAKE_MONOTONIC"] = "1",
+        ["FAKETIME_NO_CACHE"] = "1",
+    };
 }
 
 /// <summary>A running <c>enroll</c> child: its standard error lines, and a clean stop (SIGTERM, then SIGKILL).</summary>
@@ -143,7 +158,7 @@ internal sealed class RunningAgent : IAsyncDisposable
         catch (TimeoutException)
         {
             _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
+            await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
         }
     }
 

@@ -51,10 +51,13 @@ internal sealed class FaultRun : IAsyncDisposable
     /// <summary>Options that make the agent reach its steady state within seconds.</summary>
     public static string[] BackoffOptions => ["--max-backoff", $"{MaxBackoff.TotalSeconds:0}s", "--attempt-timeout", "1s"];
 
+    /// <summary>Options for setting a device up (not measured): patient answers, so a loaded machine does not fail the setup.</summary>
+    public static string[] SetupOptions => ["--max-backoff", $"{MaxBackoff.TotalSeconds:0}s", "--attempt-timeout", "10s"];
+
     /// <summary><c>enroll device register</c>; returns the Device ID.</summary>
     public async Task<string> RegisterAsync(Uri broker, string token, params string[] extra)
     {
-        var result = await EnrollProcess.RunAsync(["device", "register", "--broker", broker.ToString(), "--client-id", ClientId, "--token", token, "--state", StatePath, "--json", .. BackoffOptions, .. extra]);
+        var result = await EnrollProcess.RunAsync(["device", "register", "--broker", broker.ToString(), "--client-id", ClientId, "--token", token, "--state", StatePath, "--json", .. SetupOptions, .. extra]);
         Assert.True(result.ExitCode == 0, $"register failed: {result}");
         using var json = JsonDocument.Parse(result.StandardOutput);
         DeviceId = json.RootElement.GetProperty("device_id").GetString()!;
