@@ -14,6 +14,7 @@ public sealed class StandInBroker : IAsyncDisposable
     private readonly MqttServer _server;
     private readonly ConcurrentDictionary<string, int> _publishes = new(StringComparer.Ordinal);
     private int _connections;
+    private int _subscriptions;
 
     private StandInBroker(MqttServer server, int port)
     {
@@ -22,6 +23,11 @@ public sealed class StandInBroker : IAsyncDisposable
         _server.ValidatingConnectionAsync += _ =>
         {
             Interlocked.Increment(ref _connections);
+            return Task.CompletedTask;
+        };
+        _server.InterceptingSubscriptionAsync += _ =>
+        {
+            Interlocked.Increment(ref _subscriptions);
             return Task.CompletedTask;
         };
         _server.InterceptingPublishAsync += e =>
@@ -51,6 +57,9 @@ public sealed class StandInBroker : IAsyncDisposable
 
     /// <summary>CONNECT packets received so far.</summary>
     public int Connections => Volatile.Read(ref _connections);
+
+    /// <summary>Topic filters clients subscribed to so far (a device subscribes before it sends a request).</summary>
+    public int Subscriptions => Volatile.Read(ref _subscriptions);
 
     /// <summary>PUBLISH packets received so far on topics matching <paramref name="predicate"/>.</summary>
     public int Publishes(Func<string, bool> predicate) => _publishes.Where(p => predicate(p.Key)).Sum(p => p.Value);
