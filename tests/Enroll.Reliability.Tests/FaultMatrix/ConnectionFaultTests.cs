@@ -51,14 +51,15 @@ public sealed class CredentialsRefusedTests(ITestOutputHelper output)
         var counted = 0;
         registrations.Client.ApplicationMessageReceivedAsync += e =>
         {
-            if (e.ApplicationMessage.Topic == EnrollTopics.Register)
+            // A registration with the Provisioning Token, or again with the Registration Token (tokens/refresh).
+            if (EnrollTopics.IsRequestTopic(e.ApplicationMessage.Topic))
             {
                 Interlocked.Increment(ref counted);
             }
 
             return Task.CompletedTask;
         };
-        await registrations.SubscribeAsync(EnrollTopics.Register);
+        await registrations.SubscribeAsync("enroll/v1/#");
         await using var run = new FaultRun("credentials_refused", output);
         await run.SendAsync(mosquitto.Endpoint, 3);
 
