@@ -111,6 +111,7 @@ internal sealed class FaultRun : IAsyncDisposable
         var length = window ?? Window;
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var shown = new HashSet<string>(StringComparer.Ordinal);
+        var atStart = attempts();
         await WatchAsync(Ramp, seen, null);
         var first = attempts();
         var lines = agent.LineCount;
@@ -130,7 +131,7 @@ internal sealed class FaultRun : IAsyncDisposable
             shown.Add(fault.Kind);
         }
 
-        return new Measurement(counted, elapsed, shown, seen, logLines, agent.ExitCode);
+        return new Measurement(counted, elapsed, shown, seen, logLines, agent.ExitCode, attempts() - atStart);
     }
 
     private async Task WatchAsync(TimeSpan length, HashSet<string> seen, Func<bool>? stopEarly)
@@ -177,8 +178,8 @@ internal sealed class FaultRun : IAsyncDisposable
             ?? measured.Seen.Select(s => s[(s.IndexOf(':', StringComparison.Ordinal) + 1)..]).Intersect(expectedKinds).FirstOrDefault();
         _output.WriteLine(string.Create(
             CultureInfo.InvariantCulture,
-            $"fault={Fault} attempts={measured.Attempts} of={attemptsOf} window={measured.Elapsed.TotalSeconds:0}s per_min={perMinute:0} ceiling={ceiling} named={named ?? "none"} shown=[{string.Join(',', measured.Shown.Order(StringComparer.Ordinal))}] file=[{string.Join(',', measured.Seen.Order(StringComparer.Ordinal))}] lost={lost} log_lines={measured.LogLines} exit={measured.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "running"}"));
-        Console.WriteLine($"FAULT-MATRIX fault={Fault} attempts={measured.Attempts} of={attemptsOf} per_min={perMinute:0} ceiling={ceiling} named={named ?? "none"} lost={lost}");
+            $"fault={Fault} attempts={measured.Attempts} total={measured.Total} of={attemptsOf} window={measured.Elapsed.TotalSeconds:0}s per_min={perMinute:0} ceiling={ceiling} named={named ?? "none"} shown=[{string.Join(',', measured.Shown.Order(StringComparer.Ordinal))}] file=[{string.Join(',', measured.Seen.Order(StringComparer.Ordinal))}] lost={lost} log_lines={measured.LogLines} exit={measured.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "running"}"));
+        Console.WriteLine($"FAULT-MATRIX fault={Fault} attempts={measured.Attempts} total={measured.Total} of={attemptsOf} per_min={perMinute:0} ceiling={ceiling} named={named ?? "none"} lost={lost}");
 
         var failures = new List<string>();
         if (measured.Attempts > ceiling)
@@ -211,4 +212,11 @@ internal sealed class FaultRun : IAsyncDisposable
 }
 
 /// <summary>What one fault's window measured.</summary>
-internal sealed record Measurement(int Attempts, TimeSpan Elapsed, IReadOnlySet<string> Shown, IReadOnlySet<string> Seen, int LogLines, int? ExitCode);
+/// <param name="Attempts">Attempts in the window.</param>
+/// <param name="Elapsed">The window's real length.</param>
+/// <param name="Shown">Fault kinds <c>enroll device status --json</c> showed (sampled twice).</param>
+/// <param name="Seen">component:kind pairs health.json held while it was polled.</param>
+/// <param name="LogLines">Lines the agent wrote in the window.</param>
+/// <param name="ExitCode">The agent's exit code if it ended.</param>
+/// <param name="Total">Attempts from the agent's start to the window's end, ramp included (a burst at start shows here).</param>
+internal sealed record Measurement(int Attempts, TimeSpan Elapsed, IReadOnlySet<string> Shown, IReadOnlySet<string> Seen, int LogLines, int? ExitCode, int Total);
