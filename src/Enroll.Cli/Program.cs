@@ -1,3 +1,3 @@
 using Enroll.Cli;
 
-return await EnrollCli.Build().Parse(args).InvokeAsync();
+return await EnrollCli.RunAsync(args);

@@ -3,6 +3,7 @@ using System.Globalization;
 using Enroll.Cli.Infrastructure;
 using Enroll.Device;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -56,18 +57,34 @@ internal static class DeviceCommand
 
         public Option<bool> Encrypt { get; } = new("--encrypt") { Description = "Encrypt requests end to end to the server's published key (JWE)" };
 
-        public Option<bool> Verbose { get; } = new("--verbose", "-v") { Description = "Log every step to standard error" };
+        public Option<int> OutboxMaxMessages { get; } = new("--outbox-max-messages")
+        {
+            Description = "Messages the outbox holds before a send is refused as full (exit code 4)",
+            DefaultValueFactory = _ => 100_000,
+        };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, Verbose })
+            OutboxMaxMessages.Validators.Add(result =>
+            {
+                if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[0].Value, CultureInfo.InvariantCulture, out var n) && n < 1)
+                {
+                    result.AddError($"--outbox-max-messages: {n} is too small; the outbox must hold at least 1 message");
+                }
+            });
+
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages })
             {
                 command.Options.Add(option);
             }
         }
 
-        /// <summary>Builds the device services from the command line, falling back to what the state folder remembers.</summary>
-        public async Task<ServiceProvider> BuildAsync(ParseResult parse)
+        /// <summary>
+        /// Builds the device services from the command line, falling back to what the state folder remembers. Without
+        /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
+        /// nothing, so that its failure is the one line the CLI contract promises.
+        /// </summary>
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null)
         {
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
@@ -81,15 +98,10 @@ internal static class DeviceCommand
             };
 
             var services = new ServiceCollection();
-            var verbose = parse.GetValue(Verbose);
+            var verbose = CliOptions.IsVerbose(parse);
             services.AddLogging(logging => logging
-                .AddSimpleConsole(o =>
-                {
-                    o.SingleLine = true;
-                    o.TimestampFormat = "HH:mm:ss ";
-                })
-                .AddConsoleStandardError()
-                .SetMinimumLevel(verbose ? LogLevel.Debug : LogLevel.Warning)
+                .AddCliConsole(verbose)
+                .SetMinimumLevel(verbose ? LogLevel.Debug : longRunning ? LogLevel.Warning : LogLevel.None)
                 .AddFilter("MQTTnet", LogLevel.Warning));
             services.AddMetrics();
             services.AddEnrollDevice(o =>
@@ -110,7 +122,14 @@ internal static class DeviceCommand
                 o.TlsCaFile = parse.GetValue(Ca);
                 o.ClientCertificateFile = parse.GetValue(Cert);
                 o.ClientKeyFile = parse.GetValue(Key);
+                o.OutboxMaxMessages = parse.GetValue(OutboxMaxMessages);
             });
+            if (lifetime is not null)
+            {
+                // The library's agent stops "the host" after a permanent failure; here the host is `enroll device run`.
+                services.AddSingleton(lifetime);
+            }
+
             var provider = services.BuildServiceProvider();
             try
             {
@@ -211,14 +230,25 @@ internal static class DeviceCommand
     private static Command Run()
     {
         var options = new DeviceOptions();
-        var command = new Command("run", "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed");
+        var command = new Command(
+            "run",
+            "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed; ends with exit code 3 when the device is refused for good");
         options.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
             return await RunDevice(output, async () =>
             {
-                await using var provider = await options.BuildAsync(parse);
+                // One agent per state folder: two would share its tokens and outbox and deliver the same messages twice.
+                // The device library owns the folder through a lock; this says who holds it before anything starts.
+                var statePath = Path.GetFullPath(parse.GetValue(options.State)!);
+                if (DeviceStateReader.ReadHealth(statePath) is { } health && DeviceStateReader.IsAlive(health))
+                {
+                    return output.Fail(ExitCodes.Refused, $"the state folder {statePath} is in use by process {health.Pid} (a running device agent); stop it first, or give this one another --state");
+                }
+
+                using var lifetime = new AgentLifetime(cancellationToken);
+                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
                 var registration = provider.GetRequiredService<RegistrationService>();
                 registration.StatusChanged += (_, e) =>
                 {
@@ -227,30 +257,75 @@ internal static class DeviceCommand
                         output.Error.WriteLine(DescribeStatus(e.Current));
                     }
                 };
-                var agents = provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList();
+                var agents = provider.GetServices<IHostedService>().ToList();
                 foreach (var agent in agents)
                 {
                     await agent.StartAsync(cancellationToken);
                 }
 
                 output.Error.WriteLine("Device agent running; press Ctrl+C to stop.");
-                try
-                {
-                    await Task.Delay(Timeout.Infinite, cancellationToken);
-                }
-                catch (OperationCanceledException)
-                {
-                }
 
+                // Until Ctrl+C, the library asks to stop, or a background loop ends by itself (the agent gives up
+                // after a permanent failure: it stops keeping the device registered, so the process must not go on).
+                var loops = agents.OfType<BackgroundService>().Select(a => a.ExecuteTask).OfType<Task>().ToList();
+                var stopped = Task.Delay(Timeout.Infinite, lifetime.ApplicationStopping).ContinueWith(_ => { }, TaskScheduler.Default);
+                var ended = await Task.WhenAny([stopped, .. loops]);
+                var interrupted = cancellationToken.IsCancellationRequested;
+                var last = registration.Status;
                 foreach (var agent in Enumerable.Reverse(agents))
                 {
                     await agent.StopAsync(CancellationToken.None);
                 }
 
-                return registration.Status.State == DeviceState.Failed ? ExitCodes.Failure : ExitCodes.Ok;
+                if (interrupted)
+                {
+                    return ExitCodes.Ok;
+                }
+
+                if (ended.IsFaulted && ended.Exception?.InnerException is { } crash)
+                {
+                    return output.Fail(crash);
+                }
+
+                return last.State == DeviceState.Failed
+                    ? output.Fail(ExitCodes.Refused, $"the device agent stopped for good: {last.Failure}. It will not recover by itself: fix the cause and start it again (a revoked device, or one whose token was refused, needs a valid Provisioning Token: enroll device run --token TOKEN)")
+                    : output.Fail(ExitCodes.Failure, $"the device agent stopped by itself ({DescribeStatus(last)}); start it again, with --verbose to see why");
             });
         });
         return command;
+    }
+
+    /// <summary>
+    /// The <see cref="IHostApplicationLifetime"/> of <c>enroll device run</c>: stopping means Ctrl+C, or a library
+    /// component asking the host to stop (the agent after a permanent failure).
+    /// </summary>
+    private sealed class AgentLifetime : IHostApplicationLifetime, IDisposable
+    {
+        private readonly CancellationTokenSource _stopping;
+        private readonly CancellationTokenSource _started = new();
+        private readonly CancellationTokenSource _stoppedSource = new();
+
+        public AgentLifetime(CancellationToken interrupted)
+        {
+            _stopping = CancellationTokenSource.CreateLinkedTokenSource(interrupted);
+            _started.Cancel();
+        }
+
+        public CancellationToken ApplicationStarted => _started.Token;
+
+        public CancellationToken ApplicationStopping => _stopping.Token;
+
+        public CancellationToken ApplicationStopped => _stoppedSource.Token;
+
+        public void StopApplication() => _stopping.Cancel();
+
+        public void Dispose()
+        {
+            _stoppedSource.Cancel();
+            _stopping.Dispose();
+            _started.Dispose();
+            _stoppedSource.Dispose();
+        }
     }
 
     private static Command Send()
@@ -273,7 +348,7 @@ internal static class DeviceCommand
             return await RunDevice(output, async () =>
             {
                 var text = parse.GetValue(data)!;
-                var template = text.StartsWith('@') ? await File.ReadAllTextAsync(text[1..], cancellationToken) : text;
+                var template = await ReadDataAsync(text, cancellationToken);
                 var custom = new Dictionary<string, string>(StringComparer.Ordinal);
                 foreach (var pair in parse.GetValue(properties) ?? [])
                 {
@@ -288,9 +363,8 @@ internal static class DeviceCommand
 
                 await using var provider = await options.BuildAsync(parse);
                 var outbox = provider.GetRequiredService<DeviceOutbox>();
-                var hosted = parse.GetValue(deliver) ? provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList() : [];
-                var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                provider.GetRequiredService<OutboxPublisher>().Drained += () => drained.TrySetResult();
+                var hosted = parse.GetValue(deliver) ? provider.GetServices<IHostedService>().ToList() : [];
+                var publisher = provider.GetRequiredService<OutboxPublisher>();
                 foreach (var service in hosted)
                 {
                     await service.StartAsync(cancellationToken);
@@ -322,7 +396,7 @@ internal static class DeviceCommand
                 await Task.WhenAll(Enumerable.Range(0, Math.Max(1, parse.GetValue(concurrency))).Select(_ => Task.Run(SenderAsync, cancellationToken)));
                 if (hosted.Count > 0)
                 {
-                    await drained.Task.WaitAsync(cancellationToken);
+                    await WaitUntilDeliveredAsync(outbox, publisher, cancellationToken);
                     foreach (var service in Enumerable.Reverse(hosted))
                     {
                         await service.StopAsync(CancellationToken.None);
@@ -344,6 +418,52 @@ internal static class DeviceCommand
         return command;
     }
 
+    /// <summary>
+    /// Waits until the outbox is empty: every stored message acknowledged. The publisher's <c>Drained</c> only wakes the
+    /// check, since it may have fired for the empty outbox it started with, before the sends stored anything.
+    /// </summary>
+    private static async Task WaitUntilDeliveredAsync(DeviceOutbox outbox, OutboxPublisher publisher, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var drained = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            void OnDrained() => drained.TrySetResult();
+            publisher.Drained += OnDrained;
+            try
+            {
+                if (outbox.GetStatistics().Depth == 0)
+                {
+                    return;
+                }
+
+                await drained.Task.WaitAsync(cancellationToken);
+            }
+            finally
+            {
+                publisher.Drained -= OnDrained;
+            }
+        }
+    }
+
+    /// <summary>The payload of <c>--data</c>: the text itself, or with <c>@FILE</c> the file's content, byte for byte as text.</summary>
+    private static async Task<string> ReadDataAsync(string data, CancellationToken cancellationToken)
+    {
+        if (!data.StartsWith('@'))
+        {
+            return data;
+        }
+
+        var path = data[1..];
+        try
+        {
+            return await File.ReadAllTextAsync(path, cancellationToken);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            throw new CliUsageException($"--data {data}: cannot read {(path.Length == 0 ? "an empty file name" : Path.GetFullPath(path))}: {ex.Message}");
+        }
+    }
+
     internal static string DescribeStatus(DeviceStatus status) => status.State switch
     {
         DeviceState.Registered => $"registered as {status.DeviceId}; access token valid until {(status.AccessTokenExpiresAt is { } a ? Format(a) : "-")}" +
@@ -358,30 +478,45 @@ internal static class DeviceCommand
     {
         var state = StateOption();
         var json = CliOptions.Json();
-        var command = new Command("status", "Show the device's identity and tokens from its state folder (exit code 5 when not registered)") { state, json };
-        command.SetAction(async (parse, cancellationToken) =>
+        var command = new Command(
+            "status",
+            "Show the device's identity, tokens, outbox and agent health from its state folder, changing nothing (exit code 5 when not registered, 6 when a state database is damaged)")
+        {
+            state, json,
+        };
+        command.SetAction(parse =>
         {
             var output = new Output(parse);
             var statePath = Path.GetFullPath(parse.GetValue(state)!);
-            DeviceCredentials? stored;
-            try
-            {
-                stored = await LoadStoredAsync(statePath);
-            }
-            catch (EnrollException ex)
-            {
-                return output.Fail(ExitCodes.Failure, ex.Message);
-            }
+            var (stored, credentialsDamage) = DeviceStateReader.ReadCredentials(statePath);
+            var (box, outboxDamage) = DeviceStateReader.ReadOutbox(statePath);
+            var health = DeviceStateReader.ReadHealth(statePath);
+            DamagedFile[] damaged = [.. new[] { credentialsDamage, outboxDamage }.OfType<DamagedFile>()];
 
             var now = TimeProvider.System.GetUtcNow();
             var accessValid = stored?.HasValidAccessToken(now, TimeSpan.Zero) == true;
             var stateName = stored switch
             {
+                null when credentialsDamage is not null => "damaged",
                 null => "unprovisioned",
                 { DeviceId: not null } when accessValid => "registered",
                 { DeviceId: not null } => "registration expired",
                 { PendingOperationId: not null } => "pending",
                 _ => "unprovisioned",
+            };
+            var agent = new AgentStatusOutput
+            {
+                Running = health is not null && DeviceStateReader.IsAlive(health),
+                Pid = health?.Pid,
+                UpdatedAt = health?.UpdatedAt,
+                Faults = [.. (health?.Faults ?? []).Select(f => new FaultOutput
+                {
+                    Component = f.Component,
+                    Kind = DeviceStateReader.SnakeCase(f.Kind),
+                    Message = f.Message,
+                    Since = f.Since,
+                    Occurrences = f.Occurrences,
+                })],
             };
             var result = new StatusOutput
             {
@@ -395,9 +530,10 @@ internal static class DeviceCommand
                 RegistrationTokenExpiresAt = stored?.RegistrationTokenExpiresAt,
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
-                Outbox = DeviceOutbox.ReadStatistics(statePath) is { } box
-                    ? new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined }
-                    : null,
+                Outbox = box is null ? null
+                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined },
+                Agent = agent,
+                Damaged = damaged.Length == 0 ? null : [.. damaged.Select(d => new DamagedFileOutput { File = d.File, Error = d.Error })],
             };
 
             if (parse.GetValue(json))
@@ -406,67 +542,77 @@ internal static class DeviceCommand
             }
             else
             {
-                output.Line($"State:               {result.State}");
-                output.Line($"State folder:        {result.StatePath}");
-                if (stored is not null)
-                {
-                    output.Line($"Client ID:           {result.ClientId}");
-                    output.Line($"Device ID:           {result.DeviceId ?? "-"}");
-                    output.Line($"Organisation:        {result.OrgId ?? "-"}");
-                    output.Line($"Access token:        {Describe(result.AccessTokenExpiresAt, now)}");
-                    output.Line($"Registration token:  {Describe(result.RegistrationTokenExpiresAt, now)}");
-                    if (result.PendingOperationId is not null)
-                    {
-                        output.Line($"Pending operation:   {result.PendingOperationId}");
-                    }
-
-                    if (result.RegisteredAt is { } at)
-                    {
-                        output.Line($"Last registered:     {Format(at)}");
-                    }
-
-                    if (result.Outbox is { } outbox)
-                    {
-                        output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
-                    }
-                }
+                PrintStatus(output, result, stored is not null, now);
             }
 
-            return stateName == "registered" ? ExitCodes.Ok : ExitCodes.NotRegistered;
+            if (damaged.Length > 0)
+            {
+                return output.Fail(
+                    ExitCodes.Damaged,
+                    $"the state folder {statePath} is damaged: {string.Join("; ", damaged.Select(d => $"{d.File} is {d.Error}"))}. Status changed nothing; the agent moves a damaged database aside when it next starts (losing what it held), or restore it from a backup");
+            }
+
+            return stateName switch
+            {
+                "registered" => ExitCodes.Ok,
+                "pending" => output.Fail(ExitCodes.NotRegistered, $"the device is not registered yet: operation {result.PendingOperationId} waits for an operator (enroll ops approve {result.PendingOperationId})"),
+                "registration expired" => output.Fail(ExitCodes.NotRegistered, $"the device's access token expired {(result.AccessTokenExpiresAt is { } at ? Format(at) : string.Empty)}; the agent (enroll device run) registers it again"),
+                _ => output.Fail(ExitCodes.NotRegistered, $"no device is registered in {statePath}: register one with enroll device register --client-id ID --token TOKEN --state {parse.GetValue(state)}"),
+            };
         });
         return command;
     }
 
-    /// <summary>Runs a device action, turning library errors into one line on standard error and an exit code.</summary>
+    private static void PrintStatus(Output output, StatusOutput result, bool identity, DateTimeOffset now)
+    {
+        output.Line($"State:               {result.State}");
+        output.Line($"State folder:        {result.StatePath}");
+        if (identity)
+        {
+            output.Line($"Client ID:           {result.ClientId}");
+            output.Line($"Device ID:           {result.DeviceId ?? "-"}");
+            output.Line($"Organisation:        {result.OrgId ?? "-"}");
+            output.Line($"Access token:        {Describe(result.AccessTokenExpiresAt, now)}");
+            output.Line($"Registration token:  {Describe(result.RegistrationTokenExpiresAt, now)}");
+            if (result.PendingOperationId is not null)
+            {
+                output.Line($"Pending operation:   {result.PendingOperationId}");
+            }
+
+            if (result.RegisteredAt is { } at)
+            {
+                output.Line($"Last registered:     {Format(at)}");
+            }
+        }
+
+        if (result.Outbox is { } outbox)
+        {
+            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
+        }
+
+        var agent = result.Agent;
+        output.Line($"Agent:               {(agent.Running ? $"running (pid {agent.Pid})" : agent.Pid is { } pid ? $"not running (last pid {pid}, {Format(agent.UpdatedAt!.Value)})" : "not running")}");
+        foreach (var fault in agent.Faults)
+        {
+            output.Line($"  {(agent.Running ? "fault" : "was")}  {fault.Component}: {fault.Kind} — {fault.Message} (since {Format(fault.Since)}, {fault.Occurrences} {(fault.Occurrences == 1 ? "time" : "times")})");
+        }
+
+        foreach (var damage in result.Damaged ?? [])
+        {
+            output.Line($"Damaged:             {damage.File}: {damage.Error}");
+        }
+    }
+
+    /// <summary>Runs a device action, turning any failure into one line on standard error and an exit code (<see cref="Failures"/>).</summary>
     internal static async Task<int> RunDevice(Output output, Func<Task<int>> action)
     {
         try
         {
             return await action();
         }
-        catch (CliUsageException ex)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return output.Fail(ExitCodes.Usage, ex.Message);
-        }
-        catch (EnrollServerException ex) when (ex.IsPermanent)
-        {
-            return output.Fail(ExitCodes.Refused, $"the server refused: {ex.Message}");
-        }
-        catch (EnrollServerException ex)
-        {
-            return output.Fail(ExitCodes.Unreachable, $"the server could not serve the request: {ex.Message}");
-        }
-        catch (EnrollTimeoutException ex)
-        {
-            return output.Fail(ExitCodes.Unreachable, ex.Message);
-        }
-        catch (EnrollConnectionException ex)
-        {
-            return output.Fail(ex.CredentialsRefused ? ExitCodes.Refused : ExitCodes.Unreachable, ex.Message);
-        }
-        catch (EnrollException ex)
-        {
-            return output.Fail(ExitCodes.Failure, ex.Message);
+            return output.Fail(ex);
         }
     }
 

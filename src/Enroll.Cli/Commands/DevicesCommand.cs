@@ -32,7 +32,7 @@ internal static class DevicesCommand
             {
                 using var client = AdminClient.Create(parse, connection);
                 var query = parse.GetValue(org) is { } o ? $"?org={Uri.EscapeDataString(o)}" : string.Empty;
-                var list = await client.GetAsync($"/api/devices{query}", AdminJsonContext.Default.ItemListDeviceInfo, cancellationToken);
+                var list = new ItemList<DeviceInfo>(await client.GetAllAsync($"/api/devices{query}", AdminJsonContext.Default.DeviceInfo, output.Error, "devices", cancellationToken));
                 if (parse.GetValue(json))
                 {
                     output.Json(list, AdminJsonContext.Default.ItemListDeviceInfo);

@@ -18,7 +18,15 @@ internal static class MessagesCommand
     private static Command Tail()
     {
         var device = new Option<string?>("--device") { Description = "Only this device's messages" };
-        var limit = new Option<int>("--limit", "-n") { Description = "How many recent messages to show first", DefaultValueFactory = _ => 20 };
+        var limit = new Option<int>("--limit", "-n") { Description = $"How many recent messages to show first (1 to {AdminClient.PageSize})", DefaultValueFactory = _ => 20 };
+        limit.Validators.Add(result =>
+        {
+            // The server answers at most PageSize messages; a larger limit must not be cut short without a word.
+            if (result.Tokens.Count > 0 && int.TryParse(result.Tokens[0].Value, CultureInfo.InvariantCulture, out var n) && n is < 1 or > AdminClient.PageSize)
+            {
+                result.AddError($"--limit: {result.Tokens[0].Value} is out of range; the server returns at most {AdminClient.PageSize} recent messages (1 to {AdminClient.PageSize}; --follow then prints every new one)");
+            }
+        });
         var follow = new Option<bool>("--follow", "-f") { Description = "Keep printing new messages until Ctrl+C" };
         var json = CliOptions.Json();
         var command = new Command("tail", "Show the most recent messages (one JSON object per line with --json)") { device, limit, follow, json };
@@ -36,8 +44,13 @@ internal static class MessagesCommand
                 {
                     try
                     {
-                        await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
-                        page = await client.GetAsync($"/api/messages?after={last}&limit=1000{filter}", AdminJsonContext.Default.ItemListMessageInfo, cancellationToken);
+                        // A full page means more are waiting: ask again at once instead of falling behind by a page a second.
+                        if (page.Items.Count < AdminClient.PageSize)
+                        {
+                            await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+                        }
+
+                        page = await client.GetAsync($"/api/messages?after={last}&limit={AdminClient.PageSize}{filter}", AdminJsonContext.Default.ItemListMessageInfo, cancellationToken);
                         last = Print(output, page.Items, parse.GetValue(json), last);
                     }
                     catch (OperationCanceledException)

@@ -31,7 +31,7 @@ internal static class OpsCommand
             return await TokensCommand.Run(output, async () =>
             {
                 using var client = AdminClient.Create(parse, connection);
-                var list = await client.GetAsync($"/api/provisioning-operations?status={parse.GetValue(status)}", AdminJsonContext.Default.ItemListProvisioningOperationInfo, cancellationToken);
+                var list = new ItemList<ProvisioningOperationInfo>(await client.GetAllAsync($"/api/provisioning-operations?status={parse.GetValue(status)}", AdminJsonContext.Default.ProvisioningOperationInfo, output.Error, "operations", cancellationToken));
                 if (parse.GetValue(json))
                 {
                     output.Json(list, AdminJsonContext.Default.ItemListProvisioningOperationInfo);

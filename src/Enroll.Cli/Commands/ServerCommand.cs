@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Enroll.Cli.Infrastructure;
 using Enroll.Server;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 
 namespace Enroll.Cli.Commands;
 
@@ -11,8 +12,8 @@ internal static class ServerCommand
 {
     public static Command Create()
     {
-        var mqttPort = new Option<int>("--mqtt-port") { Description = "MQTT port of the embedded broker (0 picks a free port)", DefaultValueFactory = _ => 1883 };
-        var httpPort = new Option<int>("--http-port") { Description = "Port of the HTTP API and console (0 picks a free port)", DefaultValueFactory = _ => 8080 };
+        var mqttPort = CliOptions.Port("--mqtt-port", "MQTT port of the embedded broker (0 picks a free port)", 1883);
+        var httpPort = CliOptions.Port("--http-port", "Port of the HTTP API (0 picks a free port)", 8080);
         var dataDir = new Option<string>("--data-dir") { Description = "Folder for the SQLite registry, signing keys and admin key", DefaultValueFactory = _ => "enroll-data" };
         var bind = new Option<string>("--bind") { Description = "Address to listen on: an IP address, localhost, or * for all", DefaultValueFactory = _ => "127.0.0.1" };
         var open = new Option<bool>("--open-registration") { Description = "Accept registrations without any credential (trusted networks only)" };
@@ -33,8 +34,8 @@ internal static class ServerCommand
         var operationLifetime = CliOptions.Duration("--operation-lifetime", "How long a provisioning operation may stay pending", "24h");
         var tlsCert = new Option<string?>("--tls-cert") { Description = "PEM certificate (chain) for MQTT over TLS and HTTPS; needs --tls-key" };
         var tlsKey = new Option<string?>("--tls-key") { Description = "PEM private key of --tls-cert (owner-only file)" };
-        var mqttsPort = new Option<int>("--mqtts-port") { Description = "MQTT-over-TLS port (0 picks a free port)", DefaultValueFactory = _ => 8883 };
-        var httpsPort = new Option<int>("--https-port") { Description = "HTTPS port (0 picks a free port)", DefaultValueFactory = _ => 8443 };
+        var mqttsPort = CliOptions.Port("--mqtts-port", "MQTT-over-TLS port (0 picks a free port)", 8883);
+        var httpsPort = CliOptions.Port("--https-port", "HTTPS port (0 picks a free port)", 8443);
         var noPlaintext = new Option<bool>("--no-plaintext") { Description = "Serve TLS only: no plain MQTT or HTTP listener" };
         var clientCa = new Option<string?>("--client-ca") { Description = "PEM CA certificates for client-certificate (mTLS) registration without a Provisioning Token" };
         var relaxed = new Option<bool>("--relaxed-durability")
@@ -74,22 +75,26 @@ internal static class ServerCommand
                 ClientCaFile = parse.GetValue(clientCa),
             };
             var level = parse.GetValue(logLevel);
+            var verbose = CliOptions.IsVerbose(parse);
 
             EnrollServerHost host;
             try
             {
                 host = await EnrollServerHost.StartAsync(
                     options,
-                    logging => logging.AddSimpleConsole(o =>
-                    {
-                        o.SingleLine = true;
-                        o.TimestampFormat = "HH:mm:ss ";
-                    }).SetMinimumLevel(level).AddFilter("Microsoft", LogLevel.Warning),
+                    logging => logging.AddCliConsole(verbose, standardError: false).SetMinimumLevel(verbose ? LogLevel.Debug : level).AddFilter("Microsoft", LogLevel.Warning),
                     cancellationToken: cancellationToken);
             }
-            catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException or ArgumentException or UnauthorizedAccessException or TimeoutException)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                return output.Fail(ExitCodes.Failure, $"cannot start the server: {Describe(ex)}");
+                var (code, message) = ClassifyStartFailure(ex);
+                output.Error.WriteLine($"enroll: cannot start the server: {message.ReplaceLineEndings(" ")}");
+                if (verbose)
+                {
+                    output.Error.WriteLine(ex.ToString());
+                }
+
+                return code;
             }
 
             await using (host)
@@ -109,17 +114,28 @@ internal static class ServerCommand
         return command;
     }
 
-    private static string Describe(Exception ex)
+    /// <summary>
+    /// Why the server did not start, with its exit code: 3 when another process holds a port or the data folder (the
+    /// same command cannot work until it lets go), 2 for a configuration the server refuses (options, TLS files, the
+    /// data folder's permissions), else as <see cref="Failures"/> says.
+    /// </summary>
+    internal static (int Code, string Message) ClassifyStartFailure(Exception ex)
     {
-        var inner = ex;
-        while (inner.InnerException is not null && inner is not SocketException)
+        for (var inner = ex; inner is not null; inner = inner.InnerException)
         {
-            inner = inner.InnerException;
+            if (inner is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse } || inner.GetType().Name == "AddressInUseException")
+            {
+                return (ExitCodes.Refused, $"{ex.Message.TrimEnd('.')} (another process uses the port: stop it, or choose another with --mqtt-port / --http-port)");
+            }
         }
 
-        return inner is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse }
-            ? $"{ex.Message} (is another server already using the port? choose others with --mqtt-port and --http-port)"
-            : ex.Message;
+        return ex switch
+        {
+            OptionsValidationException options => (ExitCodes.Usage, string.Join("; ", options.Failures)),
+            FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or ArgumentException or InvalidOperationException
+                or System.Security.Cryptography.CryptographicException => (ExitCodes.Usage, ex.Message),
+            _ => Failures.Classify(ex),
+        };
     }
 
     private static void PrintBanner(Output output, EnrollServerHost host, EnrollServerOptions options)

@@ -139,16 +139,16 @@ internal static class TokensCommand
         return command;
     }
 
-    /// <summary>Runs an admin API action, turning API failures into one line on standard error and an exit code.</summary>
+    /// <summary>Runs an admin API action, turning any failure into one line on standard error and an exit code.</summary>
     internal static async Task<int> Run(Output output, Func<Task<int>> action)
     {
         try
         {
             return await action();
         }
-        catch (AdminApiException ex)
+        catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            return output.Fail(ex.ExitCode, ex.Message);
+            return output.Fail(ex);
         }
     }
 }

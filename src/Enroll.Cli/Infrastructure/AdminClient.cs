@@ -76,6 +76,92 @@ internal sealed class AdminClient : IDisposable
     public Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) =>
         SendAsync(new HttpRequestMessage(HttpMethod.Get, path), type, cancellationToken);
 
+    /// <summary>How many items <see cref="GetAllAsync"/> asks for per request (the server's maximum for messages).</summary>
+    public const int PageSize = 1000;
+
+    /// <summary>
+    /// Every item of a list endpoint: asks for <see cref="PageSize"/> items at a time and follows the server's next page
+    /// (a <c>Link: &lt;...&gt;; rel="next"</c> header, or a <c>next_cursor</c> / <c>next</c> field in the body) until there
+    /// is none. A server that cut the list at <see cref="PageSize"/> without saying how to go on gets a warning on
+    /// <paramref name="warnings"/>, so a list is never silently short.
+    /// </summary>
+    public async Task<List<T>> GetAllAsync<T>(string path, JsonTypeInfo<T> itemType, TextWriter warnings, string what, CancellationToken cancellationToken)
+    {
+        var first = path + (path.Contains('?', StringComparison.Ordinal) ? "&" : "?") + $"limit={PageSize}";
+        var url = first;
+        var items = new List<T>();
+        var seen = new HashSet<string>(StringComparer.Ordinal) { url };
+        while (true)
+        {
+            var (page, next) = await SendPageAsync(url, itemType, cancellationToken);
+            items.AddRange(page);
+            if (next is not null && page.Count > 0)
+            {
+                url = next.StartsWith('/') || next.StartsWith("http", StringComparison.OrdinalIgnoreCase) ? next : WithCursor(first, next);
+                if (seen.Add(url))
+                {
+                    continue;
+                }
+            }
+
+            if (next is null && page.Count >= PageSize)
+            {
+                warnings.WriteLine($"enroll: warning: the server sent {items.Count} {what} and no way to ask for more; the list may be cut (narrow it, for example with --org)");
+            }
+
+            return items;
+        }
+    }
+
+    private static string WithCursor(string first, string cursor) => $"{first}&cursor={Uri.EscapeDataString(cursor)}";
+
+    private async Task<(List<T> Items, string? Next)> SendPageAsync<T>(string url, JsonTypeInfo<T> itemType, CancellationToken cancellationToken)
+    {
+        var (body, headers) = await SendRawAsync(new HttpRequestMessage(HttpMethod.Get, url), cancellationToken);
+        try
+        {
+            using var document = JsonDocument.Parse(body);
+            var root = document.RootElement;
+            var items = new List<T>();
+            if (root.TryGetProperty("items", out var array) && array.ValueKind == JsonValueKind.Array)
+            {
+                foreach (var element in array.EnumerateArray())
+                {
+                    items.Add(element.Deserialize(itemType)!);
+                }
+            }
+
+            var next = NextLink(headers)
+                ?? (root.TryGetProperty("next_cursor", out var cursor) && cursor.ValueKind == JsonValueKind.String ? cursor.GetString() : null)
+                ?? (root.TryGetProperty("next", out var link) && link.ValueKind == JsonValueKind.String ? link.GetString() : null);
+            return (items, string.IsNullOrEmpty(next) ? null : next);
+        }
+        catch (JsonException ex)
+        {
+            throw new AdminApiException(ExitCodes.Failure, $"the server's answer is not the list expected: {ex.Message}");
+        }
+    }
+
+    private static string? NextLink(HttpResponseHeaders headers)
+    {
+        if (!headers.TryGetValues("Link", out var values))
+        {
+            return null;
+        }
+
+        foreach (var part in values.SelectMany(v => v.Split(',')))
+        {
+            var pieces = part.Split(';', StringSplitOptions.TrimEntries);
+            if (pieces.Length > 1 && pieces[0].StartsWith('<') && pieces[0].EndsWith('>')
+                && pieces.Skip(1).Any(p => p.Replace(" ", string.Empty, StringComparison.Ordinal).Equals("rel=\"next\"", StringComparison.OrdinalIgnoreCase) || p.Equals("rel=next", StringComparison.OrdinalIgnoreCase)))
+            {
+                return pieces[0][1..^1];
+            }
+        }
+
+        return null;
+    }
+
     public Task<T> PostAsync<TBody, T>(string path, TBody body, JsonTypeInfo<TBody> bodyType, JsonTypeInfo<T> type, CancellationToken cancellationToken)
     {
         var request = new HttpRequestMessage(HttpMethod.Post, path)
@@ -89,6 +175,19 @@ internal sealed class AdminClient : IDisposable
         SendAsync(new HttpRequestMessage(HttpMethod.Post, path) { Content = new StringContent("{}", System.Text.Encoding.UTF8, "application/json") }, type, cancellationToken);
 
     private async Task<T> SendAsync<T>(HttpRequestMessage request, JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var (body, _) = await SendRawAsync(request, cancellationToken);
+        try
+        {
+            return JsonSerializer.Deserialize(body, type) ?? throw new AdminApiException(ExitCodes.Failure, "the server sent an empty answer");
+        }
+        catch (JsonException ex)
+        {
+            throw new AdminApiException(ExitCodes.Failure, $"the server's answer cannot be read: {ex.Message}");
+        }
+    }
+
+    private async Task<(byte[] Body, HttpResponseHeaders Headers)> SendRawAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try
@@ -122,12 +221,15 @@ internal sealed class AdminClient : IDisposable
                 {
                     HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Conflict => ExitCodes.Refused,
                     HttpStatusCode.BadRequest => ExitCodes.Usage,
+                    HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout
+                        or HttpStatusCode.InsufficientStorage => ExitCodes.Unreachable,
                     _ => ExitCodes.Failure,
                 };
-                throw new AdminApiException(code, $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail ?? "no details"}");
+                var retry = response.Headers.RetryAfter?.Delta is { } delta ? $" (retry in {Durations.Format(delta)})" : string.Empty;
+                throw new AdminApiException(code, $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail ?? "no details"}{retry}");
             }
 
-            return JsonSerializer.Deserialize(body, type) ?? throw new AdminApiException(ExitCodes.Failure, "the server sent an empty answer");
+            return (body, response.Headers);
         }
     }
 

@@ -1,10 +1,73 @@
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 
 namespace Enroll.Cli.Infrastructure;
 
 internal static class LoggingExtensions
 {
-    /// <summary>Sends every console log line to standard error, keeping standard output for results (and --json).</summary>
-    public static ILoggingBuilder AddConsoleStandardError(this ILoggingBuilder builder) =>
-        builder.AddConsole(o => o.LogToStandardErrorThreshold = LogLevel.Trace);
+    /// <summary>
+    /// Console logging as the CLI shows it: one line per entry (<c>HH:mm:ss warn: Category: message</c>), on standard
+    /// error when <paramref name="standardError"/>. An exception appears as its type and message; only with
+    /// <paramref name="verbose"/> as the full exception with its stack trace.
+    /// </summary>
+    public static ILoggingBuilder AddCliConsole(this ILoggingBuilder builder, bool verbose, bool standardError = true) =>
+        builder
+            .AddConsole(o =>
+            {
+                o.FormatterName = CliConsoleFormatter.FormatterName;
+                o.LogToStandardErrorThreshold = standardError ? LogLevel.Trace : LogLevel.None;
+            })
+            .AddConsoleFormatter<CliConsoleFormatter, CliConsoleFormatterOptions>(o => o.Verbose = verbose);
+}
+
+/// <summary>Options of <see cref="CliConsoleFormatter"/>.</summary>
+internal sealed class CliConsoleFormatterOptions : ConsoleFormatterOptions
+{
+    /// <summary>Show exceptions in full (with <c>--verbose</c>).</summary>
+    public bool Verbose { get; set; }
+}
+
+/// <summary>Writes a log entry as one line; see <see cref="LoggingExtensions.AddCliConsole"/>.</summary>
+internal sealed class CliConsoleFormatter : ConsoleFormatter
+{
+    public const string FormatterName = "enroll";
+
+    // "Hosting failed to start": the CLI reports a failed start itself, in one line.
+    private const int HostStartFailedEvent = 11;
+    private const string HostCategory = "Microsoft.Extensions.Hosting.Internal.Host";
+
+    private readonly IOptionsMonitor<CliConsoleFormatterOptions> _options;
+
+    public CliConsoleFormatter(IOptionsMonitor<CliConsoleFormatterOptions> options)
+        : base(FormatterName) => _options = options;
+
+    public override void Write<TState>(in LogEntry<TState> logEntry, IExternalScopeProvider? scopeProvider, TextWriter textWriter)
+    {
+        var verbose = _options.CurrentValue.Verbose;
+        if (!verbose && logEntry.EventId.Id == HostStartFailedEvent && logEntry.Category == HostCategory)
+        {
+            return;
+        }
+
+        var message = logEntry.Formatter(logEntry.State, logEntry.Exception);
+        var exception = logEntry.Exception;
+        var level = logEntry.LogLevel switch
+        {
+            LogLevel.Trace => "trce",
+            LogLevel.Debug => "dbug",
+            LogLevel.Information => "info",
+            LogLevel.Warning => "warn",
+            LogLevel.Error => "fail",
+            _ => "crit",
+        };
+        var line = $"{TimeProvider.System.GetLocalNow():HH:mm:ss} {level}: {logEntry.Category}: {message.ReplaceLineEndings(" ")}";
+        if (exception is not null)
+        {
+            line += verbose ? Environment.NewLine + exception : $" ({exception.GetType().Name}: {exception.Message.ReplaceLineEndings(" ")})";
+        }
+
+        textWriter.WriteLine(line);
+    }
 }

@@ -14,6 +14,7 @@ internal sealed class Output
     {
         Out = parseResult.InvocationConfiguration.Output;
         Error = parseResult.InvocationConfiguration.Error;
+        Verbose = CliOptions.IsVerbose(parseResult);
         Console = AnsiConsole.Create(new AnsiConsoleSettings
         {
             Out = new AnsiConsoleOutput(Out),
@@ -34,6 +35,9 @@ internal sealed class Output
 
     public IAnsiConsole Console { get; }
 
+    /// <summary>True with <c>--verbose</c>.</summary>
+    public bool Verbose { get; }
+
     public void Json<T>(T value, JsonTypeInfo<T> typeInfo)
     {
         var json = JsonSerializer.Serialize(value, typeInfo);
@@ -42,6 +46,9 @@ internal sealed class Output
     }
 
     public void Line(string text) => Out.WriteLine(text);
+
+    /// <summary>Writes <paramref name="exception"/> as the CLI contract says (see <see cref="Failures"/>) and returns its exit code.</summary>
+    public int Fail(Exception exception) => Failures.Report(Error, exception, Verbose);
 
     /// <summary>Writes one line to standard error and returns <paramref name="exitCode"/>.</summary>
     public int Fail(int exitCode, string message)

@@ -122,6 +122,15 @@ public sealed class CommandTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task ServerHelp_DescribesOnlyWhatTheServerServes()
+    {
+        var result = await CliRunner.RunAsync("server", "--help");
+
+        Assert.Contains("Port of the HTTP API", result.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("console", result.Out, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     public async Task EveryCommand_HasHelp()
     {
         var commands = new List<string[]>();
