@@ -57,7 +57,7 @@ internal sealed class FaultRun : IAsyncDisposable
     /// <summary><c>enroll device register</c>; returns the Device ID.</summary>
     public async Task<string> RegisterAsync(Uri broker, string token, params string[] extra)
     {
-        var result = await EnrollProcess.RunAsync(["device", "register", "--broker", broker.ToString(), "--client-id", ClientId, "--token", token, "--state", StatePath, "--json", .. SetupOptions, .. extra]);
+        var result = await EnrollProcess.RunAsync(["device", "register", "--broker", broker.ToString(), "--client-id", ClientId, "--token", token, "--state", StatePath, "--json", .. SetupOptions, .. extra], timeout: TimeSpan.FromSeconds(120));
         Assert.True(result.ExitCode == 0, $"register failed: {result}");
         using var json = JsonDocument.Parse(result.StandardOutput);
         DeviceId = json.RootElement.GetProperty("device_id").GetString()!;
