@@ -15,6 +15,8 @@ packages=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || packages+=(mosquitto)
 have mosquitto_rr || packages+=(mosquitto-clients)
+# libfaketime: the fault matrix skews the device agent's clock a day ahead and behind (LD_PRELOAD, that process only).
+[ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || packages+=(faketime)
 if [ ${#packages[@]} -gt 0 ]; then
   log "Installing ${packages[*]}"
   sudo_cmd=()
