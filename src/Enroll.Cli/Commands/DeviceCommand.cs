@@ -239,14 +239,8 @@ internal static class DeviceCommand
             var output = new Output(parse);
             return await RunDevice(output, async () =>
             {
-                // One agent per state folder: two would share its tokens and outbox and deliver the same messages twice.
-                // The device library owns the folder through a lock; this says who holds it before anything starts.
-                var statePath = Path.GetFullPath(parse.GetValue(options.State)!);
-                if (DeviceStateReader.ReadHealth(statePath) is { } health && DeviceStateReader.IsAlive(health))
-                {
-                    return output.Fail(ExitCodes.Refused, $"the state folder {statePath} is in use by process {health.Pid} (a running device agent); stop it first, or give this one another --state");
-                }
-
+                // One agent per state folder: the device library owns it through a lock (StateFolderInUseException names
+                // the holder), and the agent then ends for good like after any permanent failure.
                 using var lifetime = new AgentLifetime(cancellationToken);
                 await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
                 var registration = provider.GetRequiredService<RegistrationService>();
@@ -285,6 +279,11 @@ internal static class DeviceCommand
                 if (ended.IsFaulted && ended.Exception?.InnerException is { } crash)
                 {
                     return output.Fail(crash);
+                }
+
+                if (registration.TerminalFailure is StateFolderInUseException inUse)
+                {
+                    return output.Fail(inUse);
                 }
 
                 return last.State == DeviceState.Failed

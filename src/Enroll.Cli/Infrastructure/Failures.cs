@@ -50,7 +50,7 @@ internal static class Failures
         EnrollConnectionException { CredentialsRefused: true } => (ExitCodes.Refused, exception.Message),
         EnrollConnectionException => (ExitCodes.Unreachable, exception.Message),
         EnrollProtocolException => (ExitCodes.Refused, exception.Message),
-        _ when IsFolderInUse(exception) => (ExitCodes.Refused, exception.Message),
+        StateFolderInUseException => (ExitCodes.Refused, exception.Message),
         SqliteException { SqliteErrorCode: SqliteFull } => (ExitCodes.Unreachable, $"the disk is full: {exception.Message} (try again when space frees up)"),
         SqliteException { SqliteErrorCode: SqliteBusy or SqliteLocked } => (ExitCodes.Unreachable, $"the state database is locked by another process: {exception.Message}"),
         SqliteException { SqliteErrorCode: SqliteCorrupt or SqliteNotADatabase } => (ExitCodes.Damaged, $"a state database is corrupt: {exception.Message}"),
@@ -59,13 +59,6 @@ internal static class Failures
         EnrollException => (ExitCodes.Failure, exception.Message),
         _ => (ExitCodes.Failure, $"unexpected failure: {exception.GetType().Name}: {exception.Message} (--verbose shows the details)"),
     };
-
-    /// <summary>
-    /// Another process owns a state or data folder. The device and server libraries raise their own type for it (a
-    /// <see cref="IOException"/> naming the holder's PID); until the CLI can name a public type, it goes by the type's name.
-    /// </summary>
-    private static bool IsFolderInUse(Exception exception) =>
-        exception is IOException && exception.GetType().Name is "FolderLockedException" or "StateFolderInUseException" or "DataFolderInUseException";
 
     private static bool IsDiskFull(Exception exception) =>
         exception.HResult is 28 /* ENOSPC */ or unchecked((int)0x80070070) /* ERROR_DISK_FULL */ or unchecked((int)0x80070027) /* ERROR_HANDLE_DISK_FULL */;

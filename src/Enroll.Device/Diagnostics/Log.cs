@@ -116,9 +116,9 @@ internal static partial class Log
     [LoggerMessage(61, LogLevel.Warning, "Could not write the device's health file {Path}: {Reason}")]
     public static partial void HealthFileFailed(ILogger logger, string path, string reason);
 
-    [LoggerMessage(80, LogLevel.Warning, "Outbox delivery paused ({Fault}: {Reason}); trying again in {Delay}")]
+    [LoggerMessage(45, LogLevel.Warning, "Outbox delivery paused ({Fault}: {Reason}); trying again in {Delay}")]
     public static partial void PublisherBackingOff(ILogger logger, DeviceFaultKind fault, string reason, TimeSpan delay);
 
-    [LoggerMessage(81, LogLevel.Information, "Outbox delivery resumed after {Failures} failed attempt(s)")]
+    [LoggerMessage(46, LogLevel.Information, "Outbox delivery resumed after {Failures} failed attempt(s)")]
     public static partial void PublisherResumed(ILogger logger, int failures);
 }
