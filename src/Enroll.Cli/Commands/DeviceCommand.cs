@@ -239,8 +239,15 @@ internal static class DeviceCommand
             var output = new Output(parse);
             return await RunDevice(output, async () =>
             {
-                // One agent per state folder: the device library owns it through a lock (StateFolderInUseException names
-                // the holder), and the agent then ends for good like after any permanent failure.
+                // One agent per state folder: two would share its tokens and outbox and deliver the same messages twice.
+                // The device library's lock is the guard (a race ends in its StateFolderInUseException below); this says
+                // who holds the folder in one line before anything starts.
+                var statePath = Path.GetFullPath(parse.GetValue(options.State)!);
+                if (DeviceStateReader.ReadHealth(statePath) is { } health && DeviceStateReader.IsAlive(health))
+                {
+                    return output.Fail(ExitCodes.Refused, $"the state folder {statePath} is in use by process {health.Pid} (a running device agent); stop it first, or give this one another --state");
+                }
+
                 using var lifetime = new AgentLifetime(cancellationToken);
                 await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
                 var registration = provider.GetRequiredService<RegistrationService>();
