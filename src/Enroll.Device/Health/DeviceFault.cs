@@ -57,6 +57,12 @@ public static class DeviceComponents
     /// <summary>The outbox publisher.</summary>
     public const string Publisher = "publisher";
 
+    /// <summary>
+    /// Messages the publisher moved to quarantine (refused for good, or too large for the broker). Unlike the publisher's
+    /// own faults this is not cleared when later messages flow: the quarantined rows stay until someone looks at them.
+    /// </summary>
+    public const string Quarantine = "quarantine";
+
     /// <summary>The outbox store (writes by <c>SendAsync</c>).</summary>
     public const string Outbox = "outbox";
 

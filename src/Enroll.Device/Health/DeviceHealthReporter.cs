@@ -42,9 +42,16 @@ internal sealed class DeviceHealthReporter : BackgroundService
         };
     }
 
+    public override Task StartAsync(CancellationToken cancellationToken)
+    {
+        // Written before the host goes on (ExecuteAsync runs on the thread pool): the file is allocated while there is
+        // space, so a disk that fills up later can still be told about.
+        Write(running: true);
+        return base.StartAsync(cancellationToken);
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        Write(running: true);
         try
         {
             while (true)

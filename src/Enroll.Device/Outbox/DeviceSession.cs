@@ -20,7 +20,8 @@ internal sealed record DeviceLink(IDeviceConnection Connection, string DeviceId,
 /// fresh token. After <see cref="RefusalsBeforeFault"/> fresh tokens were refused in a row the broker plainly does not
 /// accept this server's tokens (for example an external broker without device authentication): the session reports
 /// <see cref="DeviceFaultKind.CredentialsRefused"/> for <see cref="DeviceComponents.Connection"/> and from then on tries
-/// (one registration and one CONNECT) only once per <see cref="RefusedRetryInterval"/>, jittered, until a CONNECT works.
+/// (one registration and one CONNECT) only once per <see cref="RefusedRetryFactor"/> × <see cref="EnrollDeviceOptions.MaxBackoff"/>,
+/// jittered, until a CONNECT works.
 /// </para>
 /// </summary>
 internal sealed class DeviceSession : IDisposable
@@ -28,8 +29,11 @@ internal sealed class DeviceSession : IDisposable
     /// <summary>Fresh access tokens the broker may refuse in a row before the device reports its credentials refused.</summary>
     public const int RefusalsBeforeFault = 3;
 
-    /// <summary>The slow ceiling once the credentials are refused: one attempt per 2.5-5 minutes (after jitter).</summary>
-    public static readonly TimeSpan RefusedRetryInterval = TimeSpan.FromMinutes(5);
+    /// <summary>
+    /// The slow ceiling once the credentials are refused, in multiples of <see cref="EnrollDeviceOptions.MaxBackoff"/>: at
+    /// the default of 60 s, one attempt per 2.5-5 minutes (after jitter).
+    /// </summary>
+    public const int RefusedRetryFactor = 5;
 
     private readonly RegistrationService _registration;
     private readonly IDeviceConnection _connection;
@@ -92,7 +96,7 @@ internal sealed class DeviceSession : IDisposable
                 }
                 else
                 {
-                    wait = _jitter.Spread(RefusedRetryInterval);
+                    wait = _jitter.Spread(_options.MaxBackoff * RefusedRetryFactor);
                     var message = $"the broker refused {refusals} fresh access tokens in a row ({ex.Message}); it does not accept this server's device tokens: check the broker's device authentication. Next attempt in {wait.TotalSeconds:0} s";
                     if (refusals == RefusalsBeforeFault)
                     {

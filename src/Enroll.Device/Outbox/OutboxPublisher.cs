@@ -437,8 +437,8 @@ public sealed class OutboxPublisher : BackgroundService
         Interlocked.Increment(ref _progress);
         if (fault is { } kind)
         {
-            // Stays until a later message is acknowledged; the quarantine count in the outbox statistics stays for good.
-            _health.Report(DeviceComponents.Publisher, kind, $"message {row.MessageId} moved to quarantine: {reason}");
+            // Its own component, so later deliveries do not clear it: the agent keeps saying it quarantined something.
+            _health.Report(DeviceComponents.Quarantine, kind, $"message {row.MessageId} moved to quarantine: {reason}");
         }
     }
 }

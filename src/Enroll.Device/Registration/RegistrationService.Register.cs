@@ -35,6 +35,7 @@ public sealed partial class RegistrationService
             catch (EnrollServerException ex) when (ex.Code == ErrorCodes.Unauthorized && credentials.ProvisioningToken is not null)
             {
                 Log.RegistrationTokenRefused(_logger, ex.ServerMessage);
+            ReportRegistrationTokenRefused(ex);
                 credentials = await SaveAsync(WithoutRegistrationToken(credentials), cancellationToken).ConfigureAwait(false);
             }
         }

@@ -213,6 +213,7 @@ public sealed partial class RegistrationService
         {
             // Revoked, reused or unknown: the token is worthless. Re-provision when possible, else fail for good.
             Log.RegistrationTokenRefused(_logger, ex.ServerMessage);
+            ReportRegistrationTokenRefused(ex);
             credentials = await SaveAsync(WithoutRegistrationToken(credentials) with { AccessToken = null, AccessTokenExpiresAt = null }, cancellationToken).ConfigureAwait(false);
             if (credentials.ProvisioningToken is null)
             {

@@ -112,6 +112,10 @@ public sealed partial class RegistrationService : IAsyncDisposable
     /// <summary>The faults the device is in (registration, connection, ...), shared with the other background loops.</summary>
     internal DeviceHealth Health => _health;
 
+    // Stays until the device is registered again: while a re-provisioning waits for an operator, status says why it began.
+    private void ReportRegistrationTokenRefused(EnrollServerException ex) =>
+        _health.Report(DeviceComponents.Registration, DeviceFaultKind.ServerRefused, $"the server refused the Registration Token ({ex.ServerMessage}); provisioning again with the Provisioning Token");
+
     /// <summary>
     /// Records in the status that the broker keeps refusing the device's fresh access tokens (the data connection is down
     /// for good until that changes); the message stays in <see cref="DeviceStatus.Failure"/> until a CONNECT works.
@@ -331,7 +335,9 @@ public sealed partial class RegistrationService : IAsyncDisposable
         var credentials = stored ?? new DeviceCredentials { ClientId = _options.ClientId };
         if (_options.ProvisioningToken is { Length: > 0 } token && credentials.ProvisioningToken != token)
         {
-            credentials = credentials with { ProvisioningToken = token };
+            // An operation pending under the old token can only be completed with that token (the server checks), so a
+            // new token starts over instead of asking for an operation that can never be collected.
+            credentials = credentials with { ProvisioningToken = token, PendingOperationId = null, PendingOperationExpiresAt = null };
         }
 
         _state.TransitionTo(DeviceState.Connecting, s => s with { DeviceId = credentials.DeviceId, Attempt = 0, Failure = null });

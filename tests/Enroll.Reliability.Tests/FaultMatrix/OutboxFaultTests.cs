@@ -105,12 +105,14 @@ public sealed class OversizeMessageTests(ITestOutputHelper output)
         await using var run = new FaultRun("oversize_message", output);
         var deviceId = await run.RegisterAsync(proxy.Endpoint, (await server.CreateTokenAsync()).Token!);
         await run.SendAsync(proxy.Endpoint, 1);
-        var big = $"big-{Guid.NewGuid():N}";
-        Assert.Equal(1, OutboxFile.Execute(run.StatePath, $"""
+        // A well-formed row in every way but its size: the first row's message ID with its last character changed.
+        Assert.Equal(1, OutboxFile.Execute(run.StatePath, """
             INSERT INTO messages (message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version)
-            SELECT '{big}', device_id, stream, created_at, 'application/octet-stream', NULL, properties, randomblob(200000), 200000, schema_version
+            SELECT substr(message_id, 1, length(message_id) - 1) || CASE WHEN substr(message_id, -1) = '0' THEN '1' ELSE '0' END,
+                   device_id, stream, created_at, 'application/octet-stream', NULL, properties, randomblob(200000), 200000, schema_version
             FROM messages ORDER BY seq LIMIT 1
             """));
+        var big = ReadBigId(run.StatePath);
         await run.SendAsync(proxy.Endpoint, 1);
 
         // A new send of a message no broker packet can carry: refused with a clear error (exit code, one line) after the fix.
@@ -130,6 +132,14 @@ public sealed class OversizeMessageTests(ITestOutputHelper output)
         output.WriteLine($"data publishes at the server: {OutboxFile.DataPublishes(counter, deviceId)()}; oversize rows not quarantined: {unaccounted}");
 
         run.Report(measured, 2 * FaultRun.CeilingPerLoop, lost + unaccounted, "connects", "message_too_large");
+    }
+
+    private static string ReadBigId(string statePath)
+    {
+        using var connection = OutboxFile.Open(statePath);
+        using var command = connection.CreateCommand();
+        command.CommandText = "SELECT message_id FROM messages WHERE size = 200000";
+        return (string)command.ExecuteScalar()!;
     }
 }
 

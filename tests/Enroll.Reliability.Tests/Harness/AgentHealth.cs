@@ -33,7 +33,20 @@ internal static class AgentHealth
         try
         {
             using var document = JsonDocument.Parse(json);
-            return document.RootElement.TryGetProperty("agent", out var agent) && agent.ValueKind == JsonValueKind.Object ? Faults(agent) : null;
+            if (!document.RootElement.TryGetProperty("agent", out var agent) || agent.ValueKind != JsonValueKind.Object)
+            {
+                return null;
+            }
+
+            // Waiting for an operator is a state, not a fault, but it is what status must name when a revoked device's
+            // re-provisioning needs an approval.
+            var faults = Faults(agent);
+            if (document.RootElement.TryGetProperty("state", out var state) && state.ValueKind == JsonValueKind.String && state.GetString() == "pending")
+            {
+                faults.Add(new AgentFault("registration", "pending", "waits for an operator's approval", 1));
+            }
+
+            return faults;
         }
         catch (JsonException)
         {

@@ -149,13 +149,17 @@ internal sealed class FaultRun : IAsyncDisposable
     }
 
     /// <summary>Waits until every acknowledged message (but <paramref name="excused"/>) is stored; returns how many are not.</summary>
-    public async Task<int> CountLostAsync(TestServer server, TimeSpan timeout, IReadOnlyCollection<string>? excused = null)
+    public Task<int> CountLostAsync(TestServer server, TimeSpan timeout, IReadOnlyCollection<string>? excused = null) =>
+        CountLostAsync(async () => (await server.MessagesAsync()).Select(m => m.MessageId).ToHashSet(StringComparer.Ordinal), timeout, excused);
+
+    /// <summary>Acknowledged sends that <paramref name="delivered"/> (message IDs seen where they should arrive) does not hold within <paramref name="timeout"/>.</summary>
+    public async Task<int> CountLostAsync(Func<Task<HashSet<string>>> delivered, TimeSpan timeout, IReadOnlyCollection<string>? excused = null)
     {
         var wanted = _acknowledged.Except(excused ?? []).ToHashSet(StringComparer.Ordinal);
         var deadline = DateTime.UtcNow + timeout;
         while (true)
         {
-            var stored = (await server.MessagesAsync()).Select(m => m.MessageId).ToHashSet(StringComparer.Ordinal);
+            var stored = await delivered();
             var missing = wanted.Count(id => !stored.Contains(id));
             if (missing == 0 || DateTime.UtcNow > deadline)
             {
