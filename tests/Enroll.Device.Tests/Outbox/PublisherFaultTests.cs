@@ -319,7 +319,7 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
         }
     }
 
-    /// <summary>Every fault the publisher reported, in order.</summary>
+    /// <summary>Every fault the publisher reported (its own, and the quarantine's), in order.</summary>
     private sealed class FaultRecorder
     {
         private readonly ConcurrentQueue<DeviceFault> _seen = new();
@@ -329,9 +329,12 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
             Health = health;
             health.Changed += (_, _) =>
             {
-                if (health.FaultOf(DeviceComponents.Publisher) is { } fault)
+                foreach (var component in new[] { DeviceComponents.Publisher, DeviceComponents.Quarantine })
                 {
-                    _seen.Enqueue(fault);
+                    if (health.FaultOf(component) is { } fault && !_seen.Contains(fault))
+                    {
+                        _seen.Enqueue(fault);
+                    }
                 }
             };
         }
