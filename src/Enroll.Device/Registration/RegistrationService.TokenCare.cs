@@ -47,8 +47,10 @@ public sealed partial class RegistrationService
     /// </summary>
     internal async Task RunTokenCareAsync(CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested)
+        // Ends only by cancellation, and then always with OperationCanceledException, wherever the loop was.
+        while (true)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var credentials = await LoadAsync(cancellationToken).ConfigureAwait(false);
             var now = _timeProvider.GetUtcNow();
             var due = NextCareAt(credentials, now);
@@ -61,10 +63,6 @@ public sealed partial class RegistrationService
             try
             {
                 await CareAsync(credentials, cancellationToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-            {
-                return;
             }
             catch (EnrollException ex) when (ex is EnrollTimeoutException or EnrollConnectionException { CredentialsRefused: false, CertificateRefused: false } or EnrollServerException { IsPermanent: false })
             {
