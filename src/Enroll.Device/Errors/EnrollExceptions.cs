@@ -73,7 +73,7 @@ public sealed class EnrollServerException : EnrollException
 public sealed class EnrollTimeoutException : EnrollException
 {
     /// <summary>Creates the exception for <paramref name="attempts"/> unanswered attempts.</summary>
-    public EnrollTimeoutException(int attempts, Exception? lastError = null)
+    internal EnrollTimeoutException(int attempts, Exception? lastError = null)
         : base(lastError is null
             ? $"no answer from the server after {attempts} attempt(s)"
             : $"no answer from the server after {attempts} attempt(s); last error: {lastError.Message}", lastError ?? new TimeoutException())

@@ -21,6 +21,12 @@ internal sealed class Jitter
     public TimeSpan Spread(TimeSpan delay) => delay * (0.5 + (_next() * 0.5));
 
     /// <summary>
+    /// <paramref name="wait"/> lengthened at random by up to <paramref name="share"/> of itself: for a wait the server
+    /// chose, which jitter may extend but never shorten.
+    /// </summary>
+    public TimeSpan Extend(TimeSpan wait, double share) => wait + (wait * (_next() * share));
+
+    /// <summary>
     /// The wait before attempt <paramref name="attempt"/> + 1: <paramref name="initial"/> doubling per attempt, capped at
     /// <paramref name="max"/>, then spread.
     /// </summary>

@@ -17,7 +17,7 @@ namespace Enroll.Device;
 /// there is one, instead of leaving a process that looks alive but does nothing.
 /// </para>
 /// </summary>
-public sealed class EnrollDeviceAgent : BackgroundService
+internal sealed class EnrollDeviceAgent : BackgroundService
 {
     private readonly RegistrationService _registration;
     private readonly EnrollDeviceOptions _options;

@@ -42,7 +42,9 @@ public static class EnrollDeviceServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsValidator>());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<Enroll.Device.EnrollDeviceOptions>, Enroll.Device.EnrollDeviceOptionsRules>());
         services.TryAddSingleton(TimeProvider.System);
+#pragma warning disable RS0030 // the one place the process's random source is chosen; everything else takes the injected Jitter
         services.TryAddSingleton(sp => sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.UseJitter ? new Enroll.Device.Jitter(Random.Shared.NextDouble) : Enroll.Device.Jitter.None);
+#pragma warning restore RS0030
         services.TryAddSingleton(sp => new Enroll.Device.DeviceHealth(sp.GetRequiredService<TimeProvider>()));
         services.AddHostedService<Enroll.Device.DeviceHealthReporter>();
         services.TryAddSingleton<Enroll.Device.ICredentialStore>(sp => new Enroll.Device.SqliteCredentialStore(

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
+using Enroll.Device.Requests;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
@@ -101,7 +102,7 @@ public sealed partial class RegistrationService
                 var wait = TimeSpan.FromSeconds(Math.Clamp(response.RetryAfterSeconds ?? 10, 1, 3600));
                 if (_options.UseJitter)
                 {
-                    wait += wait * (_jitter.Next() * 0.2);
+                    wait = _jitter.Extend(wait, RetryPipelineFactory.RetryAfterJitter);
                 }
 
                 Log.WaitingForApproval(_logger, operationId, wait);

@@ -64,7 +64,6 @@ internal static class RetryPipelineFactory
             return null;
         }
 
-        var extra = jitter is null ? 0 : jitter.Next() * RetryAfterJitter;
-        return retryAfter + (retryAfter * extra);
+        return jitter is null ? retryAfter : jitter.Extend(retryAfter, RetryAfterJitter);
     }
 }
