@@ -266,8 +266,17 @@ internal sealed class SqliteDatabase : IAsyncDisposable
                 }
                 else
                 {
-                    transaction.Rollback("op");
-                    transaction.Release("op");
+                    try
+                    {
+                        transaction.Rollback("op");
+                        transaction.Release("op");
+                    }
+                    catch (InvalidOperationException) when (item.Error is SqliteException database)
+                    {
+                        // The database error took the savepoint with the whole transaction (SQLITE_FULL, SQLITE_IOERR,
+                        // ...): the batch fails with it, as a non-isolated write's does, not with "this transaction has completed".
+                        System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(database);
+                    }
                 }
             }
 
