@@ -12,11 +12,15 @@ public sealed class MosquittoBroker : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly TempDirectory _folder;
+    private readonly string _configPath;
+    private readonly List<string> _config;
 
-    private MosquittoBroker(Process process, TempDirectory folder, int port)
+    private MosquittoBroker(Process process, TempDirectory folder, string configPath, List<string> config, int port)
     {
         _process = process;
         _folder = folder;
+        _configPath = configPath;
+        _config = config;
         Port = port;
     }
 
@@ -76,7 +80,7 @@ public sealed class MosquittoBroker : IAsyncDisposable
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
 
-        var broker = new MosquittoBroker(process, folder, port);
+        var broker = new MosquittoBroker(process, folder, configPath, config, port);
         var deadline = Stopwatch.StartNew();
         while (true)
         {
@@ -95,6 +99,20 @@ public sealed class MosquittoBroker : IAsyncDisposable
                 await broker.DisposeAsync();
                 throw new InvalidOperationException($"mosquitto did not accept connections on port {port}");
             }
+        }
+    }
+
+    /// <summary>
+    /// Drops the password file while the broker runs (rewrite, then SIGHUP: Mosquitto reloads its security settings
+    /// without dropping the listener): from now on every user name is accepted.
+    /// </summary>
+    public async Task AcceptEveryoneAsync()
+    {
+        await File.WriteAllLinesAsync(_configPath, _config.Where(line => !line.StartsWith("password_file ", StringComparison.Ordinal)));
+        var result = await ExternalTools.RunAsync("/bin/kill", ["-HUP", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(5));
+        if (result.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"cannot signal mosquitto to reload: {result}");
         }
     }
 

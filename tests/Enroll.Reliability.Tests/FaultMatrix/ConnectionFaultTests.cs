@@ -42,7 +42,8 @@ public sealed class CredentialsRefusedTests(ITestOutputHelper output)
     public async Task BrokerRefusesCredentials_AgentStopsRegisteringInALoop_NamesCredentialsRefused_AndDeliversOnceAccepted()
     {
         const string serverPassword = "server-secret-for-the-matrix";
-        await using var mosquitto = await Mosquitto.StartWithOnlyUserAsync("enroll-server", serverPassword);
+        // An external Mosquitto without device authentication: its password file knows only the server's user.
+        await using var mosquitto = await MosquittoBroker.StartAsync(users: new Dictionary<string, string> { ["enroll-server"] = serverPassword });
         await using var server = await TestServer.StartAsync(configure: o =>
         {
             o.ExternalBroker = mosquitto.Endpoint;
