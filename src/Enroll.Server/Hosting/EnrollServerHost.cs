@@ -214,14 +214,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton<RegistrationTokenService>();
         services.AddSingleton<FailureRateLimiter>();
         services.AddSingleton<OperationService>();
-        services.AddSingleton<RegistrationHandler>();
-        services.AddSingleton<ProvisioningInitHandler>();
-        services.AddSingleton<ProvisioningCompleteHandler>();
-        services.AddSingleton<TokenRefreshHandler>();
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<RegistrationHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningInitHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningCompleteHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<TokenRefreshHandler>().Route);
+        services.AddRequestHandlers();
         services.AddHostedService<OperationExpirySweeper>();
         services.AddSingleton<Ingest.MessageIngest>();
         if (options.ExternalBroker is null)
