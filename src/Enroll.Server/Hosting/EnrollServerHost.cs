@@ -201,9 +201,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         services.AddSingleton(adminKey);
         services.AddSingleton(tls);
         services.AddSingleton(new TimeOrderedId(time));
-        services.AddSingleton<IRegistry>(_ => new SqliteRegistry(
-            Path.Combine(dataDirectory, SqliteRegistry.FileName),
-            options.DurableCommits ? Enroll.Shared.Storage.SqliteDurability.Full : Enroll.Shared.Storage.SqliteDurability.Relaxed));
+        services.AddEnrollRegistry(options, dataDirectory);
         services.AddSingleton<ServerMetrics>();
         services.AddSingleton<RegistryDiskFull>();
         services.AddSingleton<AdminGate>();
