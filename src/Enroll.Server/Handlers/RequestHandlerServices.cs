@@ -1,4 +1,3 @@
-using Enroll.Server.Provisioning;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Enroll.Server.Handlers;

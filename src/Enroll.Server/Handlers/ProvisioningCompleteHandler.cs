@@ -2,13 +2,12 @@ using Enroll.Protocol;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
-using Enroll.Server.Handlers;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Options;
 
-namespace Enroll.Server.Provisioning;
+namespace Enroll.Server.Handlers;
 
 /// <summary>
 /// Handles <c>enroll/v1/provisioning/complete</c>: reports a pending operation's status, or hands an approved

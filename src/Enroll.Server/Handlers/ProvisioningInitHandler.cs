@@ -4,13 +4,13 @@ using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
-using Enroll.Server.Handlers;
+using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
-namespace Enroll.Server.Provisioning;
+namespace Enroll.Server.Handlers;
 
 /// <summary>
 /// Handles <c>enroll/v1/provisioning/init</c> (SPEC §2.2): checks the Provisioning Token and opens a provisioning
