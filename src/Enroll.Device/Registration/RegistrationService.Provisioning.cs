@@ -4,6 +4,7 @@ using Enroll.Device.Diagnostics;
 using Enroll.Device.Requests;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 using Enroll.Protocol.Topics;
 
 namespace Enroll.Device;
@@ -23,8 +24,7 @@ public sealed partial class RegistrationService
 
         var metadata = await MetadataAsync(cancellationToken).ConfigureAwait(false);
         var response = await _sender.SendAsync(
-            "provisioning_init",
-            EnrollTopics.ProvisioningInit,
+            EnrollRequests.ProvisioningInit,
             requestId => new ProvisioningInitRequest
             {
                 ProvisioningToken = credentials.ProvisioningToken,
@@ -35,8 +35,6 @@ public sealed partial class RegistrationService
                 Metadata = metadata,
                 RequestId = requestId,
             },
-            EnrollJsonContext.Default.ProvisioningInitRequest,
-            EnrollJsonContext.Default.ProvisioningInitResponse,
             () => ConnectionCredentials.Anonymous(credentials.ClientId),
             connection => EnrollTopics.ClientResponses(connection.ClientId),
             new StateObserver(this),
@@ -69,11 +67,8 @@ public sealed partial class RegistrationService
                 try
                 {
                     response = await _sender.SendAsync(
-                        "provisioning_complete",
-                        EnrollTopics.ProvisioningComplete,
+                        EnrollRequests.ProvisioningComplete,
                         requestId => new ProvisioningCompleteRequest { OperationId = operationId, ClientId = credentials.ClientId, ProvisioningToken = credentials.ProvisioningToken, RequestId = requestId },
-                        EnrollJsonContext.Default.ProvisioningCompleteRequest,
-                        EnrollJsonContext.Default.ProvisioningCompleteResponse,
                         () => ConnectionCredentials.Anonymous(credentials.ClientId),
                         connection => EnrollTopics.ClientResponses(connection.ClientId),
                         new StateObserver(this),

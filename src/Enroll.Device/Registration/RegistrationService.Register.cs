@@ -2,8 +2,8 @@ using System.Text.Json;
 using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 using Enroll.Protocol.Topics;
 
 namespace Enroll.Device;
@@ -162,8 +162,7 @@ public sealed partial class RegistrationService
 
     private Task<RegistrationResponse> SendRegistrationAsync(DeviceCredentials credentials, Credential credential, Dictionary<string, JsonElement>? metadata, CancellationToken cancellationToken) =>
         _sender.SendAsync(
-            "registration",
-            EnrollTopics.Register,
+            EnrollRequests.Register,
             requestId => new RegistrationRequest
             {
                 ClientId = credentials.ClientId,
@@ -175,8 +174,6 @@ public sealed partial class RegistrationService
                 ProvisioningToken = credential == Credential.ProvisioningToken ? credentials.ProvisioningToken : null,
                 RequestId = requestId,
             },
-            EnrollJsonContext.Default.RegistrationRequest,
-            EnrollJsonContext.Default.RegistrationResponse,
             () => ConnectionFor(credentials),
             connection => ResponseTopicFor(connection, credentials.DeviceId),
             new StateObserver(this),

@@ -1,8 +1,7 @@
 using Enroll.Device.Diagnostics;
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
-using Enroll.Protocol.Topics;
+using Enroll.Protocol.Requests;
 
 namespace Enroll.Device;
 
@@ -191,8 +190,7 @@ public sealed partial class RegistrationService
         try
         {
             response = await _sender.SendAsync(
-                "token_refresh",
-                EnrollTopics.TokensRefresh,
+                EnrollRequests.TokensRefresh,
                 requestId => new TokenRefreshRequest
                 {
                     RegistrationToken = credentials.RegistrationToken,
@@ -200,8 +198,6 @@ public sealed partial class RegistrationService
                     DeviceId = credentials.DeviceId,
                     RequestId = requestId,
                 },
-                EnrollJsonContext.Default.TokenRefreshRequest,
-                EnrollJsonContext.Default.TokenRefreshResponse,
                 () => ConnectionFor(credentials),
                 connection => ResponseTopicFor(connection, credentials.DeviceId),
                 null,

@@ -10,6 +10,7 @@ using Enroll.Protocol;
 using Enroll.Protocol.Encryption;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 using Enroll.Protocol.Topics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -56,20 +57,20 @@ internal sealed class ServerRequestSender
     }
 
     /// <summary>
-    /// Sends a request built by <paramref name="build"/> (given the attempt's request ID) to <paramref name="topic"/>.
+    /// Sends a <paramref name="request"/> built by <paramref name="build"/> (given the attempt's request ID) to its topic.
     /// </summary>
     public async Task<TResponse> SendAsync<TRequest, TResponse>(
-        string name,
-        string topic,
+        EnrollRequest<TRequest, TResponse> request,
         Func<string, TRequest> build,
-        JsonTypeInfo<TRequest> requestType,
-        JsonTypeInfo<TResponse> responseType,
         Func<ConnectionCredentials> credentials,
         Func<ConnectionCredentials, string> responseTopic,
         IRequestObserver? observer,
         CancellationToken cancellationToken)
+        where TRequest : class, IEnrollRequest
         where TResponse : class, IEnrollResponse
     {
+        var name = request.Name;
+        var topic = request.Topic;
         using var exchange = _channel.Open();
         var responseKeys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         var refetchKey = false;
@@ -112,7 +113,7 @@ internal sealed class ServerRequestSender
                     byte[] payload;
                     try
                     {
-                        payload = JsonSerializer.SerializeToUtf8Bytes(build(requestId), requestType);
+                        payload = JsonSerializer.SerializeToUtf8Bytes(build(requestId), request.RequestType);
                     }
                     catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
                     {
@@ -132,7 +133,7 @@ internal sealed class ServerRequestSender
                     var answer = await exchange.ReceiveAsync(token).ConfigureAwait(false);
                     try
                     {
-                        return Parse(name, Open(name, answer, responseKeys), responseType);
+                        return Parse(name, Open(name, answer, responseKeys), request.ResponseType);
                     }
                     catch (EnrollServerException ex) when (_options.EncryptRequests && ex.Code == ErrorCodes.InvalidRequest && ex.ServerMessage.Contains("unknown encryption key", StringComparison.Ordinal) && !refetchKey)
                     {
@@ -207,7 +208,7 @@ internal sealed class ServerRequestSender
 
         if (!JweEnvelope.LooksLikeJwe(answer.Payload.Span))
         {
-            if (EnrollJson.TryDeserialize(answer.Payload, EnrollJsonContext.Default.RegistrationResponse, out var clear, out _) && clear.Error is not null)
+            if (EnrollJson.TryDeserialize(answer.Payload, EnrollJsonContext.Default.ErrorResponse, out var clear, out _) && clear.Error is not null)
             {
                 return answer;
             }

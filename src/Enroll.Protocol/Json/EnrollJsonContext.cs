@@ -21,5 +21,6 @@ namespace Enroll.Protocol.Json;
 [JsonSerializable(typeof(TokenRefreshRequest))]
 [JsonSerializable(typeof(TokenRefreshResponse))]
 [JsonSerializable(typeof(ErrorBody))]
+[JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(ServerKeySet))]
 public sealed partial class EnrollJsonContext : JsonSerializerContext;

@@ -6,7 +6,7 @@ namespace Enroll.Protocol.Messages;
 
 /// <summary>Starts a provisioning operation, published to <c>enroll/v1/provisioning/init</c> (SPEC §2.2).</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
-public sealed record ProvisioningInitRequest
+public sealed record ProvisioningInitRequest : IEnrollRequest
 {
     /// <summary>The (possibly shared) Provisioning Token. Required.</summary>
     public string? ProvisioningToken { get; init; }
@@ -55,7 +55,7 @@ public sealed record ProvisioningInitResponse : IEnrollResponse
 
 /// <summary>Asks for the outcome of an operation, published to <c>enroll/v1/provisioning/complete</c>.</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
-public sealed record ProvisioningCompleteRequest
+public sealed record ProvisioningCompleteRequest : IEnrollRequest
 {
     /// <summary>The operation's ID from <c>init</c>. Required.</summary>
     public string? OperationId { get; init; }

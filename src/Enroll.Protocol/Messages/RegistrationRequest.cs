@@ -9,7 +9,7 @@ namespace Enroll.Protocol.Messages;
 /// with open registration.
 /// </summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
-public sealed record RegistrationRequest
+public sealed record RegistrationRequest : IDeviceRequest
 {
     /// <summary>The identifier the device chose itself (serial number, MAC). Required.</summary>
     public string? ClientId { get; init; }

@@ -5,7 +5,7 @@ namespace Enroll.Protocol.Messages;
 
 /// <summary>Exchanges a Registration Token for a new one, published to <c>enroll/v1/tokens/refresh</c> (SPEC §2.3).</summary>
 [JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
-public sealed record TokenRefreshRequest
+public sealed record TokenRefreshRequest : IDeviceRequest
 {
     /// <summary>The current Registration Token. Required.</summary>
     public string? RegistrationToken { get; init; }

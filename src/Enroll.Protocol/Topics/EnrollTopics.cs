@@ -1,3 +1,5 @@
+using Enroll.Protocol.Requests;
+
 namespace Enroll.Protocol.Topics;
 
 /// <summary>
@@ -23,13 +25,11 @@ public static class EnrollTopics
     /// <summary>Retained message with the server's public keys as a JSON Web Key Set.</summary>
     public const string ServerKeys = "enroll/v1/server/keys";
 
-    /// <summary>The topics the server answers requests on.</summary>
-    public static IReadOnlyList<string> RequestTopics { get; } =
-        [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh];
+    /// <summary>The topics the server answers requests on: those of <see cref="EnrollRequests.All"/>.</summary>
+    public static IReadOnlyList<string> RequestTopics { get; } = [.. EnrollRequests.All.Select(r => r.Topic)];
 
-    /// <summary>Returns true when <paramref name="topic"/> is one of the request topics.</summary>
-    public static bool IsRequestTopic(string topic) =>
-        topic is Register or ProvisioningInit or ProvisioningComplete or TokensRefresh;
+    /// <summary>Returns true when <paramref name="topic"/> is the topic of one of <see cref="EnrollRequests.All"/>.</summary>
+    public static bool IsRequestTopic(string topic) => EnrollRequests.TryFind(topic, out _);
 
     /// <summary>The response topic of a device that has a Device ID: <c>enroll/v1/devices/{deviceId}/responses</c>.</summary>
     public static string DeviceResponses(string deviceId) => $"enroll/v1/devices/{deviceId}/responses";

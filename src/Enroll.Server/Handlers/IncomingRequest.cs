@@ -40,9 +40,3 @@ internal sealed record RequestContext(string? SenderClientId, string? SenderDevi
 
     public CertificateIdentity? SenderCertificate { get; init; }
 }
-
-/// <summary>Sends responses back through the broker.</summary>
-internal interface IResponsePublisher
-{
-    Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json");
-}

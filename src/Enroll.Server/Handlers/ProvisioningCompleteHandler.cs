@@ -1,7 +1,6 @@
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
-using Enroll.Protocol.Topics;
+using Enroll.Server.Domain;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
@@ -14,7 +13,7 @@ namespace Enroll.Server.Handlers;
 /// operation's Registration Token to the client that started it. The token is minted once; asking again before the device
 /// used it returns the same token, never a second one.
 /// </summary>
-internal sealed class ProvisioningCompleteHandler
+internal sealed class ProvisioningCompleteHandler : IRequestHandler<ProvisioningCompleteRequest, ProvisioningCompleteResponse>
 {
     private readonly IRegistry _registry;
     private readonly TokenIssuer _issuer;
@@ -29,25 +28,17 @@ internal sealed class ProvisioningCompleteHandler
         _options = options.Value;
     }
 
-    public RequestRoute Route => new RequestRoute<ProvisioningCompleteRequest, ProvisioningCompleteResponse>(
-        EnrollTopics.ProvisioningComplete,
-        "provisioning_complete",
-        EnrollJsonContext.Default.ProvisioningCompleteRequest,
-        EnrollJsonContext.Default.ProvisioningCompleteResponse,
-        r => (null, r.ClientId, r.RequestId),
-        HandleAsync,
-        (error, requestId) => new ProvisioningCompleteResponse { Error = error, RequestId = requestId });
 
     public async Task<ProvisioningCompleteResponse> HandleAsync(ProvisioningCompleteRequest request, RequestContext context, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(request.OperationId) || request.OperationId.Length > 64)
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "operation_id is required");
+            throw new RejectedException(ErrorCodes.InvalidRequest, "operation_id is required");
         }
 
         if (string.IsNullOrEmpty(request.ProvisioningToken))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "provisioning_token is required: the token that started the operation");
+            throw new RejectedException(ErrorCodes.InvalidRequest, "provisioning_token is required: the token that started the operation");
         }
 
         // Proof of possession: whoever holds the client ID's topic learns the operation ID, so only the holder of the
@@ -58,7 +49,7 @@ internal sealed class ProvisioningCompleteHandler
             || token is null || !string.Equals(token.Id, operation.ProvisioningTokenId, StringComparison.Ordinal))
         {
             // Another client's operation, or the wrong token, is reported as unknown: its token goes only to the client that asked.
-            throw new RequestRejectedException(ErrorCodes.NotFound, $"no provisioning operation '{request.OperationId}' for this client and token");
+            throw new RejectedException(ErrorCodes.NotFound, $"no provisioning operation '{request.OperationId}' for this client and token");
         }
 
         var now = context.ReceivedAt;
@@ -79,17 +70,17 @@ internal sealed class ProvisioningCompleteHandler
                     RequestId = request.RequestId,
                 };
             case OperationStatus.Rejected:
-                throw new RequestRejectedException(ErrorCodes.Rejected, operation.Reason is { Length: > 0 } reason ? $"an operator rejected the operation: {reason}" : "an operator rejected the operation");
+                throw new RejectedException(ErrorCodes.Rejected, operation.Reason is { Length: > 0 } reason ? $"an operator rejected the operation: {reason}" : "an operator rejected the operation");
             case OperationStatus.Expired:
-                throw new RequestRejectedException(ErrorCodes.Expired, "the operation expired before an operator decided; start a new one");
+                throw new RejectedException(ErrorCodes.Expired, "the operation expired before an operator decided; start a new one");
             case OperationStatus.Completed:
-                throw new RequestRejectedException(ErrorCodes.Conflict, "the operation is already completed; register with the Registration Token it returned");
+                throw new RejectedException(ErrorCodes.Conflict, "the operation is already completed; register with the Registration Token it returned");
         }
 
         if (operation.RegistrationToken is null)
         {
             var device = await _registry.FindDeviceAsync(operation.DeviceId!, cancellationToken).ConfigureAwait(false)
-                ?? throw new RequestRejectedException(ErrorCodes.NotFound, $"device '{operation.DeviceId}' no longer exists");
+                ?? throw new RejectedException(ErrorCodes.NotFound, $"device '{operation.DeviceId}' no longer exists");
             var lifetime = (await _registry.FindProvisioningTokenAsync(operation.ProvisioningTokenId, cancellationToken).ConfigureAwait(false))?.RegistrationTokenLifetime;
             var issued = _issuer.IssueRegistrationToken(device, lifetime);
             operation = await _registry.AttachRegistrationTokenAsync(

@@ -1,8 +1,7 @@
 using System.Text.Json;
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
-using Enroll.Protocol.Topics;
+using Enroll.Server.Domain;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
@@ -17,7 +16,7 @@ namespace Enroll.Server.Handlers;
 /// operation, approved at once when the token is auto-approve. A client that already has a device gets an operation that
 /// re-provisions that Device ID; re-provisioning a revoked device always waits for an operator.
 /// </summary>
-internal sealed class ProvisioningInitHandler
+internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInitRequest, ProvisioningInitResponse>
 {
     private readonly IRegistry _registry;
     private readonly ProvisioningTokenService _provisioningTokens;
@@ -36,42 +35,34 @@ internal sealed class ProvisioningInitHandler
         _logger = logger;
     }
 
-    public RequestRoute Route => new RequestRoute<ProvisioningInitRequest, ProvisioningInitResponse>(
-        EnrollTopics.ProvisioningInit,
-        "provisioning_init",
-        EnrollJsonContext.Default.ProvisioningInitRequest,
-        EnrollJsonContext.Default.ProvisioningInitResponse,
-        r => (null, r.ClientId, r.RequestId),
-        HandleAsync,
-        (error, requestId) => new ProvisioningInitResponse { Error = error, RequestId = requestId });
 
     public async Task<ProvisioningInitResponse> HandleAsync(ProvisioningInitRequest request, RequestContext context, CancellationToken cancellationToken)
     {
         var clientId = request.ClientId!;
         if (string.IsNullOrEmpty(request.ProvisioningToken))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "provisioning_token is required");
+            throw new RejectedException(ErrorCodes.InvalidRequest, "provisioning_token is required");
         }
 
         if (request.DesiredDeviceId is not null && !EnrollIdentifiers.IsValid(request.DesiredDeviceId))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"desired_device_id must be {EnrollIdentifiers.Rule}");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"desired_device_id must be {EnrollIdentifiers.Rule}");
         }
 
         if (request.DesiredDeviceId is not null && string.Equals(request.DesiredDeviceId, _options.BrokerUsername, StringComparison.OrdinalIgnoreCase))
         {
             // The server's own user on an external broker must never be a device's user name too.
-            throw new RequestRejectedException(ErrorCodes.Conflict, $"the Device ID '{request.DesiredDeviceId}' is reserved");
+            throw new RejectedException(ErrorCodes.Conflict, $"the Device ID '{request.DesiredDeviceId}' is reserved");
         }
 
         if (request.OrgId is not null && !EnrollIdentifiers.IsValid(request.OrgId))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");
         }
 
         if (request.DeviceName is { Length: > RegistrationHandler.MaxNameLength } || request.Metadata is { Count: > RegistrationHandler.MaxMetadataEntries })
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"device_name is limited to {RegistrationHandler.MaxNameLength} characters and metadata to {RegistrationHandler.MaxMetadataEntries} entries");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"device_name is limited to {RegistrationHandler.MaxNameLength} characters and metadata to {RegistrationHandler.MaxMetadataEntries} entries");
         }
 
         var (check, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, clientId, context.SenderAddress, cancellationToken).ConfigureAwait(false);
@@ -79,16 +70,16 @@ internal sealed class ProvisioningInitHandler
         switch (check)
         {
             case ProvisioningTokenCheck.Unknown:
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
+                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
             case ProvisioningTokenCheck.Revoked:
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
+                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
             case ProvisioningTokenCheck.Expired:
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
+                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
             case ProvisioningTokenCheck.UsedUp when existing is null:
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left");
+                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left");
         }
 
-        RegistrationHandler.CheckOrg(request.OrgId, token!.OrgId);
+        RejectedException.ThrowUnlessSameOrg(request.OrgId, token!.OrgId);
         var now = context.ReceivedAt;
 
         // A device restarted while pending, or a duplicate request, gets the operation it already has.
@@ -100,12 +91,12 @@ internal sealed class ProvisioningInitHandler
 
         if (existing is not null && request.DesiredDeviceId is not null && request.DesiredDeviceId != existing.DeviceId)
         {
-            throw new RequestRejectedException(ErrorCodes.Conflict, $"client '{clientId}' already has device '{existing.DeviceId}'; ask for that Device ID or none");
+            throw new RejectedException(ErrorCodes.Conflict, $"client '{clientId}' already has device '{existing.DeviceId}'; ask for that Device ID or none");
         }
 
         if (existing is null && request.DesiredDeviceId is { } desired && await _registry.FindDeviceAsync(desired, cancellationToken).ConfigureAwait(false) is not null)
         {
-            throw new RequestRejectedException(ErrorCodes.Conflict, $"the Device ID '{desired}' is taken by another device");
+            throw new RejectedException(ErrorCodes.Conflict, $"the Device ID '{desired}' is taken by another device");
         }
 
         var operation = new OperationRecord

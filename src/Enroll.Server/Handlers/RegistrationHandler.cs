@@ -1,8 +1,8 @@
 using System.Text.Json;
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
+using Enroll.Server.Domain;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
@@ -16,7 +16,7 @@ namespace Enroll.Server.Handlers;
 /// Handles <c>enroll/v1/register</c> (SPEC §2.1): checks the credential, creates or updates the device, and answers
 /// with the Device ID and a fresh access token.
 /// </summary>
-internal sealed class RegistrationHandler
+internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest, RegistrationResponse>
 {
     /// <summary>Longest accepted device name.</summary>
     public const int MaxNameLength = 256;
@@ -50,14 +50,6 @@ internal sealed class RegistrationHandler
         _options = options.Value;
     }
 
-    public RequestRoute Route => new RequestRoute<RegistrationRequest, RegistrationResponse>(
-        EnrollTopics.Register,
-        "registration",
-        EnrollJsonContext.Default.RegistrationRequest,
-        EnrollJsonContext.Default.RegistrationResponse,
-        r => (r.DeviceId, r.ClientId, r.RequestId),
-        HandleAsync,
-        (error, requestId) => new RegistrationResponse { Error = error, RequestId = requestId });
 
     public async Task<RegistrationResponse> HandleAsync(RegistrationRequest request, RequestContext context, CancellationToken cancellationToken)
     {
@@ -88,10 +80,10 @@ internal sealed class RegistrationHandler
         var device = outcome.Result switch
         {
             RegisterDeviceResult.Created or RegisterDeviceResult.Updated => outcome.Device!,
-            RegisterDeviceResult.NotFound => throw new RequestRejectedException(ErrorCodes.NotFound, $"device '{deviceId}' is not registered"),
-            RegisterDeviceResult.OtherClient => throw new RequestRejectedException(ErrorCodes.Forbidden, $"device '{deviceId}' belongs to another client"),
-            RegisterDeviceResult.Revoked => throw new RequestRejectedException(ErrorCodes.Forbidden, $"device '{outcome.Device!.DeviceId}' is revoked"),
-            RegisterDeviceResult.TokenUsedUp => throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left"),
+            RegisterDeviceResult.NotFound => throw new RejectedException(ErrorCodes.NotFound, $"device '{deviceId}' is not registered"),
+            RegisterDeviceResult.OtherClient => throw new RejectedException(ErrorCodes.Forbidden, $"device '{deviceId}' belongs to another client"),
+            RegisterDeviceResult.Revoked => throw new RejectedException(ErrorCodes.Forbidden, $"device '{outcome.Device!.DeviceId}' is revoked"),
+            RegisterDeviceResult.TokenUsedUp => throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left"),
             _ => throw new InvalidOperationException($"unexpected registration result {outcome.Result}"),
         };
 
@@ -120,22 +112,22 @@ internal sealed class RegistrationHandler
     {
         if (request.OrgId is not null && !EnrollIdentifiers.IsValid(request.OrgId))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"org_id must be {EnrollIdentifiers.Rule}");
         }
 
         if (request.DeviceName is { Length: > MaxNameLength })
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"device_name is longer than {MaxNameLength} characters");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"device_name is longer than {MaxNameLength} characters");
         }
 
         if (request.Metadata is { Count: > MaxMetadataEntries })
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, $"metadata has more than {MaxMetadataEntries} entries");
+            throw new RejectedException(ErrorCodes.InvalidRequest, $"metadata has more than {MaxMetadataEntries} entries");
         }
 
         if (request.ProvisioningToken is not null && request.RegistrationToken is not null)
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "send either provisioning_token or registration_token, not both");
+            throw new RejectedException(ErrorCodes.InvalidRequest, "send either provisioning_token or registration_token, not both");
         }
     }
 
@@ -146,7 +138,7 @@ internal sealed class RegistrationHandler
         if (request.RegistrationToken is { } registrationToken)
         {
             var holder = await _registrationTokens.AuthenticateAsync(registrationToken, request.DeviceId, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
-            CheckOrg(request.OrgId, holder.Device.OrgId);
+            RejectedException.ThrowUnlessSameOrg(request.OrgId, holder.Device.OrgId);
             return (holder.Device.OrgId, null, holder);
         }
 
@@ -156,11 +148,11 @@ internal sealed class RegistrationHandler
             switch (result)
             {
                 case ProvisioningTokenCheck.Unknown:
-                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
+                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
                 case ProvisioningTokenCheck.Revoked:
-                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
+                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
                 case ProvisioningTokenCheck.Expired:
-                    throw new RequestRejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
+                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
                 case ProvisioningTokenCheck.UsedUp:
                     // Re-registering an existing device takes no use; the registry refuses only a new device.
                     break;
@@ -168,18 +160,18 @@ internal sealed class RegistrationHandler
 
             if (!record!.AutoApprove)
             {
-                throw new RequestRejectedException(ErrorCodes.ApprovalRequired,
+                throw new RejectedException(ErrorCodes.ApprovalRequired,
                     $"this provisioning token needs an operator's approval: start a provisioning operation on {EnrollTopics.ProvisioningInit}");
             }
 
-            CheckOrg(request.OrgId, record.OrgId);
+            RejectedException.ThrowUnlessSameOrg(request.OrgId, record.OrgId);
             return (record.OrgId, record, null);
         }
 
         if (context.SenderCertificate is { } certificate && string.Equals(certificate.ClientId, request.ClientId, StringComparison.Ordinal))
         {
             // mTLS: a certificate from the configured CA, issued to this very client ID, stands in for a Provisioning Token.
-            CheckOrg(request.OrgId, certificate.OrgId);
+            RejectedException.ThrowUnlessSameOrg(request.OrgId, certificate.OrgId);
             return (certificate.OrgId, null, null);
         }
 
@@ -188,15 +180,7 @@ internal sealed class RegistrationHandler
             return (request.OrgId ?? _options.OpenRegistrationOrg, null, null);
         }
 
-        throw new RequestRejectedException(ErrorCodes.Unauthorized, "a provisioning_token or registration_token is required");
-    }
-
-    internal static void CheckOrg(string? requested, string actual)
-    {
-        if (requested is not null && !string.Equals(requested, actual, StringComparison.Ordinal))
-        {
-            throw new RequestRejectedException(ErrorCodes.Forbidden, $"the credential does not belong to organisation '{requested}'");
-        }
+        throw new RejectedException(ErrorCodes.Unauthorized, "a provisioning_token or registration_token is required");
     }
 
     private string NewDeviceId() => "dev_" + _ids.Next();

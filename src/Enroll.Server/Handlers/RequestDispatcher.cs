@@ -6,6 +6,7 @@ using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
+using Enroll.Server.Domain;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -43,7 +44,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     {
         _diskFull = diskFull;
         _timeProvider = timeProvider ?? TimeProvider.System;
-        _routes = routes.ToDictionary(r => r.Topic, StringComparer.Ordinal);
+        _routes = RequestHandlerServices.CheckedRoutes(routes);
         _publisher = publisher;
         _options = options.Value;
         _metrics = metrics;
@@ -109,12 +110,13 @@ internal sealed partial class RequestDispatcher : BackgroundService
     }
 
     internal async Task<string> DispatchAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, CancellationToken cancellationToken)
-        where TRequest : class
+        where TRequest : class, IEnrollRequest
         where TResponse : class, IEnrollResponse
     {
+        var declaration = route.Request;
         if (request.Payload.Length > _options.MaxRequestBytes)
         {
-            await RejectUndecodedAsync(route, request, $"the request is larger than {_options.MaxRequestBytes} bytes", cancellationToken).ConfigureAwait(false);
+            await RejectUndecodedAsync(request, $"the request is larger than {_options.MaxRequestBytes} bytes", cancellationToken).ConfigureAwait(false);
             return "too_large";
         }
 
@@ -124,7 +126,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         {
             if (!JweEnvelope.TryOpenRequest(payload.Span, _encryptionKeys.Find, out var plaintext, out responseKey, out var why))
             {
-                await RejectUndecodedAsync(route, request, $"cannot decrypt the request: {why}", cancellationToken).ConfigureAwait(false);
+                await RejectUndecodedAsync(request, $"cannot decrypt the request: {why}", cancellationToken).ConfigureAwait(false);
                 return "undecryptable";
             }
 
@@ -132,26 +134,26 @@ internal sealed partial class RequestDispatcher : BackgroundService
         }
         else if (_options.RequireEncryption)
         {
-            await RejectUndecodedAsync(route, request, "this server accepts only encrypted requests (JWE ECDH-ES + A256GCM to the key published on enroll/v1/server/keys)", cancellationToken).ConfigureAwait(false);
+            await RejectUndecodedAsync(request, "this server accepts only encrypted requests (JWE ECDH-ES + A256GCM to the key published on enroll/v1/server/keys)", cancellationToken).ConfigureAwait(false);
             return "plaintext_refused";
         }
 
-        if (!EnrollJson.TryDeserialize(payload, route.RequestType, out var decoded, out var error))
+        if (!EnrollJson.TryDeserialize(payload, declaration.RequestType, out var decoded, out var error))
         {
-            await RejectUndecodedAsync(route, request, error, cancellationToken, responseKey: responseKey).ConfigureAwait(false);
+            await RejectUndecodedAsync(request, error, cancellationToken, responseKey: responseKey).ConfigureAwait(false);
             return "malformed";
         }
 
-        var (deviceId, clientId, requestId) = route.Identifiers(decoded);
+        var (deviceId, clientId, requestId) = declaration.Identifiers(decoded);
         if (string.IsNullOrEmpty(clientId))
         {
-            await RejectUndecodedAsync(route, request, "client_id is required", cancellationToken, requestId, responseKey).ConfigureAwait(false);
+            await RejectUndecodedAsync(request, "client_id is required", cancellationToken, requestId, responseKey).ConfigureAwait(false);
             return "invalid";
         }
 
         if (!EnrollIdentifiers.IsValid(clientId) || (deviceId is not null && !EnrollIdentifiers.IsValid(deviceId)))
         {
-            await RejectUndecodedAsync(route, request, $"client_id and device_id must be {EnrollIdentifiers.Rule}", cancellationToken, requestId, responseKey).ConfigureAwait(false);
+            await RejectUndecodedAsync(request, $"client_id and device_id must be {EnrollIdentifiers.Rule}", cancellationToken, requestId, responseKey).ConfigureAwait(false);
             return "invalid";
         }
 
@@ -161,7 +163,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
             // refusal goes to the sender's own topic, never to the client it named.
             if (EnrollIdentifiers.IsValid(mqttClientId))
             {
-                await SendAsync(route, EnrollTopics.ClientResponses(mqttClientId), request.CorrelationData, Error(route, ErrorCodes.Forbidden, $"client_id must equal your MQTT client ID ('{mqttClientId}')", requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
+                await SendErrorAsync(EnrollTopics.ClientResponses(mqttClientId), request.CorrelationData, new ErrorBody(ErrorCodes.Forbidden, $"client_id must equal your MQTT client ID ('{mqttClientId}')"), requestId, responseKey, cancellationToken).ConfigureAwait(false);
             }
 
             _metrics.RequestRejected(request.Topic, "client_id_mismatch");
@@ -176,25 +178,26 @@ internal sealed partial class RequestDispatcher : BackgroundService
             var allowed = deviceId is null
                 ? $"'{EnrollTopics.ClientResponses(clientId)}'"
                 : $"'{EnrollTopics.ClientResponses(clientId)}' or '{EnrollTopics.DeviceResponses(deviceId)}'";
-            await SendAsync(route, conventional, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, $"the response topic must be {allowed}", requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
+            await SendErrorAsync(conventional, request.CorrelationData, new ErrorBody(ErrorCodes.InvalidRequest, $"the response topic must be {allowed}"), requestId, responseKey, cancellationToken).ConfigureAwait(false);
             _metrics.RequestRejected(request.Topic, "response_topic");
             return "invalid";
         }
 
-        TResponse response;
+        byte[] answer;
         string outcome;
         try
         {
             var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress, SenderCertificate = request.SenderCertificate };
-            response = await route.Handle(decoded, context, cancellationToken).ConfigureAwait(false);
+            var response = await route.Handler.HandleAsync(decoded, context, cancellationToken).ConfigureAwait(false);
+            answer = JsonSerializer.SerializeToUtf8Bytes(response, declaration.ResponseType);
             outcome = "ok";
             _diskFull?.Succeeded();
         }
-        catch (RequestRejectedException rejected)
+        catch (RejectedException rejected)
         {
             LogRejected(_logger, route.Name, clientId, rejected.Code, rejected.Message);
             _metrics.RequestRejected(request.Topic, rejected.Code);
-            response = route.Error(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
+            answer = ErrorAnswer(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;
         }
         catch (Exception ex) when (ex is not OperationCanceledException && Registry.DiskFull.Is(ex) && _diskFull is not null)
@@ -202,45 +205,45 @@ internal sealed partial class RequestDispatcher : BackgroundService
             // Nothing is stored: the device comes back later, and the log says "disk full" once per interval, not per request.
             _diskFull.Refused(route.Name, ex);
             _metrics.RequestRejected(request.Topic, ErrorCodes.Unavailable);
-            response = route.Error(new ErrorBody(ErrorCodes.Unavailable, "the server cannot store anything now (its disk is full); try again later") { RetryAfterSeconds = _diskFull.RetryAfterSeconds }, requestId);
+            answer = ErrorAnswer(new ErrorBody(ErrorCodes.Unavailable, "the server cannot store anything now (its disk is full); try again later") { RetryAfterSeconds = _diskFull.RetryAfterSeconds }, requestId);
             outcome = "disk_full";
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             LogUnexpected(_logger, request.Topic, ex);
             _metrics.RequestRejected(request.Topic, ErrorCodes.Internal);
-            response = route.Error(new ErrorBody(ErrorCodes.Internal, "the server failed to handle the request") { RetryAfterSeconds = 1 }, requestId);
+            answer = ErrorAnswer(new ErrorBody(ErrorCodes.Internal, "the server failed to handle the request") { RetryAfterSeconds = 1 }, requestId);
             outcome = ErrorCodes.Internal;
         }
 
-        await SendAsync(route, responseTopic, request.CorrelationData, response, requestId, responseKey, cancellationToken).ConfigureAwait(false);
+        await SendAsync(responseTopic, request.CorrelationData, answer, requestId, responseKey, cancellationToken).ConfigureAwait(false);
         return outcome;
     }
 
     /// <summary>Answers a request that could not be read, when its (MQTT 5) response topic is a plausible one.</summary>
-    private async Task RejectUndecodedAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, string reason, CancellationToken cancellationToken, string? requestId = null, byte[]? responseKey = null)
-        where TRequest : class
-        where TResponse : class, IEnrollResponse
+    private async Task RejectUndecodedAsync(IncomingRequest request, string reason, CancellationToken cancellationToken, string? requestId = null, byte[]? responseKey = null)
     {
         _metrics.RequestRejected(request.Topic, ErrorCodes.InvalidRequest);
         LogInvalid(_logger, request.Topic, request.SenderClientId ?? "?", reason);
         if (request.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
         {
-            await SendAsync(route, topic, request.CorrelationData, Error(route, ErrorCodes.InvalidRequest, reason, requestId), requestId, responseKey, cancellationToken).ConfigureAwait(false);
+            await SendErrorAsync(topic, request.CorrelationData, new ErrorBody(ErrorCodes.InvalidRequest, reason), requestId, responseKey, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    private static TResponse Error<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string code, string message, string? requestId)
-        where TRequest : class
-        where TResponse : class, IEnrollResponse =>
-        route.Error(new ErrorBody(code, message), requestId);
+    /// <summary>
+    /// An error answer. Every response type ends with <c>request_id</c> and <c>error</c>, so an <see cref="ErrorResponse"/>
+    /// is byte for byte the typed response a client expects with only those two set.
+    /// </summary>
+    private static byte[] ErrorAnswer(ErrorBody error, string? requestId) =>
+        JsonSerializer.SerializeToUtf8Bytes(new ErrorResponse { Error = error, RequestId = requestId }, EnrollJsonContext.Default.ErrorResponse);
+
+    private Task SendErrorAsync(string topic, byte[]? correlationData, ErrorBody error, string? requestId, byte[]? responseKey, CancellationToken cancellationToken) =>
+        SendAsync(topic, correlationData, ErrorAnswer(error, requestId), requestId, responseKey, cancellationToken);
 
     /// <summary>Publishes the answer; sealed with the request's response key when the request came encrypted.</summary>
-    private async Task SendAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, string topic, byte[]? correlationData, TResponse response, string? requestId, byte[]? responseKey, CancellationToken cancellationToken)
-        where TRequest : class
-        where TResponse : class, IEnrollResponse
+    private async Task SendAsync(string topic, byte[]? correlationData, byte[] payload, string? requestId, byte[]? responseKey, CancellationToken cancellationToken)
     {
-        var payload = JsonSerializer.SerializeToUtf8Bytes(response, route.ResponseType);
         if (responseKey is null)
         {
             await _publisher.PublishAsync(topic, payload, correlationData, retain: false, cancellationToken).ConfigureAwait(false);

@@ -1,20 +1,58 @@
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Enroll.Server.Handlers;
 
-/// <summary>Registers the request handlers and the routes the dispatcher serves.</summary>
+/// <summary>Binds each request declaration of <see cref="EnrollRequests"/> to its handler, once.</summary>
 internal static class RequestHandlerServices
 {
     public static IServiceCollection AddRequestHandlers(this IServiceCollection services)
     {
-        services.AddSingleton<RegistrationHandler>();
-        services.AddSingleton<ProvisioningInitHandler>();
-        services.AddSingleton<ProvisioningCompleteHandler>();
-        services.AddSingleton<TokenRefreshHandler>();
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<RegistrationHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningInitHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<ProvisioningCompleteHandler>().Route);
-        services.AddSingleton<RequestRoute>(sp => sp.GetRequiredService<TokenRefreshHandler>().Route);
+        services.AddRequestHandler(EnrollRequests.Register, sp => ActivatorUtilities.CreateInstance<RegistrationHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.ProvisioningInit, sp => ActivatorUtilities.CreateInstance<ProvisioningInitHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.ProvisioningComplete, sp => ActivatorUtilities.CreateInstance<ProvisioningCompleteHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.TokensRefresh, sp => ActivatorUtilities.CreateInstance<TokenRefreshHandler>(sp));
         return services;
+    }
+
+    /// <summary>
+    /// Serves <paramref name="request"/> with the handler <paramref name="handler"/> creates. The dispatcher refuses to
+    /// start unless every declaration of <see cref="EnrollRequests.All"/> has exactly one.
+    /// </summary>
+    public static IServiceCollection AddRequestHandler<TRequest, TResponse>(
+        this IServiceCollection services,
+        EnrollRequest<TRequest, TResponse> request,
+        Func<IServiceProvider, IRequestHandler<TRequest, TResponse>> handler)
+        where TRequest : class, IEnrollRequest
+        where TResponse : class, IEnrollResponse =>
+        services.AddSingleton<RequestRoute>(sp => new RequestRoute<TRequest, TResponse>(request, handler(sp)));
+
+    /// <summary>
+    /// The routes, checked against the table: one per declaration of <see cref="EnrollRequests.All"/>, none for anything else.
+    /// </summary>
+    public static Dictionary<string, RequestRoute> CheckedRoutes(IEnumerable<RequestRoute> routes)
+    {
+        var byTopic = new Dictionary<string, RequestRoute>(StringComparer.Ordinal);
+        foreach (var route in routes)
+        {
+            if (!EnrollRequests.TryFind(route.Topic, out var declared) || !ReferenceEquals(declared, route.Request))
+            {
+                throw new InvalidOperationException($"the handler for {route.Request} serves a request that is not in EnrollRequests.All");
+            }
+
+            if (!byTopic.TryAdd(route.Topic, route))
+            {
+                throw new InvalidOperationException($"{route.Request} has more than one handler");
+            }
+        }
+
+        var missing = EnrollRequests.All.Where(r => !byTopic.ContainsKey(r.Topic)).ToList();
+        if (missing.Count > 0)
+        {
+            throw new InvalidOperationException($"no handler for {string.Join(", ", missing)}: bind one with AddRequestHandler");
+        }
+
+        return byTopic;
     }
 }

@@ -30,19 +30,19 @@ internal sealed class RequestQueue
 
     public bool TryEnqueue(IncomingRequest request) => _channel.Writer.TryWrite(request);
 
-    /// <summary>A <c>rate_limited</c> answer (valid JSON for every response type) for a source that failed too often.</summary>
+    /// <summary>A <c>rate_limited</c> answer (an <see cref="ErrorResponse"/>, readable as every response type) for a source that failed too often.</summary>
     public static byte[] RateLimitedAnswer(int retryAfterSeconds) => JsonSerializer.SerializeToUtf8Bytes(
-        new RegistrationResponse
+        new ErrorResponse
         {
             Error = new ErrorBody(ErrorCodes.RateLimited, "too many failed attempts from this address; wait before trying again") { RetryAfterSeconds = retryAfterSeconds },
         },
-        EnrollJsonContext.Default.RegistrationResponse);
+        EnrollJsonContext.Default.ErrorResponse);
 
-    /// <summary>An <c>unavailable</c> answer (valid JSON for every response type) for a request that found the queue full.</summary>
+    /// <summary>An <c>unavailable</c> answer (an <see cref="ErrorResponse"/>, readable as every response type) for a request that found the queue full.</summary>
     public static byte[] OverloadedAnswer { get; } = JsonSerializer.SerializeToUtf8Bytes(
-        new RegistrationResponse
+        new ErrorResponse
         {
             Error = new ErrorBody(ErrorCodes.Unavailable, "the server is overloaded; try again later") { RetryAfterSeconds = OverloadedRetryAfterSeconds },
         },
-        EnrollJsonContext.Default.RegistrationResponse);
+        EnrollJsonContext.Default.ErrorResponse);
 }

@@ -1,56 +1,30 @@
-using System.Text.Json.Serialization.Metadata;
 using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 
 namespace Enroll.Server.Handlers;
 
-/// <summary>How one request topic is decoded, handled and answered.</summary>
+/// <summary>A request declaration bound to its handler: what the dispatcher serves on one topic.</summary>
 internal abstract class RequestRoute
 {
-    public abstract string Topic { get; }
+    public abstract EnrollRequest Request { get; }
+
+    public string Topic => Request.Topic;
 
     /// <summary>A short name for logs and metrics.</summary>
-    public abstract string Name { get; }
+    public string Name => Request.Name;
 
     /// <summary>Hands the request to the dispatcher with this route's types (double dispatch, no reflection).</summary>
     internal abstract Task<string> AcceptAsync(RequestDispatcher dispatcher, IncomingRequest request, CancellationToken cancellationToken);
 }
 
-/// <summary>A typed route: request and response types, the identifiers that pick the response topic, and the handler.</summary>
-internal sealed class RequestRoute<TRequest, TResponse> : RequestRoute
-    where TRequest : class
+/// <summary>A typed route: the declaration's message types and the handler that serves them.</summary>
+internal sealed class RequestRoute<TRequest, TResponse>(EnrollRequest<TRequest, TResponse> request, IRequestHandler<TRequest, TResponse> handler) : RequestRoute
+    where TRequest : class, IEnrollRequest
     where TResponse : class, IEnrollResponse
 {
-    public RequestRoute(
-        string topic,
-        string name,
-        JsonTypeInfo<TRequest> requestType,
-        JsonTypeInfo<TResponse> responseType,
-        Func<TRequest, (string? DeviceId, string? ClientId, string? RequestId)> identifiers,
-        Func<TRequest, RequestContext, CancellationToken, Task<TResponse>> handle,
-        Func<ErrorBody, string?, TResponse> error)
-    {
-        Topic = topic;
-        Name = name;
-        RequestType = requestType;
-        ResponseType = responseType;
-        Identifiers = identifiers;
-        Handle = handle;
-        Error = error;
-    }
+    public override EnrollRequest<TRequest, TResponse> Request { get; } = request;
 
-    public override string Topic { get; }
-
-    public override string Name { get; }
-
-    public JsonTypeInfo<TRequest> RequestType { get; }
-
-    public JsonTypeInfo<TResponse> ResponseType { get; }
-
-    public Func<TRequest, (string? DeviceId, string? ClientId, string? RequestId)> Identifiers { get; }
-
-    public Func<TRequest, RequestContext, CancellationToken, Task<TResponse>> Handle { get; }
-
-    public Func<ErrorBody, string?, TResponse> Error { get; }
+    public IRequestHandler<TRequest, TResponse> Handler { get; } = handler;
 
     internal override Task<string> AcceptAsync(RequestDispatcher dispatcher, IncomingRequest request, CancellationToken cancellationToken) =>
         dispatcher.DispatchAsync(this, request, cancellationToken);

@@ -1,7 +1,6 @@
 using Enroll.Protocol;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
-using Enroll.Protocol.Topics;
+using Enroll.Server.Domain;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Logging;
@@ -13,21 +12,14 @@ namespace Enroll.Server.Handlers;
 /// same lifetime. The old token may be used once more within the grace window; any later use revokes the device's tokens.
 /// </summary>
 internal sealed class TokenRefreshHandler(RegistrationTokenService registrationTokens, ILogger<TokenRefreshHandler> logger)
+    : IRequestHandler<TokenRefreshRequest, TokenRefreshResponse>
 {
-    public RequestRoute Route => new RequestRoute<TokenRefreshRequest, TokenRefreshResponse>(
-        EnrollTopics.TokensRefresh,
-        "token_refresh",
-        EnrollJsonContext.Default.TokenRefreshRequest,
-        EnrollJsonContext.Default.TokenRefreshResponse,
-        r => (r.DeviceId, r.ClientId, r.RequestId),
-        HandleAsync,
-        (error, requestId) => new TokenRefreshResponse { Error = error, RequestId = requestId });
 
     public async Task<TokenRefreshResponse> HandleAsync(TokenRefreshRequest request, RequestContext context, CancellationToken cancellationToken)
     {
         if (string.IsNullOrEmpty(request.RegistrationToken))
         {
-            throw new RequestRejectedException(ErrorCodes.InvalidRequest, "registration_token is required");
+            throw new RejectedException(ErrorCodes.InvalidRequest, "registration_token is required");
         }
 
         var holder = await registrationTokens.AuthenticateAsync(request.RegistrationToken, request.DeviceId, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);

@@ -4,7 +4,6 @@ using Enroll.Protocol.Json;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
-using Enroll.Server.Handlers;
 using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
 

@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
-using Enroll.Protocol;
-using Enroll.Server.Handlers;
+using Enroll.Server.Domain;
 using Enroll.Server.Registry;
 using Enroll.Server.Security;
 using Microsoft.IdentityModel.Tokens;
@@ -46,7 +45,11 @@ internal sealed class ProvisioningTokenService
     /// </summary>
     public async Task<(ProvisioningTokenCheck Check, ProvisioningTokenRecord? Record)> VerifyLimitedAsync(string presented, string clientId, string? source, CancellationToken cancellationToken)
     {
-        Reserve(_limiter, clientId, source);
+        if (!_limiter.TryReserve(clientId, source, out var retryAfter))
+        {
+            throw RejectedException.RateLimited(retryAfter);
+        }
+
         var result = await VerifyAsync(presented, cancellationToken).ConfigureAwait(false);
         if (result.Check is not (ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired))
         {
@@ -54,15 +57,6 @@ internal sealed class ProvisioningTokenService
         }
 
         return result;
-    }
-
-    /// <summary>Reserves a failure slot for a credential check, or answers <c>rate_limited</c>.</summary>
-    internal static void Reserve(FailureRateLimiter limiter, string clientId, string? source)
-    {
-        if (!limiter.TryReserve(clientId, source, out var retryAfter))
-        {
-            throw new RequestRejectedException(ErrorCodes.RateLimited, "too many failed attempts; wait before trying again", (int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds)));
-        }
     }
 
     public async Task<CreatedProvisioningToken> CreateAsync(

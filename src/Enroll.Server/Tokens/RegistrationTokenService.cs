@@ -1,6 +1,6 @@
 using Enroll.Protocol;
 using Enroll.Server.Diagnostics;
-using Enroll.Server.Handlers;
+using Enroll.Server.Domain;
 using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -57,14 +57,18 @@ internal sealed class RegistrationTokenService
         return token;
     }
 
-    /// <summary>Validates the token and its ledger entry; throws <see cref="RequestRejectedException"/> when refused.</summary>
+    /// <summary>Validates the token and its ledger entry; throws <see cref="RejectedException"/> when refused.</summary>
     public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, string? source, CancellationToken cancellationToken)
     {
-        ProvisioningTokens.ProvisioningTokenService.Reserve(_limiter, clientId, source);
+        if (!_limiter.TryReserve(clientId, source, out var retryAfter))
+        {
+            throw RejectedException.RateLimited(retryAfter);
+        }
+
         var check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
         if (!check.IsValid)
         {
-            throw new RequestRejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
+            throw new RejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
         }
 
         _limiter.Refund(clientId, source);
@@ -72,7 +76,7 @@ internal sealed class RegistrationTokenService
         var device = check.Device!;
         if (!string.Equals(device.ClientId, clientId, StringComparison.Ordinal))
         {
-            throw new RequestRejectedException(ErrorCodes.Forbidden, "the registration token belongs to another client");
+            throw new RejectedException(ErrorCodes.Forbidden, "the registration token belongs to another client");
         }
 
         var tokenId = check.Token!.TokenId!;
@@ -80,10 +84,10 @@ internal sealed class RegistrationTokenService
         switch (use)
         {
             case RegistrationTokenUse.Unknown:
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "registration token refused: unknown token");
+                throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: unknown token");
             case RegistrationTokenUse.Reused:
                 Log.RegistrationTokenReused(_logger, device.DeviceId, clientId);
-                throw new RequestRejectedException(ErrorCodes.Unauthorized, "registration token refused: it was already refreshed; the device's tokens are revoked");
+                throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: it was already refreshed; the device's tokens are revoked");
         }
 
         return new RegistrationTokenHolder(device, tokenId, check.Token.IssuedAt, check.Token.ExpiresAt, use);
