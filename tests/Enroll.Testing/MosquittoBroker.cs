@@ -29,10 +29,11 @@ public sealed class MosquittoBroker : IAsyncDisposable
     public Uri Endpoint => new($"mqtt://127.0.0.1:{Port}");
 
     /// <summary>
-    /// Starts Mosquitto with <paramref name="aclFile"/> (when given) and users from <paramref name="users"/> (user → password).
+    /// Starts Mosquitto with <paramref name="aclFile"/> or the ACL text <paramref name="acl"/> (when given; for Enroll's,
+    /// <c>Enroll.Protocol.Access.MosquittoAcl.Render()</c>) and users from <paramref name="users"/> (user → password).
     /// Anonymous clients are allowed, as in the documented deployment.
     /// </summary>
-    public static async Task<MosquittoBroker> StartAsync(string? aclFile = null, IReadOnlyDictionary<string, string>? users = null)
+    public static async Task<MosquittoBroker> StartAsync(string? aclFile = null, IReadOnlyDictionary<string, string>? users = null, string? acl = null)
     {
         var mosquitto = ExternalTools.Require("mosquitto", "mosquitto");
         var folder = new TempDirectory("mosquitto");
@@ -62,11 +63,11 @@ public sealed class MosquittoBroker : IAsyncDisposable
             config.Add($"password_file {passwd}");
         }
 
-        if (aclFile is not null)
+        if (aclFile is not null || acl is not null)
         {
-            var acl = folder.Combine("enroll.acl");
-            File.Copy(aclFile, acl);
-            config.Add($"acl_file {acl}");
+            var aclPath = folder.Combine("enroll.acl");
+            await File.WriteAllTextAsync(aclPath, acl ?? await File.ReadAllTextAsync(aclFile!));
+            config.Add($"acl_file {aclPath}");
         }
 
         var configPath = folder.Combine("mosquitto.conf");

@@ -1,3 +1,4 @@
+using Enroll.Protocol.Access;
 using Enroll.Protocol.Topics;
 using Enroll.Testing;
 using MQTTnet;
@@ -22,9 +23,10 @@ public sealed class MosquittoAclTests(ITestOutputHelper output) : IAsyncLifetime
     public async Task InitializeAsync()
     {
         // Device users stand in for the JWT auth plugin a production Mosquitto would use.
+        // The ACL generated from the request table (MosquittoAclAgreementTests: the same text as deploy/mosquitto/enroll.acl).
         _mosquitto = await MosquittoBroker.StartAsync(
-            MosquittoBroker.RepositoryFile("deploy/mosquitto/enroll.acl"),
-            new Dictionary<string, string> { ["enroll-server"] = ServerPassword, ["dev-a"] = "a-password", ["dev-b"] = "b-password" });
+            users: new Dictionary<string, string> { ["enroll-server"] = ServerPassword, ["dev-a"] = "a-password", ["dev-b"] = "b-password" },
+            acl: MosquittoAcl.Render());
         _server = await TestServer.StartAsync(output, o =>
         {
             o.ExternalBroker = _mosquitto.Endpoint;
