@@ -67,16 +67,10 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
 
         var (check, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, clientId, context.SenderAddress, cancellationToken).ConfigureAwait(false);
         var existing = token is null ? null : await _registry.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
-        switch (check)
+        check.RejectUnlessUsable();
+        if (check == ProvisioningTokenCheck.UsedUp && existing is null)
         {
-            case ProvisioningTokenCheck.Unknown:
-                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
-            case ProvisioningTokenCheck.Revoked:
-                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
-            case ProvisioningTokenCheck.Expired:
-                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
-            case ProvisioningTokenCheck.UsedUp when existing is null:
-                throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left");
+            throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left");
         }
 
         RejectedException.ThrowUnlessSameOrg(request.OrgId, token!.OrgId);

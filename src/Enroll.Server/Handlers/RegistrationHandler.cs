@@ -145,18 +145,8 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         if (request.ProvisioningToken is { } provisioningToken)
         {
             var (result, record) = await _provisioningTokens.VerifyLimitedAsync(provisioningToken, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
-            switch (result)
-            {
-                case ProvisioningTokenCheck.Unknown:
-                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is not valid");
-                case ProvisioningTokenCheck.Revoked:
-                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token is revoked");
-                case ProvisioningTokenCheck.Expired:
-                    throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has expired");
-                case ProvisioningTokenCheck.UsedUp:
-                    // Re-registering an existing device takes no use; the registry refuses only a new device.
-                    break;
-            }
+            // Used up passes: re-registering an existing device takes no use; the registry refuses only a new device.
+            result.RejectUnlessUsable();
 
             if (!record!.AutoApprove)
             {
