@@ -14,7 +14,10 @@ public sealed class NamespaceCycleTests(ITestOutputHelper output)
     /// The package's own namespace holds its public face: contracts every part may use (the options, the message sink,
     /// the answer port) and the composition root that wires the parts (the host), which is a node of its own.
     /// </summary>
-    private static Dictionary<string, HashSet<string>> Graph() => NamespaceDependencies.Of(typeof(EnrollServerHost).Assembly, Root);
+    private static Dictionary<string, HashSet<string>> Graph() => Computed.Value;
+
+    /// <summary>Read once for all these tests (about 6.6 MB of allocation per read).</summary>
+    private static readonly Lazy<Dictionary<string, HashSet<string>>> Computed = new(() => NamespaceDependencies.Of(typeof(EnrollServerHost).Assembly, Root));
 
     [Fact]
     public void ServerNamespaces_DependOnEachOtherWithoutACycle()
