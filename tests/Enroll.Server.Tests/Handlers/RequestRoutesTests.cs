@@ -25,7 +25,7 @@ public sealed class RequestRoutesTests(ITestOutputHelper output)
     [Fact]
     public void CheckedRoutes_WithADeclarationLeftWithoutHandler_RefusesNamingIt()
     {
-        var routes = AllRoutes().Where(r => r.Request != EnrollRequests.TokensRefresh);
+        var routes = AllRoutes().Where(r => r.Request != EnrollRequests.TokensRefresh).ToList();
 
         var refused = Assert.Throws<InvalidOperationException>(() => RequestHandlerServices.CheckedRoutes(routes));
         Assert.Contains("token_refresh", refused.Message, StringComparison.Ordinal);
@@ -34,7 +34,7 @@ public sealed class RequestRoutesTests(ITestOutputHelper output)
     [Fact]
     public void CheckedRoutes_WithTwoHandlersForOneDeclaration_Refuses()
     {
-        var routes = AllRoutes().Append(new RequestRoute<RegistrationRequest, RegistrationResponse>(EnrollRequests.Register, new Answers<RegistrationRequest, RegistrationResponse>()));
+        var routes = AllRoutes().Append(RouteFor(EnrollRequests.Register)).ToList();
 
         var refused = Assert.Throws<InvalidOperationException>(() => RequestHandlerServices.CheckedRoutes(routes));
         Assert.Contains("more than one handler", refused.Message, StringComparison.Ordinal);
@@ -45,19 +45,21 @@ public sealed class RequestRoutesTests(ITestOutputHelper output)
     {
         var stray = new EnrollRequest<RegistrationRequest, RegistrationResponse>(
             "enroll/v1/devices/twin/get", "twin_get", EnrollJsonContext.Default.RegistrationRequest, EnrollJsonContext.Default.RegistrationResponse);
-        var routes = AllRoutes().Append(new RequestRoute<RegistrationRequest, RegistrationResponse>(stray, new Answers<RegistrationRequest, RegistrationResponse>()));
+        var routes = AllRoutes().Append(RouteFor(stray)).ToList();
 
         var refused = Assert.Throws<InvalidOperationException>(() => RequestHandlerServices.CheckedRoutes(routes));
         Assert.Contains("not in EnrollRequests.All", refused.Message, StringComparison.Ordinal);
     }
 
-    private static IEnumerable<RequestRoute> AllRoutes() =>
-    [
-        new RequestRoute<RegistrationRequest, RegistrationResponse>(EnrollRequests.Register, new Answers<RegistrationRequest, RegistrationResponse>()),
-        new RequestRoute<ProvisioningInitRequest, ProvisioningInitResponse>(EnrollRequests.ProvisioningInit, new Answers<ProvisioningInitRequest, ProvisioningInitResponse>()),
-        new RequestRoute<ProvisioningCompleteRequest, ProvisioningCompleteResponse>(EnrollRequests.ProvisioningComplete, new Answers<ProvisioningCompleteRequest, ProvisioningCompleteResponse>()),
-        new RequestRoute<TokenRefreshRequest, TokenRefreshResponse>(EnrollRequests.TokensRefresh, new Answers<TokenRefreshRequest, TokenRefreshResponse>()),
-    ];
+    /// <summary>A route with a never-called handler for every declaration of the table, whatever its types.</summary>
+    private static IEnumerable<RequestRoute> AllRoutes() => EnrollRequests.All.Select(RouteFor).ToList();
+
+    private static RequestRoute RouteFor(EnrollRequest request)
+    {
+        var types = request.GetType().GetGenericArguments();
+        var handler = Activator.CreateInstance(typeof(Answers<,>).MakeGenericType(types))!;
+        return (RequestRoute)Activator.CreateInstance(typeof(RequestRoute<,>).MakeGenericType(types), request, handler)!;
+    }
 
     /// <summary>A handler that is never called: these tests only bind routes.</summary>
     private sealed class Answers<TRequest, TResponse> : IRequestHandler<TRequest, TResponse>
