@@ -76,16 +76,19 @@ public static class EnrollServerServiceCollectionExtensions
     /// <summary>The transport requests arrive by: the embedded broker, or the external one the options name.</summary>
     private static void AddBrokerTransport(this IServiceCollection services, EnrollServerOptions options)
     {
+        services.TryAddSingleton<RequestIntake>();
         if (options.ExternalBroker is null)
         {
             services.AddSingleton<EmbeddedBroker>();
             services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
+            services.AddSingleton<IDeviceSessions>(sp => sp.GetRequiredService<EmbeddedBroker>());
             services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
         }
         else
         {
             services.AddSingleton<ExternalBrokerTransport>();
             services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
+            services.AddSingleton<IDeviceSessions>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
             services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerTransport>());
         }
     }

@@ -1,13 +1,11 @@
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Http.Headers;
-using System.Reflection;
 using Enroll.Server.Registry;
 using Enroll.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Xunit.Abstractions;
@@ -67,10 +65,7 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
         {
             Logging(server);
 
-            // The documented way: keep the registered store under a key, and put a decorator in its place.
-            var store = server.Services.Single(d => d.ServiceType == typeof(IRegistry));
-            server.Services.Add(ServiceDescriptor.KeyedSingleton(typeof(IRegistry), "store", (sp, _) => store.ImplementationFactory is { } factory ? factory(sp) : ActivatorUtilities.CreateInstance(sp, store.ImplementationType!)));
-            server.Services.Replace(ServiceDescriptor.Singleton(sp => CountingRegistry.Wrap(sp.GetRequiredKeyedService<IRegistry>("store"), calls)));
+            RegistryDecorators.Decorate(server.Services, store => CountingRegistry.Wrap(store, calls));
         });
         using var http = new HttpClient { BaseAddress = host.HttpEndpoint };
         http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(host.AdminKeyPath)).Trim());
@@ -95,36 +90,5 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
 
         Assert.Contains("the HTTP port (--http-port) 70000 is not a TCP port: use 1-65535, or 0 to pick a free one", invalid.Failures);
         Assert.Contains("the clock skew 2h is out of range: use 0s to 1h", invalid.Failures);
-    }
-
-    /// <summary>A decorator around the real registry that records every call it passes on.</summary>
-    public class CountingRegistry : DispatchProxy
-    {
-        private IRegistry _inner = null!;
-        private ConcurrentQueue<string> _calls = null!;
-
-        internal static IRegistry Wrap(IRegistry inner, ConcurrentQueue<string> calls)
-        {
-            var proxy = Create<IRegistry, CountingRegistry>();
-            var counting = (CountingRegistry)(object)proxy;
-            counting._inner = inner;
-            counting._calls = calls;
-            return proxy;
-        }
-
-        protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
-        {
-            ArgumentNullException.ThrowIfNull(targetMethod);
-            _calls.Enqueue(targetMethod.Name);
-            try
-            {
-                return targetMethod.Invoke(_inner, args);
-            }
-            catch (TargetInvocationException ex) when (ex.InnerException is not null)
-            {
-                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(ex.InnerException);
-                throw;
-            }
-        }
     }
 }
