@@ -1,8 +1,5 @@
-using System.Text.Json;
-using Enroll.Protocol.Admin;
 using Enroll.Server.Broker;
 using Enroll.Server.Data;
-using Enroll.Server.Http;
 using Enroll.Server.Tokens;
 using Enroll.Shared.Files;
 using Microsoft.AspNetCore.Builder;
@@ -173,7 +170,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
 
         var bind = BindAddress.Parse(options.Bind);
-        ConfigureKestrel(builder, options, tls, bind);
+        builder.UseEnrollHttp(options, tls, bind);
         builder.Services.AddSingleton(tls);
         builder.Services.AddEnrollServer(options);
         var server = new EnrollServerBuilder(builder.Services, builder.Logging);
@@ -186,19 +183,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
             // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
             firstStart = app.Services.GetRequiredService<SigningKeyRing>().Created | app.Services.GetRequiredService<AdminKey>().Created;
             app.Services.GetRequiredService<EncryptionKeyRing>();
-            var gate = app.Services.GetRequiredService<AdminGate>();
-            app.Use((context, next) => gate.InvokeAsync(context, next));
-            foreach (var middleware in server.Middleware)
-            {
-                app.Use(middleware);
-            }
-
-            app.MapEnrollApi();
-            foreach (var map in server.Endpoints)
-            {
-                map(app);
-            }
-
+            app.MapEnrollHttp(server);
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -226,34 +211,6 @@ public sealed class EnrollServerHost : IAsyncDisposable
         var https = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttps);
         var http = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttp) ?? https!;
         return new EnrollServerHost(app, folderLock, mqtt, mqttTls, http, https, dataDirectory, firstStart);
-    }
-
-    private static void ConfigureKestrel(WebApplicationBuilder builder, EnrollServerOptions options, ServerTls tls, System.Net.IPAddress bind)
-    {
-        builder.WebHost.UseKestrel(kestrel =>
-        {
-            // The API's bodies are small; a larger one is refused (413) as it arrives instead of being buffered.
-            kestrel.Limits.MaxRequestBodySize = options.MaxAdminRequestBytes;
-            if (!options.NoPlaintext)
-            {
-                kestrel.Listen(bind, options.HttpPort);
-            }
-
-            if (tls.Certificate is { } certificate)
-            {
-                kestrel.Listen(bind, options.HttpsPort, listen => listen.UseHttps(https =>
-                {
-                    https.ServerCertificate = certificate;
-                    https.ServerCertificateChain = tls.Chain;
-                }));
-            }
-        });
-        builder.Services.ConfigureHttpJsonOptions(json =>
-        {
-            json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-            json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
-            json.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
-        });
     }
 
     /// <summary>Stops the broker, the handlers and the HTTP API.</summary>
