@@ -126,6 +126,10 @@ internal static class DevicesCommand
                 else
                 {
                     output.Line($"Revoked {device.DeviceId}: its tokens no longer work. It can come back only through a provisioning operation an operator approves.");
+                    if (device.Disconnect == "not_supported_by_external_broker")
+                    {
+                        output.Error.WriteLine($"warning: the server cannot end {device.DeviceId}'s open session on the external broker; it stays connected until it disconnects, and its next CONNECT is refused only if the broker checks access tokens (docs/operations.md, section 4).");
+                    }
                 }
 
                 return ExitCodes.Ok;

@@ -102,6 +102,13 @@ public sealed record DeviceInfo
     /// <summary>Revocation time, if revoked.</summary>
     [JsonConverter(typeof(UtcTimestampConverter))]
     public DateTimeOffset? RevokedAt { get; init; }
+
+    /// <summary>
+    /// Only in the answer to a revoke: what became of the device's open broker session — <c>disconnected</c>,
+    /// <c>not_connected</c>, or <c>not_supported_by_external_broker</c> (an external broker keeps a session open until it
+    /// ends; the device's tokens are refused all the same).
+    /// </summary>
+    public string? Disconnect { get; init; }
 }
 
 /// <summary>A provisioning operation as the API shows it.</summary>

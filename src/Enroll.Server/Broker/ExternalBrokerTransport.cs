@@ -1,8 +1,5 @@
 using System.Buffers;
-using System.Text.Json;
-using Enroll.Protocol.Json;
 using Enroll.Protocol.Topics;
-using Enroll.Server.Diagnostics;
 using Enroll.Server.Handlers;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Hosting;
@@ -19,26 +16,26 @@ namespace Enroll.Server.Broker;
 /// load), answers on the response topics and keeps its key set retained. Device authentication and topic access control
 /// are the broker's job here (docs/operations.md); the handlers still check every credential in the payload.
 /// </summary>
-internal sealed partial class ExternalBrokerTransport : BackgroundService, IResponsePublisher
+internal sealed partial class ExternalBrokerTransport : BackgroundService, IResponsePublisher, IDeviceSessions
 {
     /// <summary>The shared-subscription group of Enroll servers.</summary>
     public const string ShareGroup = "enroll";
 
     private readonly EnrollServerOptions _options;
-    private readonly RequestQueue _queue;
+    private readonly RequestIntake _intake;
     private readonly PublishedKeys _keys;
-    private readonly ServerMetrics _metrics;
+    private readonly KeyPublisher _keyPublisher;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<ExternalBrokerTransport> _logger;
     private readonly IMqttClient _client;
     private readonly TaskCompletionSource _firstConnect = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public ExternalBrokerTransport(IOptions<EnrollServerOptions> options, RequestQueue queue, PublishedKeys keys, ServerMetrics metrics, TimeProvider timeProvider, ILogger<ExternalBrokerTransport> logger)
+    public ExternalBrokerTransport(IOptions<EnrollServerOptions> options, RequestIntake intake, PublishedKeys keys, TimeProvider timeProvider, ILogger<ExternalBrokerTransport> logger)
     {
         _options = options.Value;
-        _queue = queue;
+        _intake = intake;
         _keys = keys;
-        _metrics = metrics;
+        _keyPublisher = new KeyPublisher(keys, this, logger);
         _timeProvider = timeProvider;
         _logger = logger;
         _client = new MqttClientFactory().CreateMqttClient();
@@ -140,33 +137,21 @@ internal sealed partial class ExternalBrokerTransport : BackgroundService, IResp
         await PublishKeysAsync().ConfigureAwait(false);
     }
 
-    private Task OnMessageAsync(MqttApplicationMessageReceivedEventArgs e)
-    {
-        var message = e.ApplicationMessage;
-        if (!EnrollTopics.IsRequestTopic(message.Topic))
-        {
-            return Task.CompletedTask;
-        }
+    /// <summary>Requests go through the same intake as on the embedded broker; the broker does not tell who sent them.</summary>
+    private Task OnMessageAsync(MqttApplicationMessageReceivedEventArgs e) =>
+        RequestIntake.IsRequest(e.ApplicationMessage.Topic)
+            ? _intake.TakeAsync(e.ApplicationMessage, RequestSender.Unknown, this)
+            : Task.CompletedTask;
 
-        var now = _timeProvider.GetUtcNow();
-        var request = new IncomingRequest(message.Topic, message.Payload.ToArray())
-        {
-            ResponseTopic = message.ResponseTopic,
-            CorrelationData = message.CorrelationData,
-            ReceivedAt = now,
-            ExpiresAt = IncomingRequest.Expiry(now, message.MessageExpiryInterval),
-        };
-        if (!_queue.TryEnqueue(request))
-        {
-            _metrics.RequestRejected(message.Topic, "overloaded");
-            if (message.ResponseTopic is { } topic && EnrollTopics.IsResponseTopicShape(topic))
-            {
-                return PublishAsync(topic, RequestQueue.OverloadedAnswer, message.CorrelationData, retain: false, CancellationToken.None);
-            }
-        }
+    /// <summary>False: MQTT has no standard way for one client to end another's session.</summary>
+    public bool CanDisconnect => false;
 
-        return Task.CompletedTask;
-    }
+    /// <summary>
+    /// Cannot end the device's session on the external broker (MQTT gives a client no means to): the device's tokens are
+    /// refused by the request handlers from now on, and a broker that checks its access token refuses its next CONNECT.
+    /// </summary>
+    public Task<DisconnectResult> DisconnectAsync(string deviceId, string clientId, CancellationToken cancellationToken = default) =>
+        Task.FromResult(DisconnectResult.NotSupported);
 
     public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json")
     {
@@ -186,17 +171,7 @@ internal sealed partial class ExternalBrokerTransport : BackgroundService, IResp
         }
     }
 
-    private async Task PublishKeysAsync()
-    {
-        if (!_client.IsConnected)
-        {
-            return;
-        }
-
-        var keySet = _keys.KeySet;
-        await PublishAsync(EnrollTopics.ServerKeys, JsonSerializer.SerializeToUtf8Bytes(keySet, EnrollJsonContext.Default.ServerKeySet), null, retain: true, CancellationToken.None).ConfigureAwait(false);
-        Log.KeysPublished(_logger, keySet.Keys.Count, EnrollTopics.ServerKeys);
-    }
+    private Task PublishKeysAsync() => _client.IsConnected ? _keyPublisher.PublishAsync() : Task.CompletedTask;
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {

@@ -1,15 +1,5 @@
-using System.Text.Json;
-using Enroll.Protocol;
-using Enroll.Protocol.Admin;
 using Enroll.Server.Broker;
 using Enroll.Server.Data;
-using Enroll.Server.Diagnostics;
-using Enroll.Server.Handlers;
-using Enroll.Server.Http;
-using Enroll.Server.Provisioning;
-using Enroll.Server.ProvisioningTokens;
-using Enroll.Server.Registry;
-using Enroll.Server.Security;
 using Enroll.Server.Tokens;
 using Enroll.Shared.Files;
 using Microsoft.AspNetCore.Builder;
@@ -25,7 +15,7 @@ namespace Enroll.Server;
 
 /// <summary>
 /// A running Enroll server: embedded broker, request handlers, registry and HTTP API, all in one process. Create it with
-/// <see cref="StartAsync"/>; stop it with <see cref="StopAsync"/> or by disposing it.
+/// <see cref="StartAsync(EnrollServerOptions, Action{EnrollServerBuilder}, CancellationToken)"/>; stop it with <see cref="StopAsync"/> or by disposing it.
 /// </summary>
 public sealed class EnrollServerHost : IAsyncDisposable
 {
@@ -78,22 +68,51 @@ public sealed class EnrollServerHost : IAsyncDisposable
     /// Starts a server with <paramref name="options"/>. The server owns its data folder until it is disposed: a second
     /// server on the same folder, a port another process listens on, or a setting out of its range (see
     /// <see cref="EnrollServerOptions"/>) fails with a <see cref="ServerStartException"/> whose message says which.
+    /// <paramref name="configureServices"/> runs after the server's own registrations, so what it registers replaces them.
     /// </summary>
-    public static async Task<EnrollServerHost> StartAsync(
+    public static Task<EnrollServerHost> StartAsync(
         EnrollServerOptions options,
         Action<ILoggingBuilder>? configureLogging = null,
         TimeProvider? timeProvider = null,
         Action<IServiceCollection>? configureServices = null,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default) =>
+        StartAsync(
+            options,
+            server =>
+            {
+                if (configureLogging is not null)
+                {
+                    server.Logging.ClearProviders();
+                    configureLogging(server.Logging);
+                }
+
+                if (timeProvider is not null)
+                {
+                    server.Services.AddSingleton(timeProvider);
+                }
+
+                configureServices?.Invoke(server.Services);
+            },
+            cancellationToken);
+
+    /// <summary>
+    /// Starts a server with <paramref name="options"/>, extended by <paramref name="configure"/>: it can add or replace
+    /// services (<see cref="EnrollServerBuilder.Services"/>, after <c>AddEnrollServer</c>), and add middleware and
+    /// endpoints to the HTTP API (docs/operations.md, "Extending the server"). Fails as the other overload does.
+    /// </summary>
+    public static async Task<EnrollServerHost> StartAsync(EnrollServerOptions options, Action<EnrollServerBuilder> configure, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        // Before anything is opened or created: a setting out of range leaves no folder and no port behind.
         EnrollServerOptionsValidation.ThrowIfInvalid(options);
         var tls = ServerTls.Load(options);
         var dataDirectory = OwnerOnlyFiles.EnsureDirectory(options.DataDirectory);
         var folderLock = LockDataFolder(dataDirectory);
         try
         {
-            return await StartLockedAsync(options, tls, dataDirectory, folderLock, configureLogging, timeProvider, configureServices, cancellationToken).ConfigureAwait(false);
+            return await StartLockedAsync(options, tls, dataDirectory, folderLock, configure, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -128,18 +147,9 @@ public sealed class EnrollServerHost : IAsyncDisposable
         ServerTls tls,
         string dataDirectory,
         FolderLock folderLock,
-        Action<ILoggingBuilder>? configureLogging,
-        TimeProvider? timeProvider,
-        Action<IServiceCollection>? configureServices,
+        Action<EnrollServerBuilder> configure,
         CancellationToken cancellationToken)
     {
-        var time = timeProvider ?? TimeProvider.System;
-
-        // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
-        var keyRing = new SigningKeyRing(Path.Combine(dataDirectory, "keys"), time);
-        var encryptionKeys = new EncryptionKeyRing(Path.Combine(dataDirectory, "keys"), time);
-        var adminKey = AdminKey.LoadOrCreate(dataDirectory);
-
         // Configuration files are read once: watching them for changes would put a file watcher on the data folder,
         // woken by every write to the registry.
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
@@ -149,95 +159,31 @@ public sealed class EnrollServerHost : IAsyncDisposable
             Args = ["--hostBuilder:reloadConfigOnChange=false"],
         });
         builder.Logging.ClearProviders();
-        if (configureLogging is not null)
+        builder.Logging.AddSimpleConsole(o =>
         {
-            configureLogging(builder.Logging);
-        }
-        else
-        {
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.TimestampFormat = "HH:mm:ss ";
-            });
-        }
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss ";
+        });
 
         // A listener that cannot start is reported by StartAsync as a one-line ServerStartException; the host's own
         // "Hosting failed to start" line would print the same failure again with a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
 
         var bind = BindAddress.Parse(options.Bind);
-        builder.WebHost.UseKestrel(kestrel =>
-        {
-            // The API's bodies are small; a larger one is refused (413) as it arrives instead of being buffered.
-            kestrel.Limits.MaxRequestBodySize = options.MaxAdminRequestBytes;
-            if (!options.NoPlaintext)
-            {
-                kestrel.Listen(bind, options.HttpPort);
-            }
+        builder.UseEnrollHttp(options, tls, bind);
+        builder.Services.AddSingleton(tls);
+        builder.Services.AddEnrollServer(options);
+        var server = new EnrollServerBuilder(builder.Services, builder.Logging);
+        configure(server);
 
-            if (tls.Certificate is { } certificate)
-            {
-                kestrel.Listen(bind, options.HttpsPort, listen => listen.UseHttps(https =>
-                {
-                    https.ServerCertificate = certificate;
-                    https.ServerCertificateChain = tls.Chain;
-                }));
-            }
-        });
-        builder.Services.ConfigureHttpJsonOptions(json =>
-        {
-            json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
-            json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
-            json.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
-        });
-
-        var services = builder.Services;
-        services.AddSingleton(Options.Create(options));
-        services.AddSingleton(time);
-        services.AddSingleton(keyRing);
-        services.AddSingleton(encryptionKeys);
-        services.AddSingleton<PublishedKeys>();
-        services.AddSingleton(adminKey);
-        services.AddSingleton(tls);
-        services.AddSingleton(new TimeOrderedId(time));
-        services.AddEnrollRegistry(options, dataDirectory);
-        services.AddSingleton<ServerMetrics>();
-        services.AddSingleton<RegistryDiskFull>();
-        services.AddSingleton<AdminGate>();
-        services.AddSingleton<ProvisioningTokenService>();
-        services.AddSingleton<TokenIssuer>();
-        services.AddSingleton<DeviceTokenValidator>();
-        services.AddSingleton<RequestQueue>();
-        services.AddSingleton<RegistrationTokenService>();
-        services.AddSingleton<FailureRateLimiter>();
-        services.AddSingleton<OperationService>();
-        services.AddRequestHandlers();
-        services.AddHostedService<OperationExpirySweeper>();
-        services.AddSingleton<Ingest.MessageIngest>();
-        if (options.ExternalBroker is null)
-        {
-            services.AddSingleton<EmbeddedBroker>();
-            services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<EmbeddedBroker>());
-            services.AddHostedService(sp => sp.GetRequiredService<EmbeddedBroker>());
-        }
-        else
-        {
-            services.AddSingleton<ExternalBrokerTransport>();
-            services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
-            services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerTransport>());
-        }
-
-        services.AddHostedService<RequestDispatcher>();
-
-        // Deployments add IMessageSink forwarders (or replace services) here.
-        configureServices?.Invoke(services);
         var app = builder.Build();
-        var gate = app.Services.GetRequiredService<AdminGate>();
-        app.Use((context, next) => gate.InvokeAsync(context, next));
-        app.MapEnrollApi();
+        bool firstStart;
         try
         {
+            // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
+            firstStart = app.Services.GetRequiredService<SigningKeyRing>().Created | app.Services.GetRequiredService<AdminKey>().Created;
+            app.Services.GetRequiredService<EncryptionKeyRing>();
+            app.MapEnrollHttp(server);
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
@@ -246,6 +192,11 @@ public sealed class EnrollServerHost : IAsyncDisposable
             if (PortInUse.Describe(ex, bind, options) is { } busy)
             {
                 throw busy;
+            }
+
+            if (ex is OptionsValidationException invalid)
+            {
+                throw EnrollServerOptionsValidation.Invalid(invalid.Failures);
             }
 
             throw;
@@ -259,7 +210,7 @@ public sealed class EnrollServerHost : IAsyncDisposable
             .ToList();
         var https = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttps);
         var http = addresses.FirstOrDefault(a => a.Scheme == Uri.UriSchemeHttp) ?? https!;
-        return new EnrollServerHost(app, folderLock, mqtt, mqttTls, http, https, dataDirectory, keyRing.Created || adminKey.Created);
+        return new EnrollServerHost(app, folderLock, mqtt, mqttTls, http, https, dataDirectory, firstStart);
     }
 
     /// <summary>Stops the broker, the handlers and the HTTP API.</summary>

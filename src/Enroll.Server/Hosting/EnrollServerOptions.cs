@@ -7,9 +7,11 @@ public sealed class EnrollServerOptions
     public string Bind { get; set; } = "127.0.0.1";
 
     /// <summary>The embedded broker's MQTT port, 1-65535; 0 picks a free port. The default value is 1883.</summary>
+    [Port("MQTT port (--mqtt-port)")]
     public int MqttPort { get; set; } = 1883;
 
     /// <summary>The HTTP API port, 1-65535; 0 picks a free port. The default value is 8080.</summary>
+    [Port("HTTP port (--http-port)")]
     public int HttpPort { get; set; } = 8080;
 
     /// <summary>
@@ -22,9 +24,11 @@ public sealed class EnrollServerOptions
     public string? TlsKeyFile { get; set; }
 
     /// <summary>The broker's MQTT-over-TLS port; 0 picks a free port. The default value is 8883.</summary>
+    [Port("MQTT-over-TLS port (--mqtts-port)")]
     public int MqttTlsPort { get; set; } = 8883;
 
     /// <summary>The HTTPS port of the API; 0 picks a free port. The default value is 8443.</summary>
+    [Port("HTTPS port (--https-port)")]
     public int HttpsPort { get; set; } = 8443;
 
     /// <summary>Serve only TLS: no plain MQTT or HTTP listener (needs <see cref="TlsCertificateFile"/>). The default value is false.</summary>
@@ -47,12 +51,14 @@ public sealed class EnrollServerOptions
     /// The largest MQTT packet the embedded broker reads; a client announcing a larger one is disconnected before the
     /// broker allocates anything for it. The default value is 1,114,112 bytes (1 MiB of payload plus headers).
     /// </summary>
+    [CountRange("maximum packet size", 1024, 268_435_455)]
     public int MaxPacketBytes { get; set; } = (1024 * 1024) + (64 * 1024);
 
     /// <summary>
     /// How long a new connection has to finish its TLS handshake and send CONNECT before it is closed: 1 second to
     /// 5 minutes. The default value is 10 seconds.
     /// </summary>
+    [DurationRange("connect timeout", "00:00:01", "00:05:00")]
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>
@@ -86,27 +92,33 @@ public sealed class EnrollServerOptions
     /// How long access tokens live: 1 minute to 30 days, and no longer than <see cref="RegistrationTokenLifetime"/>
     /// (a device renews its access token with its Registration Token). The default value is 24 hours.
     /// </summary>
+    [DurationRange("access token lifetime (--access-token-lifetime)", EnrollServerOptionsValidation.MinAccessTokenLifetimeText, EnrollServerOptionsValidation.MaxAccessTokenLifetimeText)]
     public TimeSpan AccessTokenLifetime { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>
     /// How long Registration Tokens live unless their Provisioning Token says otherwise: 1 hour to 3650 days. The default
     /// value is 30 days.
     /// </summary>
+    [DurationRange("registration token lifetime (--registration-token-lifetime)", EnrollServerOptionsValidation.MinRegistrationTokenLifetimeText, EnrollServerOptionsValidation.MaxRegistrationTokenLifetimeText)]
     public TimeSpan RegistrationTokenLifetime { get; set; } = TimeSpan.FromDays(30);
 
     /// <summary>
     /// How long a refreshed-away Registration Token may still be used once (for a device that lost the refresh answer).
     /// Any later use revokes the device's tokens. 0 to 1 hour; the default value is 60 seconds.
     /// </summary>
+    [DurationRange("refresh grace", "00:00:00", "01:00:00")]
     public TimeSpan RefreshGrace { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>How often a device with a pending operation is told to poll <c>complete</c>: 1 second to 1 day. The default value is 10 seconds.</summary>
+    [DurationRange("pending poll interval", "00:00:01", "1.00:00:00")]
     public TimeSpan PendingPollInterval { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How long a provisioning operation may stay pending: 1 minute to 365 days. The default value is 24 hours.</summary>
+    [DurationRange("operation lifetime (--operation-lifetime)", "00:01:00", "365.00:00:00")]
     public TimeSpan OperationLifetime { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>Tolerated clock difference when checking token lifetimes: 0 to 1 hour. The default value is 60 seconds.</summary>
+    [DurationRange("clock skew", "00:00:00", "01:00:00")]
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
@@ -126,24 +138,29 @@ public sealed class EnrollServerOptions
     public int MaxRequestBytes { get; set; } = 64 * 1024;
 
     /// <summary>Requests waiting for a handler before new ones are answered <c>unavailable</c>. The default value is 10,000.</summary>
+    [CountRange("request queue length", 1, 10_000_000)]
     public int MaxQueuedRequests { get; set; } = 10_000;
 
     /// <summary>Failed credential attempts one client ID may make per <see cref="FailureWindow"/>. The default value is 5.</summary>
+    [CountRange("client failure limit", 1, 1_000_000)]
     public int ClientFailureLimit { get; set; } = 5;
 
     /// <summary>
     /// Failed credential attempts one source address may make per <see cref="FailureWindow"/>; generous, because many
     /// devices can share an address behind NAT. The default value is 100.
     /// </summary>
+    [CountRange("source failure limit", 1, 1_000_000)]
     public int SourceFailureLimit { get; set; } = 100;
 
     /// <summary>The window the failure limits refill over. The default value is 1 minute.</summary>
+    [DurationRange("failure window", "00:00:01", "1.00:00:00")]
     public TimeSpan FailureWindow { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>
     /// Requests handled at once. Handlers spend most of their time waiting for the registry's group commit, and every
     /// request waiting there joins the same commit, so this is well above the processor count. The default value is 64.
     /// </summary>
+    [CountRange("handler concurrency", 1, 4096)]
     public int HandlerConcurrency { get; set; } = 64;
 
     /// <summary>
@@ -152,6 +169,7 @@ public sealed class EnrollServerOptions
     /// (MQTT 3.1.1 clients, which cannot be told, are closed at 1.5 times this maximum). 5 seconds to 65,535 seconds; the
     /// default value is 300 seconds.
     /// </summary>
+    [DurationRange("maximum keep-alive", "00:00:05", "18:12:15")]
     public TimeSpan MaxKeepAlive { get; set; } = TimeSpan.FromSeconds(300);
 
     /// <summary>
@@ -160,20 +178,24 @@ public sealed class EnrollServerOptions
     /// the process's open-file limit (<c>ulimit -n</c>) less a reserve for the registry, the HTTP API and key files: at
     /// most 80 % of it, and at least 128 below it.
     /// </summary>
+    [CountRange("maximum connections", 1, 10_000_000)]
     public int? MaxConnections { get; set; }
 
     /// <summary>The largest request body the HTTP API reads: 1 KiB to 16 MiB. The default value is 65,536 bytes.</summary>
+    [CountRange("maximum admin request body", 1024, 16 * 1024 * 1024)]
     public int MaxAdminRequestBytes { get; set; } = 64 * 1024;
 
     /// <summary>
     /// Wrong admin keys one remote address may present per <see cref="FailureWindow"/> before the API answers 429 with
     /// Retry-After. The default value is 10.
     /// </summary>
+    [CountRange("admin key failure limit", 1, 1_000_000)]
     public int AdminKeyFailureLimit { get; set; } = 10;
 
     /// <summary>
     /// How long a device is asked to wait (<c>retry_after_seconds</c>, and Retry-After on the HTTP API) when the
     /// registry's disk is full: 1 second to 1 hour. Devices spread their own retries around it. The default value is 30 seconds.
     /// </summary>
+    [DurationRange("disk-full retry-after", "00:00:01", "01:00:00")]
     public TimeSpan DiskFullRetryAfter { get; set; } = TimeSpan.FromSeconds(30);
 }

@@ -1,53 +1,68 @@
+using System.ComponentModel.DataAnnotations;
 using System.Globalization;
+using Microsoft.Extensions.Options;
 
 namespace Enroll.Server;
 
 /// <summary>
-/// The valid ranges of <see cref="EnrollServerOptions"/>, checked before the server opens anything: a setting that makes
-/// no sense (a port above 65535, an access token that expires before a device can use it) stops the start with one line
-/// naming the setting, its value and the range, instead of a stack trace or a fleet in a renewal storm.
+/// Checks the ranges declared on <see cref="EnrollServerOptions"/> (source-generated from its DataAnnotations). Registered
+/// with <see cref="EnrollServerOptionsRules"/> by <c>AddEnrollServer</c> and validated on start; the host also runs both
+/// before it opens anything, so a setting that makes no sense (a port above 65535, an access token that expires before a
+/// device can use it) stops the start with one line naming the setting, its value and the range, instead of a stack
+/// trace or a fleet in a renewal storm.
 /// </summary>
+[OptionsValidator]
+internal sealed partial class EnrollServerOptionsValidator : IValidateOptions<EnrollServerOptions>;
+
+/// <summary>The rules of <see cref="EnrollServerOptions"/> that tie two settings together, which DataAnnotations cannot express.</summary>
+internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOptions>
+{
+    public ValidateOptionsResult Validate(string? name, EnrollServerOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var failures = new List<string>();
+        if (options.AccessTokenLifetime > options.RegistrationTokenLifetime)
+        {
+            failures.Add($"the access token lifetime ({EnrollServerOptionsValidation.Show(options.AccessTokenLifetime)}) must not be longer than the registration token lifetime ({EnrollServerOptionsValidation.Show(options.RegistrationTokenLifetime)}): a device renews its access token with its Registration Token");
+        }
+
+        // A request travels in one packet, so it can be no larger than a packet.
+        var maxRequest = Math.Max(1024, options.MaxPacketBytes);
+        if (options.MaxRequestBytes < 1024 || options.MaxRequestBytes > maxRequest)
+        {
+            failures.Add(string.Create(CultureInfo.InvariantCulture, $"the maximum request size {options.MaxRequestBytes:N0} is out of range: use 1,024 to {maxRequest:N0}"));
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}
+
+/// <summary>The valid ranges of <see cref="EnrollServerOptions"/> that other parts use, and the check the host runs before it opens anything.</summary>
 internal static class EnrollServerOptionsValidation
 {
-    public static readonly TimeSpan MinAccessTokenLifetime = TimeSpan.FromMinutes(1);
-    public static readonly TimeSpan MaxAccessTokenLifetime = TimeSpan.FromDays(30);
-    public static readonly TimeSpan MinRegistrationTokenLifetime = TimeSpan.FromHours(1);
-    public static readonly TimeSpan MaxRegistrationTokenLifetime = TimeSpan.FromDays(3650);
+    public const string MinAccessTokenLifetimeText = "00:01:00";
+    public const string MaxAccessTokenLifetimeText = "30.00:00:00";
+    public const string MinRegistrationTokenLifetimeText = "01:00:00";
+    public const string MaxRegistrationTokenLifetimeText = "3650.00:00:00";
+
+    public static readonly TimeSpan MinAccessTokenLifetime = TimeSpan.Parse(MinAccessTokenLifetimeText, CultureInfo.InvariantCulture);
+    public static readonly TimeSpan MaxAccessTokenLifetime = TimeSpan.Parse(MaxAccessTokenLifetimeText, CultureInfo.InvariantCulture);
+    public static readonly TimeSpan MinRegistrationTokenLifetime = TimeSpan.Parse(MinRegistrationTokenLifetimeText, CultureInfo.InvariantCulture);
+    public static readonly TimeSpan MaxRegistrationTokenLifetime = TimeSpan.Parse(MaxRegistrationTokenLifetimeText, CultureInfo.InvariantCulture);
+
+    /// <summary>The validators <c>AddEnrollServer</c> registers: the declared ranges, then the rules between settings.</summary>
+    public static IReadOnlyList<IValidateOptions<EnrollServerOptions>> Validators { get; } = [new EnrollServerOptionsValidator(), new EnrollServerOptionsRules()];
 
     /// <summary>Every problem of <paramref name="options"/>; empty when it is valid.</summary>
     public static List<string> Problems(EnrollServerOptions options)
     {
         var problems = new List<string>();
-        Port(problems, "MQTT port (--mqtt-port)", options.MqttPort);
-        Port(problems, "HTTP port (--http-port)", options.HttpPort);
-        Port(problems, "MQTT-over-TLS port (--mqtts-port)", options.MqttTlsPort);
-        Port(problems, "HTTPS port (--https-port)", options.HttpsPort);
-        Range(problems, "access token lifetime (--access-token-lifetime)", options.AccessTokenLifetime, MinAccessTokenLifetime, MaxAccessTokenLifetime);
-        Range(problems, "registration token lifetime (--registration-token-lifetime)", options.RegistrationTokenLifetime, MinRegistrationTokenLifetime, MaxRegistrationTokenLifetime);
-        if (options.AccessTokenLifetime > options.RegistrationTokenLifetime)
+        foreach (var validator in Validators)
         {
-            problems.Add($"the access token lifetime ({Show(options.AccessTokenLifetime)}) must not be longer than the registration token lifetime ({Show(options.RegistrationTokenLifetime)}): a device renews its access token with its Registration Token");
-        }
-
-        Range(problems, "operation lifetime (--operation-lifetime)", options.OperationLifetime, TimeSpan.FromMinutes(1), TimeSpan.FromDays(365));
-        Range(problems, "refresh grace", options.RefreshGrace, TimeSpan.Zero, TimeSpan.FromHours(1));
-        Range(problems, "pending poll interval", options.PendingPollInterval, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1));
-        Range(problems, "clock skew", options.ClockSkew, TimeSpan.Zero, TimeSpan.FromHours(1));
-        Range(problems, "connect timeout", options.ConnectTimeout, TimeSpan.FromSeconds(1), TimeSpan.FromMinutes(5));
-        Range(problems, "failure window", options.FailureWindow, TimeSpan.FromSeconds(1), TimeSpan.FromDays(1));
-        Range(problems, "maximum keep-alive", options.MaxKeepAlive, TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(ushort.MaxValue));
-        Range(problems, "disk-full retry-after", options.DiskFullRetryAfter, TimeSpan.FromSeconds(1), TimeSpan.FromHours(1));
-        Count(problems, "maximum packet size", options.MaxPacketBytes, 1024, 268_435_455);
-        Count(problems, "maximum request size", options.MaxRequestBytes, 1024, Math.Max(1024, options.MaxPacketBytes));
-        Count(problems, "maximum admin request body", options.MaxAdminRequestBytes, 1024, 16 * 1024 * 1024);
-        Count(problems, "request queue length", options.MaxQueuedRequests, 1, 10_000_000);
-        Count(problems, "handler concurrency", options.HandlerConcurrency, 1, 4096);
-        Count(problems, "client failure limit", options.ClientFailureLimit, 1, 1_000_000);
-        Count(problems, "source failure limit", options.SourceFailureLimit, 1, 1_000_000);
-        Count(problems, "admin key failure limit", options.AdminKeyFailureLimit, 1, 1_000_000);
-        if (options.MaxConnections is { } connections)
-        {
-            Count(problems, "maximum connections", connections, 1, 10_000_000);
+            if (validator.Validate(Options.DefaultName, options) is { Failed: true } result)
+            {
+                problems.AddRange(result.Failures);
+            }
         }
 
         return problems;
@@ -59,33 +74,13 @@ internal static class EnrollServerOptionsValidation
         var problems = Problems(options);
         if (problems.Count > 0)
         {
-            throw new ServerStartException(ServerStartProblem.InvalidOptions, string.Join("; ", problems));
+            throw Invalid(problems);
         }
     }
 
-    private static void Port(List<string> problems, string name, int port)
-    {
-        if (port is < 0 or > 65535)
-        {
-            problems.Add(string.Create(CultureInfo.InvariantCulture, $"the {name} {port} is not a TCP port: use 1-65535, or 0 to pick a free one"));
-        }
-    }
-
-    private static void Range(List<string> problems, string name, TimeSpan value, TimeSpan min, TimeSpan max)
-    {
-        if (value < min || value > max)
-        {
-            problems.Add($"the {name} {Show(value)} is out of range: use {Show(min)} to {Show(max)}");
-        }
-    }
-
-    private static void Count(List<string> problems, string name, int value, int min, int max)
-    {
-        if (value < min || value > max)
-        {
-            problems.Add(string.Create(CultureInfo.InvariantCulture, $"the {name} {value:N0} is out of range: use {min:N0} to {max:N0}"));
-        }
-    }
+    /// <summary>The start failure for <paramref name="problems"/>, all in one line.</summary>
+    public static ServerStartException Invalid(IEnumerable<string> problems) =>
+        new(ServerStartProblem.InvalidOptions, string.Join("; ", problems));
 
     /// <summary>A duration as a person writes it: 90s, 5m, 24h, 30d.</summary>
     internal static string Show(TimeSpan value) =>
@@ -95,4 +90,55 @@ internal static class EnrollServerOptionsValidation
         : value.Ticks % TimeSpan.TicksPerMinute == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalMinutes:0}m")
         : value.Ticks % TimeSpan.TicksPerSecond == 0 ? string.Create(CultureInfo.InvariantCulture, $"{value.TotalSeconds:0}s")
         : value.ToString("c", CultureInfo.InvariantCulture);
+}
+
+/// <summary>A TCP port setting: 1-65535, or 0 to pick a free one. The failure names the setting (<see cref="Setting"/>) and its value.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class PortAttribute(string setting) : ValidationAttribute
+{
+    /// <summary>The setting as the failure names it, for example <c>MQTT port (--mqtt-port)</c>.</summary>
+    public string Setting { get; } = setting;
+
+    protected override ValidationResult? IsValid(object? value, ValidationContext validationContext) =>
+        value is int port and (< 0 or > 65535)
+            ? new ValidationResult(string.Create(CultureInfo.InvariantCulture, $"the {Setting} {port} is not a TCP port: use 1-65535, or 0 to pick a free one"))
+            : ValidationResult.Success;
+}
+
+/// <summary>A duration setting between <see cref="Minimum"/> and <see cref="Maximum"/> (written as <see cref="TimeSpan"/> text, <c>d.hh:mm:ss</c>).</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class DurationRangeAttribute(string setting, string minimum, string maximum) : ValidationAttribute
+{
+    /// <summary>The setting as the failure names it.</summary>
+    public string Setting { get; } = setting;
+
+    public string Minimum { get; } = minimum;
+
+    public string Maximum { get; } = maximum;
+
+    protected override ValidationResult? IsValid(object? value, ValidationContext validationContext)
+    {
+        var min = TimeSpan.Parse(Minimum, CultureInfo.InvariantCulture);
+        var max = TimeSpan.Parse(Maximum, CultureInfo.InvariantCulture);
+        return value is TimeSpan duration && (duration < min || duration > max)
+            ? new ValidationResult($"the {Setting} {EnrollServerOptionsValidation.Show(duration)} is out of range: use {EnrollServerOptionsValidation.Show(min)} to {EnrollServerOptionsValidation.Show(max)}")
+            : ValidationResult.Success;
+    }
+}
+
+/// <summary>A count setting between <see cref="Minimum"/> and <see cref="Maximum"/>; null (where the setting allows it) is valid.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class CountRangeAttribute(string setting, int minimum, int maximum) : ValidationAttribute
+{
+    /// <summary>The setting as the failure names it.</summary>
+    public string Setting { get; } = setting;
+
+    public int Minimum { get; } = minimum;
+
+    public int Maximum { get; } = maximum;
+
+    protected override ValidationResult? IsValid(object? value, ValidationContext validationContext) =>
+        value is int count && (count < Minimum || count > Maximum)
+            ? new ValidationResult(string.Create(CultureInfo.InvariantCulture, $"the {Setting} {count:N0} is out of range: use {Minimum:N0} to {Maximum:N0}"))
+            : ValidationResult.Success;
 }

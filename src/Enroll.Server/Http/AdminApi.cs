@@ -201,7 +201,7 @@ internal static class AdminApi
             : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
 
-    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, IServiceProvider services, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
+    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, Broker.IDeviceSessions sessions, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
     {
         var device = await registry.RevokeDeviceAsync(id, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (device is null)
@@ -209,14 +209,11 @@ internal static class AdminApi
             return Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'");
         }
 
-        // Its tokens are refused from now on; a session it already has on the embedded broker ends now too.
-        if (services.GetService(typeof(Broker.EmbeddedBroker)) is Broker.EmbeddedBroker broker)
-        {
-            await broker.DisconnectDeviceAsync(device.DeviceId, device.ClientId).ConfigureAwait(false);
-        }
-
+        // Its tokens are refused from now on; a session it already has on the broker ends now too, where the transport can
+        // end one (an external broker cannot be asked to: the answer says so).
+        var disconnect = await sessions.DisconnectAsync(device.DeviceId, device.ClientId, cancellationToken).ConfigureAwait(false);
         Log.DeviceRevoked(logger, id);
-        return TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
+        return TypedResults.Json(ToInfo(device) with { Disconnect = Broker.DisconnectResults.WireName(disconnect) }, AdminJsonContext.Default.DeviceInfo);
     }
 
     /// <summary>

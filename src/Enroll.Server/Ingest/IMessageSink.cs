@@ -30,7 +30,7 @@ public sealed record IngestedMessage
 
 /// <summary>
 /// Where ingested device messages go. The registry sink stores each message once (de-duplicated on Device ID and
-/// message ID); register more sinks (with <see cref="EnrollServerHost.StartAsync"/>'s service hook) to forward messages
+/// message ID); register more sinks (with <see cref="EnrollServerBuilder.Services"/> in <see cref="EnrollServerHost.StartAsync(EnrollServerOptions, Action{EnrollServerBuilder}, CancellationToken)"/>) to forward messages
 /// elsewhere — they see each message once, after it was stored, and the device's acknowledgement waits for them.
 /// </summary>
 public interface IMessageSink

@@ -37,6 +37,13 @@ internal sealed class FailureRateLimiter
         return source is not null && IsLimited("source:" + source, _options.SourceFailureLimit, out retryAfter);
     }
 
+    /// <summary>True when the client ID may not try now; <paramref name="retryAfter"/> says how long to wait.</summary>
+    public bool IsClientLimited(string? clientId, out TimeSpan retryAfter)
+    {
+        retryAfter = TimeSpan.Zero;
+        return clientId is not null && IsLimited("client:" + clientId, _options.ClientFailureLimit, out retryAfter);
+    }
+
     /// <summary>
     /// Reserves one failure from the client's and the source's buckets before a credential is checked, or returns false
     /// (with the wait) when either is empty. Reserving first keeps the limit exact when many checks run at once;
