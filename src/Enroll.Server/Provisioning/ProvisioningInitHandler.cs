@@ -19,16 +19,18 @@ namespace Enroll.Server.Provisioning;
 /// </summary>
 internal sealed class ProvisioningInitHandler
 {
-    private readonly IRegistry _registry;
+    private readonly IDeviceStore _devices;
+    private readonly IOperationStore _operationStore;
     private readonly ProvisioningTokenService _provisioningTokens;
     private readonly OperationService _operations;
     private readonly TimeOrderedId _ids;
     private readonly EnrollServerOptions _options;
     private readonly ILogger<ProvisioningInitHandler> _logger;
 
-    public ProvisioningInitHandler(IRegistry registry, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger)
+    public ProvisioningInitHandler(IDeviceStore devices, IOperationStore operationStore, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger)
     {
-        _registry = registry;
+        _devices = devices;
+        _operationStore = operationStore;
         _provisioningTokens = provisioningTokens;
         _operations = operations;
         _ids = ids;
@@ -75,7 +77,7 @@ internal sealed class ProvisioningInitHandler
         }
 
         var (check, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, clientId, context.SenderAddress, cancellationToken).ConfigureAwait(false);
-        var existing = token is null ? null : await _registry.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
+        var existing = token is null ? null : await _devices.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
         switch (check)
         {
             case ProvisioningTokenCheck.Unknown:
@@ -92,7 +94,7 @@ internal sealed class ProvisioningInitHandler
         var now = context.ReceivedAt;
 
         // A device restarted while pending, or a duplicate request, gets the operation it already has.
-        var pending = await _registry.FindPendingOperationAsync(token.OrgId, clientId, now, cancellationToken).ConfigureAwait(false);
+        var pending = await _operationStore.FindPendingOperationAsync(token.OrgId, clientId, now, cancellationToken).ConfigureAwait(false);
         if (pending is not null)
         {
             return Answer(pending, request.RequestId);
@@ -103,7 +105,7 @@ internal sealed class ProvisioningInitHandler
             throw new RequestRejectedException(ErrorCodes.Conflict, $"client '{clientId}' already has device '{existing.DeviceId}'; ask for that Device ID or none");
         }
 
-        if (existing is null && request.DesiredDeviceId is { } desired && await _registry.FindDeviceAsync(desired, cancellationToken).ConfigureAwait(false) is not null)
+        if (existing is null && request.DesiredDeviceId is { } desired && await _devices.FindDeviceAsync(desired, cancellationToken).ConfigureAwait(false) is not null)
         {
             throw new RequestRejectedException(ErrorCodes.Conflict, $"the Device ID '{desired}' is taken by another device");
         }
@@ -122,7 +124,7 @@ internal sealed class ProvisioningInitHandler
             CreatedAt = now,
             ExpiresAt = now + _options.OperationLifetime,
         };
-        await _registry.CreateOperationAsync(operation, cancellationToken).ConfigureAwait(false);
+        await _operationStore.CreateOperationAsync(operation, cancellationToken).ConfigureAwait(false);
         var detail = existing is null ? string.Empty : $" (re-provisioning of {existing.DeviceId})";
         Log.OperationStarted(_logger, operation.OperationId, clientId, token.OrgId, OperationStatus.Pending, detail);
 
