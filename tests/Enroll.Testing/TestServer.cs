@@ -129,12 +129,12 @@ public sealed class TestServer : IAsyncDisposable
 
     /// <summary>How many messages the server stored (optionally of one device).</summary>
     public Task<long> CountMessagesAsync(string? deviceId = null) =>
-        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IRegistry>(Host.Services).CountMessagesAsync(deviceId);
+        Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IMessageStore>(Host.Services).CountMessagesAsync(deviceId);
 
     /// <summary>Every stored message of a device, oldest first.</summary>
     public async Task<IReadOnlyList<Enroll.Server.IngestedMessage>> MessagesAsync(string? deviceId = null)
     {
-        var registry = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IRegistry>(Host.Services);
+        var registry = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions.GetRequiredService<Enroll.Server.Registry.IMessageStore>(Host.Services);
         var all = new List<Enroll.Server.IngestedMessage>();
         long after = 0;
         while (true)

@@ -1,6 +1,5 @@
 using System.Buffers;
 using Enroll.Protocol.Topics;
-using Enroll.Server.Handlers;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;

@@ -2,7 +2,6 @@ using System.Text.Json;
 using Enroll.Protocol.Json;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
-using Enroll.Server.Handlers;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Logging;
 

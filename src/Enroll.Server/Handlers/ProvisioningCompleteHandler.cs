@@ -15,14 +15,18 @@ namespace Enroll.Server.Handlers;
 /// </summary>
 internal sealed class ProvisioningCompleteHandler : IRequestHandler<ProvisioningCompleteRequest, ProvisioningCompleteResponse>
 {
-    private readonly IRegistry _registry;
+    private readonly IOperationStore _operations;
+    private readonly IDeviceStore _devices;
+    private readonly IProvisioningTokenStore _tokens;
     private readonly TokenIssuer _issuer;
     private readonly ProvisioningTokenService _provisioningTokens;
     private readonly EnrollServerOptions _options;
 
-    public ProvisioningCompleteHandler(IRegistry registry, TokenIssuer issuer, ProvisioningTokenService provisioningTokens, IOptions<EnrollServerOptions> options)
+    public ProvisioningCompleteHandler(IOperationStore operations, IDeviceStore devices, IProvisioningTokenStore tokens, TokenIssuer issuer, ProvisioningTokenService provisioningTokens, IOptions<EnrollServerOptions> options)
     {
-        _registry = registry;
+        _operations = operations;
+        _devices = devices;
+        _tokens = tokens;
         _provisioningTokens = provisioningTokens;
         _issuer = issuer;
         _options = options.Value;
@@ -44,7 +48,7 @@ internal sealed class ProvisioningCompleteHandler : IRequestHandler<Provisioning
         // Proof of possession: whoever holds the client ID's topic learns the operation ID, so only the holder of the
         // Provisioning Token that started the operation may collect its Registration Token. Wrong tokens count as failures.
         var (_, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, request.ClientId!, context.SenderAddress, cancellationToken).ConfigureAwait(false);
-        var operation = await _registry.FindOperationAsync(request.OperationId, cancellationToken).ConfigureAwait(false);
+        var operation = await _operations.FindOperationAsync(request.OperationId, cancellationToken).ConfigureAwait(false);
         if (operation is null || !string.Equals(operation.ClientId, request.ClientId, StringComparison.Ordinal)
             || token is null || !string.Equals(token.Id, operation.ProvisioningTokenId, StringComparison.Ordinal))
         {
@@ -55,7 +59,7 @@ internal sealed class ProvisioningCompleteHandler : IRequestHandler<Provisioning
         var now = context.ReceivedAt;
         if (operation.Status == OperationStatus.Pending && operation.ExpiresAt <= now)
         {
-            await _registry.ExpireOperationsAsync(now, cancellationToken).ConfigureAwait(false);
+            await _operations.ExpireOperationsAsync(now, cancellationToken).ConfigureAwait(false);
             operation = operation with { Status = OperationStatus.Expired };
         }
 
@@ -79,11 +83,11 @@ internal sealed class ProvisioningCompleteHandler : IRequestHandler<Provisioning
 
         if (operation.RegistrationToken is null)
         {
-            var device = await _registry.FindDeviceAsync(operation.DeviceId!, cancellationToken).ConfigureAwait(false)
+            var device = await _devices.FindDeviceAsync(operation.DeviceId!, cancellationToken).ConfigureAwait(false)
                 ?? throw new RejectedException(ErrorCodes.NotFound, $"device '{operation.DeviceId}' no longer exists");
-            var lifetime = (await _registry.FindProvisioningTokenAsync(operation.ProvisioningTokenId, cancellationToken).ConfigureAwait(false))?.RegistrationTokenLifetime;
+            var lifetime = (await _tokens.FindProvisioningTokenAsync(operation.ProvisioningTokenId, cancellationToken).ConfigureAwait(false))?.RegistrationTokenLifetime;
             var issued = _issuer.IssueRegistrationToken(device, lifetime);
-            operation = await _registry.AttachRegistrationTokenAsync(
+            operation = await _operations.AttachRegistrationTokenAsync(
                 operation.OperationId,
                 issued.Token,
                 new RegistrationTokenRecord { TokenId = issued.TokenId, DeviceId = device.DeviceId, IssuedAt = issued.IssuedAt, ExpiresAt = issued.ExpiresAt },

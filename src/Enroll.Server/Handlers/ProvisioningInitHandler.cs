@@ -18,16 +18,18 @@ namespace Enroll.Server.Handlers;
 /// </summary>
 internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInitRequest, ProvisioningInitResponse>
 {
-    private readonly IRegistry _registry;
+    private readonly IDeviceStore _devices;
+    private readonly IOperationStore _operationStore;
     private readonly ProvisioningTokenService _provisioningTokens;
     private readonly OperationService _operations;
     private readonly TimeOrderedId _ids;
     private readonly EnrollServerOptions _options;
     private readonly ILogger<ProvisioningInitHandler> _logger;
 
-    public ProvisioningInitHandler(IRegistry registry, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger)
+    public ProvisioningInitHandler(IDeviceStore devices, IOperationStore operationStore, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger)
     {
-        _registry = registry;
+        _devices = devices;
+        _operationStore = operationStore;
         _provisioningTokens = provisioningTokens;
         _operations = operations;
         _ids = ids;
@@ -66,7 +68,7 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
         }
 
         var (check, token) = await _provisioningTokens.VerifyLimitedAsync(request.ProvisioningToken, clientId, context.SenderAddress, cancellationToken).ConfigureAwait(false);
-        var existing = token is null ? null : await _registry.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
+        var existing = token is null ? null : await _devices.FindDeviceByClientAsync(token.OrgId, clientId, cancellationToken).ConfigureAwait(false);
         check.RejectUnlessUsable();
         if (check == ProvisioningTokenCheck.UsedUp && existing is null)
         {
@@ -77,7 +79,7 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
         var now = context.ReceivedAt;
 
         // A device restarted while pending, or a duplicate request, gets the operation it already has.
-        var pending = await _registry.FindPendingOperationAsync(token.OrgId, clientId, now, cancellationToken).ConfigureAwait(false);
+        var pending = await _operationStore.FindPendingOperationAsync(token.OrgId, clientId, now, cancellationToken).ConfigureAwait(false);
         if (pending is not null)
         {
             return Answer(pending, request.RequestId);
@@ -88,7 +90,7 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
             throw new RejectedException(ErrorCodes.Conflict, $"client '{clientId}' already has device '{existing.DeviceId}'; ask for that Device ID or none");
         }
 
-        if (existing is null && request.DesiredDeviceId is { } desired && await _registry.FindDeviceAsync(desired, cancellationToken).ConfigureAwait(false) is not null)
+        if (existing is null && request.DesiredDeviceId is { } desired && await _devices.FindDeviceAsync(desired, cancellationToken).ConfigureAwait(false) is not null)
         {
             throw new RejectedException(ErrorCodes.Conflict, $"the Device ID '{desired}' is taken by another device");
         }
@@ -107,7 +109,7 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
             CreatedAt = now,
             ExpiresAt = now + _options.OperationLifetime,
         };
-        await _registry.CreateOperationAsync(operation, cancellationToken).ConfigureAwait(false);
+        await _operationStore.CreateOperationAsync(operation, cancellationToken).ConfigureAwait(false);
         var detail = existing is null ? string.Empty : $" (re-provisioning of {existing.DeviceId})";
         Log.OperationStarted(_logger, operation.OperationId, clientId, token.OrgId, OperationStatus.Pending, detail);
 

@@ -24,7 +24,11 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
     /// <summary>Most metadata entries accepted.</summary>
     public const int MaxMetadataEntries = 128;
 
-    private readonly IRegistry _registry;
+    /// <summary>Signatures one registration makes at most when concurrent writers keep changing its device.</summary>
+    private const int MaxRegistrationAttempts = 4;
+
+    private readonly IDeviceStore _devices;
+    private readonly IOperationStore _operations;
     private readonly ProvisioningTokenService _provisioningTokens;
     private readonly RegistrationTokenService _registrationTokens;
     private readonly TokenIssuer _issuer;
@@ -33,7 +37,8 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
     private readonly ILogger<RegistrationHandler> _logger;
 
     public RegistrationHandler(
-        IRegistry registry,
+        IDeviceStore devices,
+        IOperationStore operations,
         ProvisioningTokenService provisioningTokens,
         RegistrationTokenService registrationTokens,
         TokenIssuer issuer,
@@ -42,7 +47,8 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         ILogger<RegistrationHandler> logger)
     {
         _logger = logger;
-        _registry = registry;
+        _devices = devices;
+        _operations = operations;
         _provisioningTokens = provisioningTokens;
         _registrationTokens = registrationTokens;
         _issuer = issuer;
@@ -58,24 +64,8 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
 
         var (orgId, provisioningToken, holder) = await AuthenticateAsync(request, context, cancellationToken).ConfigureAwait(false);
         var deviceId = request.DeviceId ?? holder?.Device.DeviceId;
-
-        // Registered with a Provisioning Token (or a certificate, or openly): a Registration Token for renewals and
-        // refreshes is issued and recorded in the same transaction as the device.
-        var registrationToken = holder is null ? _registrationTokens.IssueWithRegistration(provisioningToken?.RegistrationTokenLifetime) : null;
-        var outcome = await _registry.RegisterDeviceAsync(
-            new RegisterDeviceCommand
-            {
-                OrgId = orgId,
-                ClientId = clientId,
-                DeviceId = deviceId,
-                NewDeviceId = NewDeviceId(),
-                Name = request.DeviceName,
-                MetadataJson = request.Metadata is null ? null : JsonSerializer.Serialize(request.Metadata, RegistryJsonContext.Default.DictionaryStringJsonElement),
-                ProvisioningTokenId = provisioningToken?.Id,
-                Now = context.ReceivedAt,
-                IssueRegistrationToken = registrationToken is null ? null : registrationToken.Issue,
-            },
-            cancellationToken).ConfigureAwait(false);
+        var outcome = await RegisterAsync(request, context, orgId, clientId, deviceId, provisioningToken, signRegistrationToken: holder is null, cancellationToken).ConfigureAwait(false);
+        var registrationToken = outcome.Token;
 
         var device = outcome.Result switch
         {
@@ -84,6 +74,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
             RegisterDeviceResult.OtherClient => throw new RejectedException(ErrorCodes.Forbidden, $"device '{deviceId}' belongs to another client"),
             RegisterDeviceResult.Revoked => throw new RejectedException(ErrorCodes.Forbidden, $"device '{outcome.Device!.DeviceId}' is revoked"),
             RegisterDeviceResult.TokenUsedUp => throw new RejectedException(ErrorCodes.Unauthorized, "the provisioning token has no uses left"),
+            RegisterDeviceResult.Stale => throw new RejectedException(ErrorCodes.Unavailable, "the device changed during registration; send the request again"),
             _ => throw new InvalidOperationException($"unexpected registration result {outcome.Result}"),
         };
 
@@ -100,12 +91,59 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         if (holder is not null)
         {
             // First use of a token from `complete` finishes its provisioning operation.
-            await _registry.CompleteOperationByTokenAsync(holder.TokenId, context.ReceivedAt, cancellationToken).ConfigureAwait(false);
+            await _operations.CompleteOperationByTokenAsync(holder.TokenId, context.ReceivedAt, cancellationToken).ConfigureAwait(false);
             return _registrationTokens.IsExpiring(holder) ? response with { RefreshRegistrationToken = true } : response;
         }
 
-        var registration = registrationToken!.Token!;
+        var registration = registrationToken!;
         return response with { RegistrationToken = registration.Token, RegistrationTokenExpiresAt = registration.ExpiresAt };
+    }
+
+    /// <summary>
+    /// Registers with the registry. Registered with a Provisioning Token (or a certificate, or openly), the device gets a
+    /// Registration Token for renewals and refreshes, recorded in the same commit as the device: it is signed first, for
+    /// the device this request will register (the named one, else the client's, else a new one), and signed again for
+    /// the device as the registry now has it when a concurrent writer changed that in the meantime (another request of
+    /// the same client created its device first, or the device's tokens were revoked).
+    /// </summary>
+    private async Task<(RegisterDeviceResult Result, DeviceRecord? Device, IssuedToken? Token)> RegisterAsync(
+        RegistrationRequest request, RequestContext context, string orgId, string clientId, string? deviceId, ProvisioningTokenRecord? provisioningToken,
+        bool signRegistrationToken, CancellationToken cancellationToken)
+    {
+        var newDeviceId = NewDeviceId();
+        var command = new RegisterDeviceCommand
+        {
+            OrgId = orgId,
+            ClientId = clientId,
+            DeviceId = deviceId,
+            NewDeviceId = newDeviceId,
+            Name = request.DeviceName,
+            MetadataJson = request.Metadata is null ? null : JsonSerializer.Serialize(request.Metadata, RegistryJsonContext.Default.DictionaryStringJsonElement),
+            ProvisioningTokenId = provisioningToken?.Id,
+            Now = context.ReceivedAt,
+        };
+        if (!signRegistrationToken)
+        {
+            var plain = await _devices.RegisterDeviceAsync(command, cancellationToken).ConfigureAwait(false);
+            return (plain.Result, plain.Device, null);
+        }
+
+        var known = deviceId is not null
+            ? await _devices.FindDeviceAsync(deviceId, cancellationToken).ConfigureAwait(false)
+            : await _devices.FindDeviceByClientAsync(orgId, clientId, cancellationToken).ConfigureAwait(false);
+        for (var attempt = 1; ; attempt++)
+        {
+            // The token names the request's organisation and client: the registry records it only for a device of theirs.
+            var subject = new TokenSubject(known?.DeviceId ?? deviceId ?? newDeviceId, orgId, clientId, known?.TokensValidAfter);
+            var (token, record) = _registrationTokens.IssueForRegistration(subject, provisioningToken?.RegistrationTokenLifetime);
+            var outcome = await _devices.RegisterDeviceAsync(command with { RegistrationToken = record }, cancellationToken).ConfigureAwait(false);
+            if (outcome.Result != RegisterDeviceResult.Stale || attempt == MaxRegistrationAttempts)
+            {
+                return (outcome.Result, outcome.Device, token);
+            }
+
+            known = outcome.Device;
+        }
     }
 
     private static void ValidateShape(RegistrationRequest request)

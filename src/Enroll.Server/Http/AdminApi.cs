@@ -119,14 +119,14 @@ internal static class AdminApi
         return TypedResults.Json(info, AdminJsonContext.Default.ProvisioningTokenInfo, statusCode: StatusCodes.Status201Created);
     }
 
-    private static async Task<IResult> ListTokensAsync(IRegistry registry, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<IResult> ListTokensAsync(IProvisioningTokenStore registry, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         var tokens = await registry.ListProvisioningTokensAsync(cancellationToken).ConfigureAwait(false);
         return TypedResults.Json(new ItemList<ProvisioningTokenInfo>(tokens.Select(t => ToInfo(t, now)).ToList()), AdminJsonContext.Default.ItemListProvisioningTokenInfo);
     }
 
-    private static async Task<IResult> GetTokenAsync(string id, IRegistry registry, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<IResult> GetTokenAsync(string id, IProvisioningTokenStore registry, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var token = await registry.FindProvisioningTokenAsync(id, cancellationToken).ConfigureAwait(false);
         return token is null
@@ -134,7 +134,7 @@ internal static class AdminApi
             : TypedResults.Json(ToInfo(token, timeProvider.GetUtcNow()), AdminJsonContext.Default.ProvisioningTokenInfo);
     }
 
-    private static async Task<IResult> RevokeTokenAsync(string id, IRegistry registry, TimeProvider timeProvider, ILogger<ProvisioningTokenService> logger, CancellationToken cancellationToken)
+    private static async Task<IResult> RevokeTokenAsync(string id, IProvisioningTokenStore registry, TimeProvider timeProvider, ILogger<ProvisioningTokenService> logger, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         if (!await registry.RevokeProvisioningTokenAsync(id, now, cancellationToken).ConfigureAwait(false))
@@ -151,7 +151,7 @@ internal static class AdminApi
     /// Devices in the order they were created, a page of <c>limit</c> (at most <see cref="MaxPageSize"/>, the default) at
     /// a time; a full page carries <c>Link: &lt;/api/devices?after=...&gt;; rel="next"</c>, the request for the next one.
     /// </summary>
-    private static async Task<IResult> ListDevicesAsync(IRegistry registry, HttpContext http, string? org, string? limit, string? after, CancellationToken cancellationToken)
+    private static async Task<IResult> ListDevicesAsync(IDeviceStore registry, HttpContext http, string? org, string? limit, string? after, CancellationToken cancellationToken)
     {
         if (!TryPageSize(limit, MaxPageSize, out var count, out var problem))
         {
@@ -193,7 +193,7 @@ internal static class AdminApi
             ? $"unknown field {ex.Path?.TrimStart('$', '.')} (the fields are {fields})"
             : $"the body is not valid JSON of the expected shape at {ex.Path ?? "$"} ({fields})";
 
-    private static async Task<IResult> GetDeviceAsync(string id, IRegistry registry, CancellationToken cancellationToken)
+    private static async Task<IResult> GetDeviceAsync(string id, IDeviceStore registry, CancellationToken cancellationToken)
     {
         var device = await registry.FindDeviceAsync(id, cancellationToken).ConfigureAwait(false);
         return device is null
@@ -201,7 +201,7 @@ internal static class AdminApi
             : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
 
-    private static async Task<IResult> RevokeDeviceAsync(string id, IRegistry registry, Broker.IDeviceSessions sessions, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
+    private static async Task<IResult> RevokeDeviceAsync(string id, IDeviceStore registry, Broker.IDeviceSessions sessions, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
     {
         var device = await registry.RevokeDeviceAsync(id, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (device is null)
@@ -222,7 +222,7 @@ internal static class AdminApi
     /// <see cref="MaxPageSize"/> (50 when absent). A full page carries a <c>Link</c> header: rel="next" (after its last
     /// message) for <c>after</c> pages, rel="prev" (before its first) for recent ones.
     /// </summary>
-    private static async Task<IResult> ListMessagesAsync(IRegistry registry, HttpContext http, string? device, string? after, string? before, string? limit, CancellationToken cancellationToken)
+    private static async Task<IResult> ListMessagesAsync(IMessageStore registry, HttpContext http, string? device, string? after, string? before, string? limit, CancellationToken cancellationToken)
     {
         if (!TryPageSize(limit, 50, out var count, out var problem))
         {

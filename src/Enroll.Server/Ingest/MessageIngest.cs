@@ -15,10 +15,10 @@ internal enum IngestResult
 
 /// <summary>
 /// Turns a device's publish into a stored message: checks the properties, decompresses (bounded), stores it once in the
-/// registry (INSERT OR IGNORE on Device ID + message ID, inside the group commit), then hands new messages to the other
+/// message store (de-duplicated on Device ID + message ID, see <see cref="IMessageStore.StoreMessageAsync"/>), then hands new messages to the other
 /// sinks. The caller acknowledges the publish only after this completes, so nothing acknowledged is ever lost.
 /// </summary>
-internal sealed class MessageIngest(IRegistry registry, IEnumerable<IMessageSink> sinks, ServerMetrics metrics, ILogger<MessageIngest> logger)
+internal sealed class MessageIngest(IMessageStore registry, IEnumerable<IMessageSink> sinks, ServerMetrics metrics, ILogger<MessageIngest> logger)
 {
     /// <summary>The largest payload accepted after decompression.</summary>
     public const int MaxPayloadBytes = 1024 * 1024;
@@ -54,12 +54,7 @@ internal sealed class MessageIngest(IRegistry registry, IEnumerable<IMessageSink
         }
 
         var stored = message with { Payload = payload };
-        // The registry may finish the store on its writer thread (no hand-off before the device's acknowledgement);
-        // sinks are a deployment's own code, so they are called only after leaving that thread.
-        var store = registry.StoreMessageAsync(stored, cancellationToken);
-        var isNew = _sinks.Length == 0
-            ? await store.ConfigureAwait(false)
-            : await store.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+        var isNew = await registry.StoreMessageAsync(stored, cancellationToken).ConfigureAwait(false);
         if (!isNew)
         {
             metrics.MessageIngested("duplicate");

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace Enroll.Server.Provisioning;
 
 /// <summary>Marks pending operations past their expiry as expired, once a minute.</summary>
-internal sealed partial class OperationExpirySweeper(IRegistry registry, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger<OperationExpirySweeper> logger) : BackgroundService
+internal sealed partial class OperationExpirySweeper(IOperationStore registry, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger<OperationExpirySweeper> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 

@@ -15,13 +15,13 @@ namespace Enroll.Server.Provisioning;
 /// </summary>
 internal sealed class OperationService
 {
-    private readonly IRegistry _registry;
+    private readonly IOperationStore _registry;
     private readonly IResponsePublisher _publisher;
     private readonly TimeOrderedId _ids;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<OperationService> _logger;
 
-    public OperationService(IRegistry registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger)
+    public OperationService(IOperationStore registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger)
     {
         _registry = registry;
         _publisher = publisher;

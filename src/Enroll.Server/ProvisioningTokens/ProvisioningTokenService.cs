@@ -28,11 +28,11 @@ internal sealed class ProvisioningTokenService
 {
     public const string Prefix = "ept_";
     private const string IdAlphabet = "0123456789abcdefghjkmnpqrstvwxyz";
-    private readonly IRegistry _registry;
+    private readonly IProvisioningTokenStore _registry;
     private readonly TimeProvider _timeProvider;
     private readonly FailureRateLimiter _limiter;
 
-    public ProvisioningTokenService(IRegistry registry, TimeProvider timeProvider, FailureRateLimiter limiter)
+    public ProvisioningTokenService(IProvisioningTokenStore registry, TimeProvider timeProvider, FailureRateLimiter limiter)
     {
         _registry = registry;
         _timeProvider = timeProvider;

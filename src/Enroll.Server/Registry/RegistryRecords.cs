@@ -88,10 +88,12 @@ internal sealed record RegisterDeviceCommand
     public required DateTimeOffset Now { get; init; }
 
     /// <summary>
-    /// Issues the device's new Registration Token once the device is known (created or updated); the registry records
-    /// it in the same transaction, so a registration costs one commit.
+    /// The device's new Registration Token, already signed by the caller for the device it expects this command to
+    /// register (<see cref="RegistrationTokenRecord.DeviceId"/>); recorded in the same commit as the device, so a
+    /// registration costs one commit. When the expectation no longer holds, the store answers
+    /// <see cref="RegisterDeviceResult.Stale"/> and the caller signs again.
     /// </summary>
-    public Func<DeviceRecord, RegistrationTokenRecord>? IssueRegistrationToken { get; init; }
+    public RegistrationTokenRecord? RegistrationToken { get; init; }
 }
 
 /// <summary>How a registration went in the registry.</summary>
@@ -103,9 +105,16 @@ internal enum RegisterDeviceResult
     OtherClient,
     Revoked,
     TokenUsedUp,
+
+    /// <summary>
+    /// The command's Registration Token was signed for another device than the one registered now, or before the device's
+    /// tokens were revoked: nothing was written; <see cref="RegisterDeviceOutcome.Device"/> is the device as it is now
+    /// (null when the client has none), to sign for.
+    /// </summary>
+    Stale,
 }
 
-/// <summary>The result of <see cref="IRegistry.RegisterDeviceAsync"/>.</summary>
+/// <summary>The result of <see cref="IDeviceStore.RegisterDeviceAsync"/>.</summary>
 internal sealed record RegisterDeviceOutcome(RegisterDeviceResult Result, DeviceRecord? Device);
 
 /// <summary>A provisioning operation as the registry stores it.</summary>

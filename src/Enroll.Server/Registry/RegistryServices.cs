@@ -1,16 +1,26 @@
 using Enroll.Shared.Storage;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Enroll.Server.Registry;
 
 /// <summary>Registers the registry the server stores everything in.</summary>
 internal static class RegistryServices
 {
+    /// <summary>
+    /// Registers the SQLite registry in <paramref name="dataDirectory"/> as the <see cref="IRegistry"/>, and each aggregate
+    /// interface as that one instance. A replacement store registers its own <see cref="IRegistry"/> (before or after this
+    /// call: the last registration wins, and the aggregates follow it); the container disposes the store.
+    /// </summary>
     public static IServiceCollection AddEnrollRegistry(this IServiceCollection services, EnrollServerOptions options, string dataDirectory)
     {
-        services.AddSingleton<IRegistry>(_ => new SqliteRegistry(
+        services.TryAddSingleton<IRegistry>(_ => new SqliteRegistry(
             Path.Combine(dataDirectory, SqliteRegistry.FileName),
             options.DurableCommits ? SqliteDurability.Full : SqliteDurability.Relaxed));
+        services.AddSingleton<IProvisioningTokenStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IDeviceStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IOperationStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

@@ -26,18 +26,8 @@ internal sealed partial class SqliteRegistry
         Task.FromResult(Query("SELECT COUNT(*) FROM devices", r => r.GetInt32(0)).Single());
 
     public Task<RegisterDeviceOutcome> RegisterDeviceAsync(RegisterDeviceCommand command, CancellationToken cancellationToken = default) =>
-        _database.WriteAsync(
-            context =>
-            {
-                var outcome = Register(context, command);
-                if (outcome.Result is RegisterDeviceResult.Created or RegisterDeviceResult.Updated && command.IssueRegistrationToken is { } issue)
-                {
-                    InsertRegistrationToken(context, issue(outcome.Device!));
-                }
-
-                return outcome;
-            },
-            cancellationToken);
+        // The one writer serialises registrations, so the checks below and the writes they allow see the same state.
+        _database.WriteAsync(context => Register(context, command), cancellationToken);
 
     private static RegisterDeviceOutcome Register(SqliteWriteContext context, RegisterDeviceCommand command)
     {
@@ -51,6 +41,7 @@ internal sealed partial class SqliteRegistry
         }
 
         var now = ToUnix(command.Now);
+        var token = command.RegistrationToken;
         if (existing is not null)
         {
             if (existing.OrgId != command.OrgId)
@@ -69,6 +60,11 @@ internal sealed partial class SqliteRegistry
                 return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
             }
 
+            if (token is not null && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter))
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing);
+            }
+
             context.Execute(
                 """
                 UPDATE devices SET device_name = COALESCE($name, device_name), metadata = COALESCE($metadata, metadata),
@@ -79,6 +75,7 @@ internal sealed partial class SqliteRegistry
                 ("$metadata", command.MetadataJson),
                 ("$now", now),
                 ("$id", existing.DeviceId));
+            RecordIssued(context, token);
             return new RegisterDeviceOutcome(RegisterDeviceResult.Updated, existing with
             {
                 Name = command.Name ?? existing.Name,
@@ -86,6 +83,12 @@ internal sealed partial class SqliteRegistry
                 UpdatedAt = command.Now,
                 LastRegisteredAt = command.Now,
             });
+        }
+
+        if (token is not null && token.DeviceId != command.NewDeviceId)
+        {
+            // Signed for a device that is no longer there to register (none is: the caller decides again).
+            return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, null);
         }
 
         if (command.ProvisioningTokenId is { } tokenId)
@@ -111,6 +114,7 @@ internal sealed partial class SqliteRegistry
             ("$metadata", command.MetadataJson),
             ("$token", command.ProvisioningTokenId),
             ("$now", now));
+        RecordIssued(context, token);
         return new RegisterDeviceOutcome(RegisterDeviceResult.Created, new DeviceRecord
         {
             DeviceId = command.NewDeviceId,
@@ -124,6 +128,14 @@ internal sealed partial class SqliteRegistry
             UpdatedAt = command.Now,
             LastRegisteredAt = command.Now,
         });
+    }
+
+    private static void RecordIssued(SqliteWriteContext context, RegistrationTokenRecord? token)
+    {
+        if (token is not null)
+        {
+            InsertRegistrationToken(context, token);
+        }
     }
 
     private static DeviceRecord ReadDevice(SqliteDataReader r) => new()

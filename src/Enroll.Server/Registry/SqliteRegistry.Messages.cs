@@ -8,8 +8,9 @@ internal sealed partial class SqliteRegistry
     private const string MessageColumns = "seq, device_id, message_id, stream, created_at, received_at, content_type, properties, payload";
 
     public Task<bool> StoreMessageAsync(IngestedMessage message, CancellationToken cancellationToken = default) =>
-        // One statement, no savepoint: it either stores the row or (a resend) changes nothing. The caller continues on
-        // the writer thread (its continuation only releases the device's PUBACK; see MessageIngest and EmbeddedBroker).
+        // One statement, no savepoint: it either stores the row or (a resend, by the UNIQUE (device_id, message_id)
+        // constraint) changes nothing. The caller continues off the writer thread, so nothing it does after the commit
+        // (acknowledging the device, the message sinks) holds up the next commit.
         _database.WriteAsync(
             context =>
             {
@@ -40,7 +41,6 @@ internal sealed partial class SqliteRegistry
                 return insert.ExecuteNonQuery() > 0;
             },
             isolated: false,
-            continueOnWriter: true,
             cancellationToken);
 
     public Task<IReadOnlyList<StoredMessage>> ListMessagesAsync(string? deviceId, long afterSequence, int limit, CancellationToken cancellationToken = default) =>

@@ -84,11 +84,8 @@ internal sealed partial class SqliteRegistry
             ("$after", TokensValidAfter(at)),
             ("$id", deviceId));
 
-    /// <summary>
-    /// Tokens carry whole-second <c>iat</c>: a revocation at <paramref name="at"/> invalidates every token issued up to
-    /// the end of that second, and the issuer dates later tokens at that boundary or after.
-    /// </summary>
-    internal static long TokensValidAfter(DateTimeOffset at) => ((at.ToUnixTimeMilliseconds() / 1000) + 1) * 1000;
+    /// <summary><see cref="IDeviceStore.TokensValidAfter"/> in the file's unit (Unix milliseconds).</summary>
+    internal static long TokensValidAfter(DateTimeOffset at) => ToUnix(IDeviceStore.TokensValidAfter(at));
 
     private static void InsertRegistrationToken(SqliteWriteContext context, RegistrationTokenRecord record) =>
         context.Execute(

@@ -20,9 +20,9 @@ internal sealed class DeviceTokenValidator
 {
     private readonly EnrollTokenValidator _validator;
     private readonly SigningKeyRing _keys;
-    private readonly IRegistry _registry;
+    private readonly IDeviceStore _registry;
 
-    public DeviceTokenValidator(SigningKeyRing keys, IRegistry registry, TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
+    public DeviceTokenValidator(SigningKeyRing keys, IDeviceStore registry, TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
     {
         _keys = keys;
         _registry = registry;

@@ -20,7 +20,7 @@ internal sealed record RegistrationTokenHolder(DeviceRecord Device, string Token
 /// </summary>
 internal sealed class RegistrationTokenService
 {
-    private readonly IRegistry _registry;
+    private readonly IDeviceStore _registry;
     private readonly TokenIssuer _issuer;
     private readonly DeviceTokenValidator _validator;
     private readonly TimeProvider _timeProvider;
@@ -28,7 +28,7 @@ internal sealed class RegistrationTokenService
     private readonly ILogger<RegistrationTokenService> _logger;
     private readonly Security.FailureRateLimiter _limiter;
 
-    public RegistrationTokenService(IRegistry registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
+    public RegistrationTokenService(IDeviceStore registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
     {
         _limiter = limiter;
         _registry = registry;
@@ -98,10 +98,14 @@ internal sealed class RegistrationTokenService
         holder.ExpiresAt - _timeProvider.GetUtcNow() < holder.Lifetime * 0.2;
 
     /// <summary>
-    /// A Registration Token issuer for <see cref="RegisterDeviceCommand.IssueRegistrationToken"/>: signs the token when
-    /// the registry knows the device, and keeps it for the response (read <see cref="PendingIssue.Token"/> afterwards).
+    /// Signs a Registration Token for <paramref name="subject"/> before its registration is committed: the registry
+    /// records <see cref="RegistrationTokenRecord"/> with the device, or reports the registration stale (sign again).
     /// </summary>
-    public PendingIssue IssueWithRegistration(TimeSpan? lifetime) => new(_issuer, lifetime);
+    public (IssuedToken Token, RegistrationTokenRecord Record) IssueForRegistration(TokenSubject subject, TimeSpan? lifetime)
+    {
+        var token = _issuer.IssueRegistrationToken(subject, lifetime);
+        return (token, ToRecord(subject.DeviceId, token));
+    }
 
     internal static RegistrationTokenRecord ToRecord(string deviceId, IssuedToken token) => new()
     {
@@ -110,17 +114,4 @@ internal sealed class RegistrationTokenService
         IssuedAt = token.IssuedAt,
         ExpiresAt = token.ExpiresAt,
     };
-}
-
-/// <summary>A Registration Token signed inside the registration's own transaction.</summary>
-internal sealed class PendingIssue(TokenIssuer issuer, TimeSpan? lifetime)
-{
-    /// <summary>The token, once the registry issued it.</summary>
-    public IssuedToken? Token { get; private set; }
-
-    public RegistrationTokenRecord Issue(DeviceRecord device)
-    {
-        Token = issuer.IssueRegistrationToken(device, lifetime);
-        return RegistrationTokenService.ToRecord(device.DeviceId, Token);
-    }
 }

@@ -11,6 +11,15 @@ namespace Enroll.Server.Tokens;
 internal sealed record IssuedToken(string Token, string TokenId, DateTimeOffset IssuedAt, DateTimeOffset ExpiresAt);
 
 /// <summary>
+/// Whom a token is for: the device, its organisation and client, and the device's revocation boundary (a token is never
+/// dated before it). A device that does not exist yet has no boundary.
+/// </summary>
+internal readonly record struct TokenSubject(string DeviceId, string OrgId, string ClientId, DateTimeOffset? TokensValidAfter)
+{
+    public static TokenSubject Of(DeviceRecord device) => new(device.DeviceId, device.OrgId, device.ClientId, device.TokensValidAfter);
+}
+
+/// <summary>
 /// Signs access tokens and Registration Tokens with the current ES256 key: <c>iss</c>, <c>aud</c>, <c>sub</c> = Device ID,
 /// <c>typ</c> (header and claim), <c>iat</c>, <c>nbf</c>, <c>exp</c>, <c>jti</c>, plus <c>org_id</c> and <c>client_id</c>.
 /// </summary>
@@ -29,19 +38,22 @@ internal sealed class TokenIssuer
     }
 
     public IssuedToken IssueAccessToken(DeviceRecord device) =>
-        Issue(TokenTypes.Access, TokenAudiences.Broker, device, _options.AccessTokenLifetime);
+        Issue(TokenTypes.Access, TokenAudiences.Broker, TokenSubject.Of(device), _options.AccessTokenLifetime);
 
     public IssuedToken IssueRegistrationToken(DeviceRecord device, TimeSpan? lifetime = null) =>
-        Issue(TokenTypes.Registration, TokenAudiences.Registration, device, lifetime ?? _options.RegistrationTokenLifetime);
+        IssueRegistrationToken(TokenSubject.Of(device), lifetime);
 
-    private IssuedToken Issue(string type, string audience, DeviceRecord device, TimeSpan lifetime)
+    public IssuedToken IssueRegistrationToken(TokenSubject subject, TimeSpan? lifetime = null) =>
+        Issue(TokenTypes.Registration, TokenAudiences.Registration, subject, lifetime ?? _options.RegistrationTokenLifetime);
+
+    private IssuedToken Issue(string type, string audience, TokenSubject subject, TimeSpan lifetime)
     {
-        var (deviceId, orgId, clientId) = (device.DeviceId, device.OrgId, device.ClientId);
+        var (deviceId, orgId, clientId) = (subject.DeviceId, subject.OrgId, subject.ClientId);
 
         // Whole seconds: JWT NumericDate has second precision. Never date a token before the device's last revocation
-        // boundary, or it would be born revoked (see SqliteRegistry.TokensValidAfter).
+        // boundary, or it would be born revoked (see IDeviceStore.TokensValidAfter).
         var now = DateTimeOffset.FromUnixTimeSeconds(_timeProvider.GetUtcNow().ToUnixTimeSeconds());
-        if (device.TokensValidAfter is { } validAfter && validAfter > now)
+        if (subject.TokensValidAfter is { } validAfter && validAfter > now)
         {
             now = validAfter;
         }

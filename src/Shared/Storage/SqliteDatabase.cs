@@ -124,18 +124,10 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     /// false the operation runs without its own savepoint, which is cheaper but only right for an operation that either
     /// throws before it changes anything or cannot fail halfway.
     /// </summary>
-    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, bool isolated, CancellationToken cancellationToken = default) =>
-        WriteAsync(operation, isolated, continueOnWriter: false, cancellationToken);
-
-    /// <summary>
-    /// As <see cref="WriteAsync{T}(Func{SqliteWriteContext, T}, bool, CancellationToken)"/>; with
-    /// <paramref name="continueOnWriter"/> the caller's continuation runs on the writer thread right after the commit,
-    /// which saves a thread hop per write but holds up the next commit: only for continuations that are short and never block.
-    /// </summary>
-    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, bool isolated, bool continueOnWriter, CancellationToken cancellationToken = default)
+    public Task<T> WriteAsync<T>(Func<SqliteWriteContext, T> operation, bool isolated, CancellationToken cancellationToken = default)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        var item = new WriteOperation<T>(operation, isolated, continueOnWriter, cancellationToken);
+        var item = new WriteOperation<T>(operation, isolated, cancellationToken);
         if (InlineLoneWrites && Volatile.Read(ref _queued) <= 0 && _writerLock.TryEnter())
         {
             List<IWriteOperation>? lone = null;
@@ -232,7 +224,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
                 }
             }
 
-            // Outside the lock: a continuation that runs here (see continueOnWriter) may write again.
+            // Outside the lock: handing out the results does not hold up an inline lone write.
             Finish(batch, failure);
         }
     }
@@ -402,14 +394,15 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         public void Fail(Exception exception) => Completion.TrySetException(exception);
     }
 
-    private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, bool isolated, bool continueOnWriter, CancellationToken cancellationToken) : IWriteOperation
+    private sealed class WriteOperation<T>(Func<SqliteWriteContext, T> operation, bool isolated, CancellationToken cancellationToken) : IWriteOperation
     {
         private T? _result;
 
         public bool Isolated => isolated;
         private Exception? _error;
 
-        public TaskCompletionSource<T> Completion { get; } = new(continueOnWriter ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
+        // Never on the writer thread: whatever the caller does after its commit must not hold up the next one.
+        public TaskCompletionSource<T> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         public bool IsCancelled
         {

@@ -120,7 +120,7 @@ public sealed class AdminApiHardeningTests(ITestOutputHelper output) : IAsyncLif
     [Fact]
     public async Task ListDevices_ComesInPages_FollowingTheLinkHeader()
     {
-        var registry = _host.Services.GetRequiredService<IRegistry>();
+        var registry = _host.Services.GetRequiredService<IDeviceStore>();
         var start = DateTimeOffset.UnixEpoch.AddYears(56);
         for (var n = 0; n < 7; n++)
         {
