@@ -19,27 +19,17 @@ namespace Enroll.Server.Broker;
 /// client topics), or an anonymous client vouched for by a client certificate. It grants the keep-alive and tells the
 /// transport how long the connection may stay silent.
 /// </summary>
-internal sealed class ConnectionAuthenticator
+internal sealed class ConnectionAuthenticator(
+    EnrollServerOptions options,
+    DeviceTokenValidator tokens,
+    ServerMetrics metrics,
+    TimeProvider timeProvider,
+    ILogger logger,
+    MqttServer server,
+    Transport.GuardedServerAdapter adapter)
 {
-    private readonly EnrollServerOptions _options;
-    private readonly DeviceTokenValidator _tokens;
-    private readonly ServerMetrics _metrics;
-    private readonly ILogger _logger;
-    private readonly MqttServer _server;
-    private readonly Transport.GuardedServerAdapter _adapter;
-    private readonly RepeatedCondition _refusals;
+    private readonly RepeatedCondition _refusals = new(timeProvider, RepeatedCondition.DefaultInterval);
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
-
-    public ConnectionAuthenticator(EnrollServerOptions options, DeviceTokenValidator tokens, ServerMetrics metrics, TimeProvider timeProvider, ILogger logger, MqttServer server, Transport.GuardedServerAdapter adapter)
-    {
-        _options = options;
-        _tokens = tokens;
-        _metrics = metrics;
-        _logger = logger;
-        _server = server;
-        _adapter = adapter;
-        _refusals = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
-    }
 
     /// <summary>The broker's <c>ValidatingConnectionAsync</c> handler.</summary>
     public async Task ValidateAsync(ValidatingConnectionEventArgs e)
@@ -52,7 +42,7 @@ internal sealed class ConnectionAuthenticator
         catch (Exception ex)
 #pragma warning restore CA1031
         {
-            Log.BrokerHandlerFailed(_logger, ex);
+            Log.BrokerHandlerFailed(logger, ex);
             Refuse(e, MqttConnectReasonCode.ServerUnavailable, "credentials could not be checked");
         }
     }
@@ -61,7 +51,7 @@ internal sealed class ConnectionAuthenticator
     public void CompleteConnAck(MqttConnAckPacket connAck, IDictionary sessionItems)
     {
         // MQTT 5 clients learn the listener's packet limit, so a device never sends a packet the guard would cut.
-        connAck.MaximumPacketSize = (uint)_options.MaxPacketBytes;
+        connAck.MaximumPacketSize = (uint)options.MaxPacketBytes;
         if (sessionItems[BrokerSession.ServerKeepAlive] is ushort granted)
         {
             connAck.ServerKeepAlive = granted;
@@ -111,7 +101,7 @@ internal sealed class ConnectionAuthenticator
                 return;
             }
 
-            _metrics.ConnectionAccepted("anonymous");
+            metrics.ConnectionAccepted("anonymous");
             LimitKeepAlive(e, isDevice: false);
             return;
         }
@@ -122,7 +112,7 @@ internal sealed class ConnectionAuthenticator
             return;
         }
 
-        var check = await _tokens.ValidateAccessTokenAsync(e.Password, e.UserName, e.CancellationToken).ConfigureAwait(false);
+        var check = await tokens.ValidateAccessTokenAsync(e.Password, e.UserName, e.CancellationToken).ConfigureAwait(false);
         if (!check.IsValid)
         {
             // A genuine token of a device that may no longer connect is "not authorized"; anything else is bad credentials.
@@ -140,9 +130,9 @@ internal sealed class ConnectionAuthenticator
         e.SessionItems[BrokerSession.DeviceId] = e.UserName;
         e.SessionItems[BrokerSession.PendingAcks] = IngestInterceptor.NewPendingAcks();
         _deviceClientIds.TryAdd(clientId, 0);
-        _metrics.ConnectionAccepted("device");
+        metrics.ConnectionAccepted("device");
         LimitKeepAlive(e, isDevice: true);
-        Log.DeviceConnected(_logger, e.UserName, e.ClientId);
+        Log.DeviceConnected(logger, e.UserName, e.ClientId);
     }
 
     /// <summary>
@@ -152,10 +142,10 @@ internal sealed class ConnectionAuthenticator
     /// </summary>
     private void LimitKeepAlive(ValidatingConnectionEventArgs e, bool isDevice)
     {
-        var max = (ushort)Math.Clamp(_options.MaxKeepAlive.TotalSeconds, 1, ushort.MaxValue);
+        var max = (ushort)Math.Clamp(options.MaxKeepAlive.TotalSeconds, 1, ushort.MaxValue);
         var granted = e.KeepAlivePeriod is { } asked && asked > 0 && asked <= max ? asked : max;
         e.SessionItems[BrokerSession.ServerKeepAlive] = granted;
-        _adapter.Connected(e.ChannelAdapter, TimeSpan.FromSeconds(granted * 1.5), isDevice);
+        adapter.Connected(e.ChannelAdapter, TimeSpan.FromSeconds(granted * 1.5), isDevice);
     }
 
     /// <summary>The organisation a client certificate names (its O attribute) when that is a valid identifier.</summary>
@@ -169,19 +159,19 @@ internal sealed class ConnectionAuthenticator
             }
         }
 
-        return _options.ClientCertificateOrg;
+        return options.ClientCertificateOrg;
     }
 
     private void Refuse(ValidatingConnectionEventArgs e, MqttConnectReasonCode code, string reason)
     {
         e.ReasonCode = code;
         e.ReasonString = reason;
-        _metrics.ConnectionRefused(reason);
+        metrics.ConnectionRefused(reason);
         // A client retrying bad credentials as fast as it can must not write a line per attempt: the latest refusal is
         // logged once per interval, with the number refused since the last line (every one is counted in the metrics).
         if (_refusals.Occurred(out var refused))
         {
-            Log.ConnectionRefused(_logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason, refused);
+            Log.ConnectionRefused(logger, e.ClientId ?? string.Empty, e.UserName ?? string.Empty, e.RemoteEndPoint?.ToString() ?? "?", reason, refused);
         }
     }
 
@@ -200,7 +190,7 @@ internal sealed class ConnectionAuthenticator
 
         try
         {
-            var session = await _server.GetSessionAsync(clientId).ConfigureAwait(false);
+            var session = await server.GetSessionAsync(clientId).ConfigureAwait(false);
             return session.Items[BrokerSession.DeviceId] is string;
         }
         catch (InvalidOperationException)

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using Enroll.Protocol;
 using Enroll.Server.Diagnostics;
@@ -7,7 +6,6 @@ using Enroll.Server.Tokens;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using MQTTnet;
 using MQTTnet.Packets;
 using MQTTnet.Protocol;
 using MQTTnet.Server;
@@ -143,15 +141,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
 
     public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json")
     {
-        var message = new MqttApplicationMessage
-        {
-            Topic = topic,
-            Payload = new ReadOnlySequence<byte>(payload),
-            CorrelationData = correlationData,
-            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
-            ContentType = contentType,
-            Retain = retain,
-        };
+        var message = ServerMessage.Create(topic, payload, correlationData, retain, contentType);
         if (!retain && _answers is { } answers && await answers.TryDeliverAsync(message).ConfigureAwait(false))
         {
             return;

@@ -1,4 +1,3 @@
-using System.Buffers;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.Hosting;
@@ -154,15 +153,7 @@ internal sealed partial class ExternalBrokerTransport : BackgroundService, IResp
 
     public async Task PublishAsync(string topic, byte[] payload, byte[]? correlationData, bool retain, CancellationToken cancellationToken, string contentType = "application/json")
     {
-        var message = new MqttApplicationMessage
-        {
-            Topic = topic,
-            Payload = new ReadOnlySequence<byte>(payload),
-            CorrelationData = correlationData,
-            QualityOfServiceLevel = MqttQualityOfServiceLevel.AtLeastOnce,
-            ContentType = contentType,
-            Retain = retain,
-        };
+        var message = ServerMessage.Create(topic, payload, correlationData, retain, contentType);
         var result = await _client.PublishAsync(message, cancellationToken).ConfigureAwait(false);
         if (!result.IsSuccess)
         {

@@ -91,4 +91,29 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("the HTTP port (--http-port) 70000 is not a TCP port: use 1-65535, or 0 to pick a free one", invalid.Failures);
         Assert.Contains("the clock skew 2h is out of range: use 0s to 1h", invalid.Failures);
     }
+
+    [Theory]
+    [InlineData("request-above-packet", "the maximum request size 2,000,000 is out of range: use 1,024 to 1,114,112")]
+    [InlineData("keep-alive", "the maximum keep-alive 70000s is out of range: use 5s to 65535s")]
+    [InlineData("connections", "the maximum connections 0 is out of range: use 1 to 10,000,000")]
+    [InlineData("concurrency", "the handler concurrency 5,000 is out of range: use 1 to 4,096")]
+    [InlineData("disk-full", "the disk-full retry-after 2h is out of range: use 1s to 1h")]
+    public void DeclaredRanges_KeepTheWordingOfTheHandWrittenChecks(string setting, string expected)
+    {
+        var options = new EnrollServerOptions();
+        switch (setting)
+        {
+            case "request-above-packet": options.MaxRequestBytes = 2_000_000; break;
+            case "keep-alive": options.MaxKeepAlive = TimeSpan.FromSeconds(70_000); break;
+            case "connections": options.MaxConnections = 0; break;
+            case "concurrency": options.HandlerConcurrency = 5000; break;
+            case "disk-full": options.DiskFullRetryAfter = TimeSpan.FromHours(2); break;
+        }
+
+        Assert.Equal([expected], EnrollServerOptionsValidation.Problems(options));
+    }
+
+    [Fact]
+    public void DefaultOptions_AndNoConnectionCap_AreValid() =>
+        Assert.Empty(EnrollServerOptionsValidation.Problems(new EnrollServerOptions { MaxConnections = null }));
 }

@@ -214,7 +214,9 @@ internal sealed partial class GuardedServerAdapter(
     private bool TryAdmit(Socket client, out Connection connection)
     {
         var now = timeProvider.GetTimestamp();
-        connection = new Connection(client, now);
+        // The handshake limit from the first moment it is tracked: the sweep may see it before ServeAsync runs, and a limit
+        // of zero would close it as silent at once (a connection lost while the machine is busy).
+        connection = new Connection(client, now) { IdleLimit = handshakeTimeout };
         if (_connections.Count >= MaxConnections)
         {
             Connection? victim = null;
