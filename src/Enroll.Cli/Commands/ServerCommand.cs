@@ -42,11 +42,15 @@ internal static class ServerCommand
         {
             Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
         };
+        var brokerHooks = new Option<bool>("--broker-hooks")
+        {
+            Description = "Serve EMQX and VerneMQ authentication/authorization webhooks under /broker (key in broker-hooks.key in the data folder)",
+        };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel, brokerHooks,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -73,6 +77,7 @@ internal static class ServerCommand
                 HttpsPort = parse.GetValue(httpsPort),
                 NoPlaintext = parse.GetValue(noPlaintext),
                 ClientCaFile = parse.GetValue(clientCa),
+                BrokerHooks = parse.GetValue(brokerHooks),
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);

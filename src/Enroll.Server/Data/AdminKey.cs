@@ -29,26 +29,32 @@ internal sealed class AdminKey
     /// <summary>True when this start created the key.</summary>
     public bool Created { get; }
 
-    public static AdminKey LoadOrCreate(string dataDirectory)
+    public static AdminKey LoadOrCreate(string dataDirectory) => LoadOrCreate(dataDirectory, FileName, "eak_", "admin key");
+
+    /// <summary>
+    /// The secret in <c>{data}/{fileName}</c>, created (random, prefixed by <paramref name="prefix"/>, mode 0600) when
+    /// missing; refused when other users can read it or it is too short.
+    /// </summary>
+    internal static AdminKey LoadOrCreate(string dataDirectory, string fileName, string prefix, string what)
     {
-        var path = System.IO.Path.Combine(dataDirectory, FileName);
+        var path = System.IO.Path.Combine(dataDirectory, fileName);
         if (File.Exists(path))
         {
             if (OwnerOnlyFiles.IsAccessibleByOthers(path))
             {
-                throw new InvalidOperationException($"The admin key {path} can be read by other users. Restrict it (chmod 600 '{path}') before starting the server.");
+                throw new InvalidOperationException($"The {what} {path} can be read by other users. Restrict it (chmod 600 '{path}') before starting the server.");
             }
 
             var existing = File.ReadAllText(path).Trim();
             if (existing.Length < 16)
             {
-                throw new InvalidOperationException($"The admin key in {path} is too short; delete the file to create a new one.");
+                throw new InvalidOperationException($"The {what} in {path} is too short; delete the file to create a new one.");
             }
 
             return new AdminKey(path, existing, created: false);
         }
 
-        var value = "eak_" + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
+        var value = prefix + Base64UrlEncoder.Encode(RandomNumberGenerator.GetBytes(32));
         OwnerOnlyFiles.WriteAllText(path, value + "\n");
         return new AdminKey(path, value, created: true);
     }

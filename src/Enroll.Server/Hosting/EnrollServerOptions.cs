@@ -74,6 +74,13 @@ public sealed class EnrollServerOptions
     /// <summary>The server's password on the external broker; only the server should know it.</summary>
     public string? BrokerPassword { get; set; }
 
+    /// <summary>
+    /// Serves the authentication and authorization webhooks of EMQX 5 (HTTP authn/authz) and VerneMQ (vmq_webhooks) on
+    /// the HTTP port, under <c>/broker/...</c>, so such a broker admits devices by their access tokens and confines them to
+    /// their own topics. The broker presents the key in <c>{data}/broker-hooks.key</c>. The default value is false.
+    /// </summary>
+    public bool BrokerHooks { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 

@@ -53,6 +53,11 @@ internal static class ServerHttp
         }
 
         app.MapEnrollApi();
+        if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EnrollServerOptions>>().Value.BrokerHooks)
+        {
+            app.MapBrokerHooks();
+        }
+
         foreach (var map in server.Endpoints)
         {
             map(app);
