@@ -42,11 +42,15 @@ internal static class ServerCommand
         {
             Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
         };
+        var database = new Option<string?>("--database")
+        {
+            Description = "Keep the registry in PostgreSQL: an Npgsql connection string without a password (\"Host=db;Database=enroll;Username=enroll\"); the password comes from ENROLL_DATABASE_PASSWORD or a passfile",
+        };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -67,6 +71,7 @@ internal static class ServerCommand
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
                 DurableCommits = !parse.GetValue(relaxed),
+                Database = parse.GetValue(database),
                 TlsCertificateFile = parse.GetValue(tlsCert),
                 TlsKeyFile = parse.GetValue(tlsKey),
                 MqttTlsPort = parse.GetValue(mqttsPort),
@@ -161,7 +166,14 @@ internal static class ServerCommand
         {
             output.Line($"  HTTPS API     {https.ToString().TrimEnd('/')}");
         }
-        output.Line($"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
+        output.Line(options.Database is { } database
+            ? $"  Registry      PostgreSQL {PostgresTarget(database)}"
+            : $"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
+        if (options.Database is not null)
+        {
+            output.Line($"  Data folder   {host.DataDirectory}   (keys/, admin.key)");
+        }
+
         output.Line($"  Admin key     {host.AdminKeyPath}   (the enroll CLI reads it from here)");
         if (host.FirstStart)
         {
@@ -197,5 +209,12 @@ internal static class ServerCommand
         output.Line(string.Empty);
         output.Line("Press Ctrl+C to stop.");
         output.Out.Flush();
+    }
+
+    /// <summary>Where a connection string points (host, port, database, user), for the banner; never a password.</summary>
+    private static string PostgresTarget(string connectionString)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        return $"{builder.Username}@{builder.Host}:{builder.Port}/{builder.Database}";
     }
 }
