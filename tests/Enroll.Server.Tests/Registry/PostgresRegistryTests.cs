@@ -2,6 +2,7 @@ using System.Text.Json;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Registry;
 using Enroll.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Xunit.Abstractions;
 
@@ -119,6 +120,24 @@ public sealed class PostgresRegistryTests(PostgresServer postgres, ITestOutputHe
 
         Assert.Equal([RegistrationTokenUse.GraceUse, RegistrationTokenUse.Reused], uses.Order());
         Assert.NotNull((await b.FindDeviceAsync("dev-1"))!.TokensValidAfter);
+    }
+
+    [Fact]
+    public async Task AddEnrollRegistry_WithADatabase_ServesEveryAggregateFromOnePostgresStore()
+    {
+        var database = await postgres.CreateDatabaseAsync("services");
+        using var folder = new TempDirectory("enroll-registry-services");
+
+        await using (var provider = new ServiceCollection().AddEnrollRegistry(new EnrollServerOptions { Database = database }, folder.Path).BuildServiceProvider())
+        {
+            var registry = Assert.IsType<PostgresRegistry>(provider.GetRequiredService<IRegistry>());
+            Assert.Same(registry, provider.GetRequiredService<IDeviceStore>());
+            Assert.Same(registry, provider.GetRequiredService<IProvisioningTokenStore>());
+            Assert.Same(registry, provider.GetRequiredService<IOperationStore>());
+            Assert.Same(registry, provider.GetRequiredService<IMessageStore>());
+        }
+
+        Assert.False(File.Exists(folder.Combine(SqliteRegistry.FileName)));
     }
 
     [Fact]
