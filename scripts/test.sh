@@ -15,6 +15,8 @@ packages=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || packages+=(mosquitto)
 have mosquitto_rr || packages+=(mosquitto-clients)
+# PostgreSQL: the tests run initdb/pg_ctl themselves in a temporary folder on a free port (never the system cluster).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 # libfaketime: the fault matrix skews the device agent's clock a day ahead and behind (LD_PRELOAD, that process only).
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || packages+=(faketime)
 if [ ${#packages[@]} -gt 0 ]; then
@@ -25,6 +27,12 @@ if [ ${#packages[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
+  # postgresql-common creates a "main" cluster; with RUNLEVEL=1 it is not started, but stop it if it was (port 5432).
+  if command -v pg_lsclusters >/dev/null 2>&1; then
+    pg_lsclusters --no-header 2>/dev/null | awk '$4 == "online" { print $1, $2 }' | while read -r version cluster; do
+      "${sudo_cmd[@]}" pg_ctlcluster "$version" "$cluster" stop || true
+    done
+  fi
 fi
 
 # --- 2. Build --------------------------------------------------------------------------------------------------------

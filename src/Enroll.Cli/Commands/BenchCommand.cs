@@ -35,16 +35,17 @@ internal static class BenchCommand
         var runs = RunsOption();
         var directory = DirectoryOption();
         var json = CliOptions.Json();
+        var database = new Option<string?>("--database") { Description = "Keep the embedded server's registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite" };
         var command = new Command("register", "Registrations/s and p50/p99 latency against a raw MQTT request/response echo on the same broker")
         {
-            broker, devices, duration, warmup, qos, runs, directory, json,
+            broker, devices, duration, warmup, qos, runs, directory, json, database,
         };
         var admin = AdminClient.AddOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
             var settings = new RegisterBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetDuration(duration), parse.GetDurationOrZero(warmup), Math.Clamp(parse.GetValue(qos), 0, 1), Math.Max(1, parse.GetValue(runs)));
-            await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!);
+            await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!, parse.GetValue(database));
             var report = await RegisterBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
             report.Print(output, parse.GetValue(json));
             return ExitCodes.Ok;
@@ -109,11 +110,16 @@ internal static class BenchCommand
         return command;
     }
 
-    private static async Task<BenchEnvironment> OpenAsync(ParseResult parse, string broker, (Option<string> Server, Option<string?> Key, Option<string> DataDir) admin, string scratch)
+    private static async Task<BenchEnvironment> OpenAsync(ParseResult parse, string broker, (Option<string> Server, Option<string?> Key, Option<string> DataDir) admin, string scratch, string? database = null)
     {
         if (broker == "embedded")
         {
-            return await BenchEnvironment.EmbeddedAsync(scratch);
+            return await BenchEnvironment.EmbeddedAsync(scratch, database is null ? null : o => o.Database = database);
+        }
+
+        if (database is not null)
+        {
+            throw new CliUsageException("--database applies to the embedded server only (--broker embedded); start an external server with enroll server --database");
         }
 
         if (!Uri.TryCreate(broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "mqtts"))

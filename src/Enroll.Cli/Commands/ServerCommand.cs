@@ -46,11 +46,15 @@ internal static class ServerCommand
         {
             Description = "Serve EMQX and VerneMQ authentication/authorization webhooks under /broker (key in broker-hooks.key in the data folder)",
         };
+        var database = new Option<string?>("--database")
+        {
+            Description = "Keep the registry in PostgreSQL: an Npgsql connection string without a password (\"Host=db;Database=enroll;Username=enroll\"); the password comes from ENROLL_DATABASE_PASSWORD or a passfile",
+        };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel, brokerHooks,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -71,6 +75,7 @@ internal static class ServerCommand
                 RegistrationTokenLifetime = parse.GetDuration(registrationLifetime),
                 OperationLifetime = parse.GetDuration(operationLifetime),
                 DurableCommits = !parse.GetValue(relaxed),
+                Database = parse.GetValue(database),
                 TlsCertificateFile = parse.GetValue(tlsCert),
                 TlsKeyFile = parse.GetValue(tlsKey),
                 MqttTlsPort = parse.GetValue(mqttsPort),
@@ -166,7 +171,14 @@ internal static class ServerCommand
         {
             output.Line($"  HTTPS API     {https.ToString().TrimEnd('/')}");
         }
-        output.Line($"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
+        output.Line(options.Database is { } database
+            ? $"  Registry      PostgreSQL {PostgresTarget(database)}"
+            : $"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");
+        if (options.Database is not null)
+        {
+            output.Line($"  Data folder   {host.DataDirectory}   (keys/, admin.key)");
+        }
+
         output.Line($"  Admin key     {host.AdminKeyPath}   (the enroll CLI reads it from here)");
         if (host.FirstStart)
         {
@@ -202,5 +214,12 @@ internal static class ServerCommand
         output.Line(string.Empty);
         output.Line("Press Ctrl+C to stop.");
         output.Out.Flush();
+    }
+
+    /// <summary>Where a connection string points (host, port, database, user), for the banner; never a password.</summary>
+    private static string PostgresTarget(string connectionString)
+    {
+        var builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        return $"{builder.Username}@{builder.Host}:{builder.Port}/{builder.Database}";
     }
 }

@@ -141,6 +141,14 @@ public sealed class EnrollServerOptions
     /// </summary>
     public bool DurableCommits { get; set; } = true;
 
+    /// <summary>
+    /// The PostgreSQL database the registry is kept in, as an Npgsql connection string without a password
+    /// (<c>Host=db;Database=enroll;Username=enroll</c>); the password comes from <c>ENROLL_DATABASE_PASSWORD</c> or a
+    /// passfile (<c>PGPASSFILE</c>, <c>~/.pgpass</c>, or <c>Passfile=</c> in the string). Null (the default) keeps the
+    /// registry in SQLite in the data folder.
+    /// </summary>
+    public string? Database { get; set; }
+
     /// <summary>The largest request payload accepted, in bytes. The default value is 65,536.</summary>
     public int MaxRequestBytes { get; set; } = 64 * 1024;
 

@@ -33,7 +33,34 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
             failures.Add(string.Create(CultureInfo.InvariantCulture, $"the maximum request size {options.MaxRequestBytes:N0} is out of range: use 1,024 to {maxRequest:N0}"));
         }
 
+        if (options.Database is { } database && DatabaseProblem(database) is { } problem)
+        {
+            failures.Add(problem);
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    /// <summary>What is wrong with <paramref name="connectionString"/> as <see cref="EnrollServerOptions.Database"/>, or null.</summary>
+    private static string? DatabaseProblem(string connectionString)
+    {
+        Npgsql.NpgsqlConnectionStringBuilder builder;
+        try
+        {
+            builder = new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException ex)
+        {
+            return $"the database connection string is not valid: {ex.Message}";
+        }
+
+        if (!string.IsNullOrEmpty(builder.Password))
+        {
+            // A password on the command line is visible to every user of the machine (ps); configuration files get copied.
+            return "the database connection string must not contain a password: set ENROLL_DATABASE_PASSWORD or use a passfile (PGPASSFILE, ~/.pgpass)";
+        }
+
+        return string.IsNullOrEmpty(builder.Host) ? "the database connection string names no Host" : null;
     }
 }
 

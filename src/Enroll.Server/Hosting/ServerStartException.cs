@@ -11,6 +11,9 @@ public enum ServerStartProblem
 
     /// <summary>Another process owns the data folder (<see cref="ServerStartException.HolderProcessId"/>, when known).</summary>
     DataFolderInUse,
+
+    /// <summary>The database's schema is newer than this server knows (a newer server migrated it).</summary>
+    DatabaseSchemaTooNew,
 }
 
 /// <summary>

@@ -23,6 +23,8 @@ internal static class DiskFull
                     return true;
                 case SqliteException { SqliteErrorCode: SqliteIoErr } io when FullDiskIoErrors.Contains(io.SqliteExtendedErrorCode):
                     return true;
+                case Npgsql.PostgresException { SqlState: Npgsql.PostgresErrorCodes.DiskFull }:
+                    return true;
                 case IOException io when io.HResult is Enospc or Edquot:
                     return true;
             }

@@ -8,15 +8,23 @@ namespace Enroll.Server.Registry;
 internal static class RegistryServices
 {
     /// <summary>
-    /// Registers the SQLite registry in <paramref name="dataDirectory"/> as the <see cref="IRegistry"/>, and each aggregate
+    /// Registers the registry as the <see cref="IRegistry"/> — PostgreSQL (<see cref="PostgresRegistry"/>) when
+    /// <see cref="EnrollServerOptions.Database"/> is set, else SQLite in <paramref name="dataDirectory"/> — and each aggregate
     /// interface as that one instance. A replacement store registers its own <see cref="IRegistry"/> (before or after this
     /// call: the last registration wins, and the aggregates follow it); the container disposes the store.
     /// </summary>
     public static IServiceCollection AddEnrollRegistry(this IServiceCollection services, EnrollServerOptions options, string dataDirectory)
     {
-        services.TryAddSingleton<IRegistry>(_ => new SqliteRegistry(
-            Path.Combine(dataDirectory, SqliteRegistry.FileName),
-            options.DurableCommits ? SqliteDurability.Full : SqliteDurability.Relaxed));
+        if (options.Database is { } database)
+        {
+            services.TryAddSingleton<IRegistry>(_ => PostgresRegistry.FromOptions(database));
+        }
+        else
+        {
+            services.TryAddSingleton<IRegistry>(_ => new SqliteRegistry(
+                Path.Combine(dataDirectory, SqliteRegistry.FileName),
+                options.DurableCommits ? SqliteDurability.Full : SqliteDurability.Relaxed));
+        }
         services.AddSingleton<IProvisioningTokenStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IDeviceStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IOperationStore>(sp => sp.GetRequiredService<IRegistry>());

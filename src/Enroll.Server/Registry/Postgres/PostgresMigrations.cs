@@ -1,0 +1,152 @@
+using System.Globalization;
+using Npgsql;
+
+namespace Enroll.Server.Registry;
+
+/// <summary>
+/// The PostgreSQL schema as numbered migrations, applied at start in order, each in its own transaction with its row in
+/// <c>enroll_schema_version</c>. Several instances starting together are serialised by a session advisory lock, so each
+/// migration runs once; one that finds the schema already current changes nothing. A database whose schema is newer than
+/// this server knows (a newer server migrated it) is refused: this server would not know what the newer columns mean.
+/// </summary>
+internal static class PostgresMigrations
+{
+    /// <summary>The advisory lock key every Enroll instance takes while it migrates ("enroll" in ASCII).</summary>
+    public const long LockKey = 0x656e726f6c6c;
+
+    public static readonly string[] Scripts =
+    [
+        """
+        CREATE TABLE provisioning_tokens (
+            id text PRIMARY KEY,
+            secret_hash bytea NOT NULL,
+            org_id text NOT NULL,
+            description text,
+            auto_approve boolean NOT NULL,
+            max_uses integer,
+            uses integer NOT NULL DEFAULT 0,
+            expires_at bigint,
+            registration_token_lifetime_s bigint,
+            created_at bigint NOT NULL,
+            revoked_at bigint
+        );
+        CREATE INDEX provisioning_tokens_created ON provisioning_tokens (created_at);
+        CREATE TABLE devices (
+            device_id text PRIMARY KEY,
+            org_id text NOT NULL,
+            client_id text NOT NULL,
+            device_name text,
+            metadata text,
+            status text NOT NULL,
+            provisioning_token_id text,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            last_registered_at bigint,
+            tokens_valid_after bigint,
+            revoked_at bigint
+        );
+        CREATE UNIQUE INDEX devices_org_client ON devices (org_id, client_id);
+        CREATE INDEX devices_created ON devices (created_at, device_id);
+        CREATE TABLE provisioning_operations (
+            operation_id text PRIMARY KEY,
+            org_id text NOT NULL,
+            client_id text NOT NULL,
+            provisioning_token_id text NOT NULL,
+            desired_device_id text,
+            device_id text,
+            reprovision_of text,
+            device_name text,
+            metadata text,
+            status text NOT NULL,
+            reason text,
+            created_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            decided_at bigint,
+            decided_by text,
+            registration_token text,
+            registration_token_jti text,
+            registration_token_expires_at bigint,
+            completed_at bigint
+        );
+        CREATE INDEX provisioning_operations_status ON provisioning_operations (status, created_at);
+        CREATE INDEX provisioning_operations_client ON provisioning_operations (org_id, client_id, status);
+        CREATE INDEX provisioning_operations_token ON provisioning_operations (registration_token_jti);
+        CREATE TABLE registration_tokens (
+            jti text PRIMARY KEY,
+            device_id text NOT NULL,
+            issued_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            replaced_by text,
+            replaced_at bigint,
+            grace_used boolean NOT NULL DEFAULT false
+        );
+        CREATE INDEX registration_tokens_device ON registration_tokens (device_id);
+        CREATE TABLE messages (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            device_id text NOT NULL,
+            message_id text NOT NULL,
+            stream text NOT NULL,
+            created_at bigint,
+            received_at bigint NOT NULL,
+            content_type text,
+            properties text,
+            payload bytea NOT NULL,
+            UNIQUE (device_id, message_id)
+        );
+        CREATE INDEX messages_device ON messages (device_id, seq);
+        """,
+    ];
+
+    /// <summary>The newest schema version this server knows.</summary>
+    public static int Latest => Scripts.Length;
+
+    /// <summary>Brings the schema to <see cref="Latest"/>; throws <see cref="ServerStartException"/> when the database is newer.</summary>
+    public static void Apply(NpgsqlDataSource dataSource) => Apply(dataSource, Scripts);
+
+    internal static void Apply(NpgsqlDataSource dataSource, IReadOnlyList<string> scripts)
+    {
+        using var connection = dataSource.OpenConnection();
+        Execute(connection, null, "SELECT pg_advisory_lock($1)", LockKey);
+        try
+        {
+            Execute(connection, null, "CREATE TABLE IF NOT EXISTS enroll_schema_version (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+            var current = CurrentVersion(connection);
+            if (current > scripts.Count)
+            {
+                throw new ServerStartException(
+                    ServerStartProblem.DatabaseSchemaTooNew,
+                    string.Create(CultureInfo.InvariantCulture, $"the database {connection.Database} has schema version {current}, newer than this server knows (version {scripts.Count}): a newer Enroll server migrated it; run that version, or restore a backup taken before the upgrade"));
+            }
+
+            for (var version = current + 1; version <= scripts.Count; version++)
+            {
+                using var transaction = connection.BeginTransaction();
+                Execute(connection, transaction, scripts[version - 1]);
+                Execute(connection, transaction, "INSERT INTO enroll_schema_version (version) VALUES ($1)", version);
+                transaction.Commit();
+            }
+        }
+        finally
+        {
+            Execute(connection, null, "SELECT pg_advisory_unlock($1)", LockKey);
+        }
+    }
+
+    /// <summary>The schema version the database is at (0 when Enroll never migrated it).</summary>
+    public static int CurrentVersion(NpgsqlConnection connection)
+    {
+        using var command = new NpgsqlCommand("SELECT COALESCE(MAX(version), 0) FROM enroll_schema_version", connection);
+        return Convert.ToInt32(command.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    private static void Execute(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, params object[] values)
+    {
+        using var command = new NpgsqlCommand(sql, connection, transaction);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value });
+        }
+
+        command.ExecuteNonQuery();
+    }
+}
