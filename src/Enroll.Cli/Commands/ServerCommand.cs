@@ -42,11 +42,13 @@ internal static class ServerCommand
         {
             Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
         };
+        var brokerClientId = new Option<string?>("--broker-client-id") { Description = "This instance's stable client ID stem on the external broker ({id}-requests, {id}-ingest); one per instance" };
+        var brokerSessionExpiry = CliOptions.Duration("--broker-session-expiry", "How long the external broker queues device messages for this instance while it is away", "1d");
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel, brokerClientId, brokerSessionExpiry,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -73,6 +75,8 @@ internal static class ServerCommand
                 HttpsPort = parse.GetValue(httpsPort),
                 NoPlaintext = parse.GetValue(noPlaintext),
                 ClientCaFile = parse.GetValue(clientCa),
+                BrokerClientId = parse.GetValue(brokerClientId),
+                BrokerSessionExpiry = parse.GetDuration(brokerSessionExpiry),
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);
