@@ -50,11 +50,13 @@ internal static class ServerCommand
         {
             Description = "Keep the registry in PostgreSQL: an Npgsql connection string without a password (\"Host=db;Database=enroll;Username=enroll\"); the password comes from ENROLL_DATABASE_PASSWORD or a passfile",
         };
+        var brokerClientId = new Option<string?>("--broker-client-id") { Description = "This instance's stable client ID stem on the external broker ({id}-requests, {id}-ingest); one per instance" };
+        var brokerSessionExpiry = CliOptions.Duration("--broker-session-expiry", "How long the external broker queues device messages for this instance while it is away", "1d");
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -83,6 +85,8 @@ internal static class ServerCommand
                 NoPlaintext = parse.GetValue(noPlaintext),
                 ClientCaFile = parse.GetValue(clientCa),
                 BrokerHooks = parse.GetValue(brokerHooks),
+                BrokerClientId = parse.GetValue(brokerClientId),
+                BrokerSessionExpiry = parse.GetDuration(brokerSessionExpiry),
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);

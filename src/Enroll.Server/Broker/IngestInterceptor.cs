@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
@@ -20,6 +19,8 @@ namespace Enroll.Server.Broker;
 /// </summary>
 internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger logger)
 {
+    private readonly IngestedMessageMapper _mapper = new(ids, timeProvider);
+
     /// <summary>The per-session table of ingestions whose PUBACK waits, set on a device's session when it connects.</summary>
     public static ConcurrentDictionary<ushort, Task<(IngestResult, string?)>> NewPendingAcks() => new();
 
@@ -46,7 +47,7 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         }
 
         var message = e.ApplicationMessage;
-        var (ingested, encoding) = ToIngested(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
+        var (ingested, encoding) = _mapper.Map(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
         IngestResult result;
         string? reason;
         try
@@ -84,7 +85,7 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
             return Task.CompletedTask;
         }
 
-        var (message, encoding) = ToIngested(deviceId, stream, publish.UserProperties, publish.ContentType, publish.Payload);
+        var (message, encoding) = _mapper.Map(deviceId, stream, publish.UserProperties, publish.ContentType, publish.Payload);
         var pending = (ConcurrentDictionary<ushort, Task<(IngestResult, string?)>>)e.SessionItems[BrokerSession.PendingAcks]!;
         pending[publish.PacketIdentifier] = ingest.IngestAsync(message, encoding, CancellationToken.None);
         e.SessionItems[BrokerSession.IngestStarted] = true;
@@ -135,43 +136,5 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         diskFull.Refused("message", exception);
         code = MqttPubAckReasonCode.UnspecifiedError;
         reason = $"the server's disk is full; the message was not stored, send it again in {diskFull.RetryAfterSeconds} s";
-    }
-
-    private (IngestedMessage Message, string? Encoding) ToIngested(string deviceId, string stream, List<MqttUserProperty>? userProperties, string? contentType, ReadOnlySequence<byte> payload)
-    {
-        string? messageId = null, createdAt = null, encoding = null;
-        var properties = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var property in userProperties ?? [])
-        {
-            switch (property.Name)
-            {
-                case "message_id":
-                    messageId = property.ReadValueAsString();
-                    break;
-                case "created_at":
-                    createdAt = property.ReadValueAsString();
-                    break;
-                case "content_encoding":
-                    encoding = property.ReadValueAsString();
-                    break;
-                default:
-                    properties[property.Name] = property.ReadValueAsString();
-                    break;
-            }
-        }
-
-        var message = new IngestedMessage
-        {
-            DeviceId = deviceId,
-            // MQTT 3.1.1 has no user properties: such messages get a server ID and cannot be de-duplicated.
-            MessageId = messageId ?? "srv_" + ids.Next(),
-            Stream = stream,
-            CreatedAt = DateTimeOffset.TryParse(createdAt, System.Globalization.CultureInfo.InvariantCulture, System.Globalization.DateTimeStyles.AssumeUniversal, out var created) ? created : null,
-            ReceivedAt = timeProvider.GetUtcNow(),
-            ContentType = contentType,
-            Properties = properties,
-            Payload = payload.ToArray(),
-        };
-        return (message, encoding);
     }
 }

@@ -81,6 +81,22 @@ public sealed class EnrollServerOptions
     /// </summary>
     public bool BrokerHooks { get; set; }
 
+    /// <summary>
+    /// This instance's name on an external broker, the stem of its two MQTT client IDs: <c>{id}-requests</c> (clean
+    /// session, shared subscriptions to the request topics) and <c>{id}-ingest</c> (persistent session, shared
+    /// subscription to the device message topics). Give every instance its own, stable across restarts, so a restarted
+    /// instance takes back the messages the broker queued for it (docs/operations.md). 1-100 letters, digits, <c>.</c>,
+    /// <c>_</c>, <c>-</c> or <c>:</c>. The default value is null: <c>$enroll-server-{machine name}</c>.
+    /// </summary>
+    public string? BrokerClientId { get; set; }
+
+    /// <summary>
+    /// How long an external broker keeps this instance's ingest session (and queues device messages for it) while the
+    /// instance is away: 1 minute to 365 days. The default value is 1 day.
+    /// </summary>
+    [DurationRange("broker session expiry (--broker-session-expiry)", "00:01:00", "365.00:00:00")]
+    public TimeSpan BrokerSessionExpiry { get; set; } = TimeSpan.FromDays(1);
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 

@@ -38,6 +38,11 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
             failures.Add(problem);
         }
 
+        if (options.BrokerClientId is { } clientId && !IsBrokerClientId(clientId))
+        {
+            failures.Add($"the broker client ID '{clientId}' is not valid: use 1-100 letters, digits, '.', '_', '-' or ':'");
+        }
+
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
@@ -62,6 +67,9 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
 
         return string.IsNullOrEmpty(builder.Host) ? "the database connection string names no Host" : null;
     }
+
+    private static bool IsBrokerClientId(string id) =>
+        id.Length is > 0 and <= 100 && id.All(c => char.IsAsciiLetterOrDigit(c) || c is '.' or '_' or '-' or ':');
 }
 
 /// <summary>The valid ranges of <see cref="EnrollServerOptions"/> that other parts use, and the check the host runs before it opens anything.</summary>

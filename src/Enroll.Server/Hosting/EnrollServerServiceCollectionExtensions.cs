@@ -90,6 +90,8 @@ public static class EnrollServerServiceCollectionExtensions
             services.AddSingleton<IResponsePublisher>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
             services.AddSingleton<IDeviceSessions>(sp => sp.GetRequiredService<ExternalBrokerTransport>());
             services.AddHostedService(sp => sp.GetRequiredService<ExternalBrokerTransport>());
+            services.AddSingleton<Enroll.Server.Broker.External.ExternalIngest>();
+            services.AddHostedService(sp => sp.GetRequiredService<Enroll.Server.Broker.External.ExternalIngest>());
         }
     }
 
