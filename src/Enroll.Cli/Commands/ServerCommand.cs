@@ -43,10 +43,14 @@ internal static class ServerCommand
             Description = "Acknowledge registry writes (and device messages) before they reach the disk: survives a crash of the server, not a power loss",
         };
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
+        var brokerDynsec = new Option<bool>("--broker-dynsec")
+        {
+            Description = "Administer the external Mosquitto's dynamic-security plugin: devices sign in with their access tokens, revoked ones are disconnected (needs --broker; docs/operations.md)",
+        };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, logLevel, brokerDynsec,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -73,6 +77,7 @@ internal static class ServerCommand
                 HttpsPort = parse.GetValue(httpsPort),
                 NoPlaintext = parse.GetValue(noPlaintext),
                 ClientCaFile = parse.GetValue(clientCa),
+                BrokerAdmin = parse.GetValue(brokerDynsec) ? BrokerAdmin.MosquittoDynamicSecurity : BrokerAdmin.None,
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);

@@ -74,6 +74,14 @@ public sealed class EnrollServerOptions
     /// <summary>The server's password on the external broker; only the server should know it.</summary>
     public string? BrokerPassword { get; set; }
 
+    /// <summary>
+    /// Whether the server administers the external broker's authentication: <see cref="BrokerAdmin.MosquittoDynamicSecurity"/>
+    /// gives each device a Mosquitto dynamic-security client with its access token as password, and disables it on
+    /// revocation (<see cref="BrokerUsername"/> needs the plugin's admin role; docs/operations.md). Only with
+    /// <see cref="ExternalBroker"/>. The default value is <see cref="BrokerAdmin.None"/>.
+    /// </summary>
+    public BrokerAdmin BrokerAdmin { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 
