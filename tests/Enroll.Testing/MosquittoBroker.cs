@@ -75,9 +75,10 @@ public sealed class MosquittoBroker : IAsyncDisposable
     /// plugin's admin, who is also given the Enroll server's topics (requests as shared subscriptions, answers, keys);
     /// the anonymous group may send the requests, read the server's keys and subscribe to client reply topics. No other
     /// client exists: devices are created by the server. Running as root, Mosquitto drops to user <c>mosquitto</c>, so the
-    /// folder is handed to that user (the plugin rewrites its file on every change).
+    /// folder is handed to that user (the plugin rewrites its file on every change). With <paramref name="serverIsAdmin"/>
+    /// false the server user keeps only its topics, not the plugin's admin role (a misconfigured deployment).
     /// </summary>
-    public static async Task<MosquittoBroker> StartWithDynamicSecurityAsync(string serverUser, string serverPassword)
+    public static async Task<MosquittoBroker> StartWithDynamicSecurityAsync(string serverUser, string serverPassword, bool serverIsAdmin = true)
     {
         var folder = new TempDirectory("mosquitto");
         var port = FreePort();
@@ -109,7 +110,9 @@ public sealed class MosquittoBroker : IAsyncDisposable
         document["roles"]!.AsArray().Add(new JsonObject { ["rolename"] = "enroll-server", ["acls"] = serverAcls });
         document["roles"]!.AsArray().Add(new JsonObject { ["rolename"] = "enroll-anonymous", ["acls"] = anonymousAcls });
         var admin = document["clients"]!.AsArray().Single(c => (string?)c!["username"] == serverUser)!.AsObject();
-        admin["roles"]!.AsArray().Add(new JsonObject { ["rolename"] = "enroll-server" });
+        admin["roles"] = serverIsAdmin
+            ? new JsonArray(new JsonObject { ["rolename"] = "admin" }, new JsonObject { ["rolename"] = "enroll-server" })
+            : new JsonArray(new JsonObject { ["rolename"] = "enroll-server" });
         document["groups"] = new JsonArray(new JsonObject { ["groupname"] = "anonymous", ["roles"] = new JsonArray(new JsonObject { ["rolename"] = "enroll-anonymous" }) });
         document["anonymousGroup"] = "anonymous";
         await File.WriteAllTextAsync(dynsec, document.ToJsonString());

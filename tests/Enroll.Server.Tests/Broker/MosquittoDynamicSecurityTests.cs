@@ -1,4 +1,9 @@
 using Enroll.Device;
+using Enroll.Protocol;
+using Enroll.Server.Broker.Mosquitto;
+using Enroll.Server.Domain;
+using Enroll.Server.Tokens;
+using Microsoft.Extensions.DependencyInjection;
 using Enroll.Protocol.Topics;
 using Enroll.Testing;
 using MQTTnet;
@@ -34,6 +39,7 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
             o.BrokerPassword = ServerPassword;
             o.RequireEncryption = true;
             o.BrokerAdmin = BrokerAdmin.MosquittoDynamicSecurity;
+            o.RefreshGrace = TimeSpan.Zero; // a Registration Token used after its refresh is reuse at once
         });
         _token = (await _server.CreateTokenAsync()).Token!;
     }
@@ -59,6 +65,13 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
         var credentials = await device.Store.LoadAsync();
         Assert.NotNull(credentials?.AccessToken);
         return (device, credentials!);
+    }
+
+    /// <summary>Stops the device library, so only the test's own session uses the device's client ID from now on.</summary>
+    private async Task StopAsync(DeviceHarness device)
+    {
+        _devices.Remove(device);
+        await device.DisposeAsync();
     }
 
     private Task<RawMqttClient> ConnectAsDeviceAsync(DeviceCredentials credentials, string? password = null) =>
@@ -91,8 +104,9 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
     [Fact]
     public async Task Device_IsRefusedAnotherDevicesTopics_ButUsesItsOwn()
     {
-        var (_, a) = await RegisterAsync("dynsec-a");
+        var (deviceA, a) = await RegisterAsync("dynsec-a");
         var (_, b) = await RegisterAsync("dynsec-b");
+        await StopAsync(deviceA);
         await using var asA = await ConnectAsDeviceAsync(a);
         var other = EnrollTopics.DeviceNamespace(b.DeviceId!);
 
@@ -110,7 +124,8 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
     [Fact]
     public async Task RevokingThroughTheAdminApi_DropsTheDeviceFromMosquitto_AndItIsRefusedOnReconnect()
     {
-        var (_, credentials) = await RegisterAsync("dynsec-revoke");
+        var (device, credentials) = await RegisterAsync("dynsec-revoke");
+        await StopAsync(device);
         await using var session = await ConnectAsDeviceAsync(credentials);
         Assert.True(session.Client.IsConnected);
 
@@ -129,8 +144,7 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
         // The stored renewal time passes (the device restarts on that state): its next GetAccessTokenAsync registers
         // again with the Registration Token, as token care does before the token expires.
         await device.Store.SaveAsync(old with { AccessTokenRenewAt = DateTimeOffset.UnixEpoch });
-        _devices.Remove(device);
-        await device.DisposeAsync();
+        await StopAsync(device);
         var restarted = DeviceHarness.Create(_mosquitto.Endpoint, "dynsec-renew", _states.Combine("dynsec-renew"), _token, output, o => o.EncryptRequests = true);
         _devices.Add(restarted);
         await restarted.Registration.StartAsync().WaitAsync(Patience);
@@ -162,5 +176,48 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
             Assert.DoesNotContain("jwt_token", t, StringComparison.Ordinal);
         });
         Assert.DoesNotContain(seen, m => RawMqttClient.Text(m).Contains(victim.RegistrationToken!, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task ARegistrationTokenUsedAgainAfterItsRefresh_RevokesTheTokens_AndMosquittoDropsTheDevice()
+    {
+        var (device, before) = await RegisterAsync("dynsec-reuse");
+        await device.Registration.RefreshRegistrationTokenAsync().WaitAsync(Patience);
+        await StopAsync(device);
+        await using var session = await ConnectAsDeviceAsync(before);
+
+        // Someone replays the refreshed (old) Registration Token: the server revokes the device's tokens.
+        var tokens = _server.Host.Services.GetRequiredService<RegistrationTokenService>();
+        var reuse = await Assert.ThrowsAsync<RejectedException>(() => tokens.AuthenticateAsync(before.RegistrationToken!, before.DeviceId, before.ClientId, "127.0.0.1", CancellationToken.None));
+
+        Assert.Equal(ErrorCodes.Unauthorized, reuse.Code);
+        await Eventually.ReturnsAsync(() => Task.FromResult(session.Client.IsConnected), connected => !connected, TimeSpan.FromSeconds(5), "Mosquitto dropped the device whose tokens were revoked");
+        Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await TryConnectAsDeviceAsync(before, before.AccessToken!));
+    }
+
+    [Fact]
+    public async Task AServerUserWithoutTheAdminRole_StopsTheStart_SayingWhatToGrant()
+    {
+        await using var mosquitto = await MosquittoBroker.StartWithDynamicSecurityAsync(ServerUser, ServerPassword, serverIsAdmin: false);
+
+        var refused = await Assert.ThrowsAnyAsync<Exception>(() => TestServer.StartAsync(output, o =>
+        {
+            o.ExternalBroker = mosquitto.Endpoint;
+            o.BrokerUsername = ServerUser;
+            o.BrokerPassword = ServerPassword;
+            o.BrokerAdmin = BrokerAdmin.MosquittoDynamicSecurity;
+        }));
+
+        Assert.Contains("dynamic-security admin role", refused.ToString(), StringComparison.Ordinal);
+        Assert.Contains(MosquittoDynamicSecurity.ResponseTopic, refused.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TheDynamicSecurityAdministrator_WithoutAnExternalBroker_IsRefusedAsAnInvalidOption()
+    {
+        var refused = await Assert.ThrowsAsync<ServerStartException>(() => TestServer.StartAsync(output, o => o.BrokerAdmin = BrokerAdmin.MosquittoDynamicSecurity));
+
+        Assert.Equal(ServerStartProblem.InvalidOptions, refused.Problem);
+        Assert.Contains("needs an external broker", refused.Message, StringComparison.Ordinal);
     }
 }
