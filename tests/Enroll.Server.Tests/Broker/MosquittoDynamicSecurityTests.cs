@@ -4,6 +4,7 @@ using Enroll.Server.Broker.Mosquitto;
 using Enroll.Server.Domain;
 using Enroll.Server.Tokens;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using Enroll.Protocol.Topics;
 using Enroll.Testing;
 using MQTTnet;
@@ -219,5 +220,72 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
 
         Assert.Equal(ServerStartProblem.InvalidOptions, refused.Problem);
         Assert.Contains("needs an external broker", refused.Message, StringComparison.Ordinal);
+    }
+}
+
+/// <summary>
+/// The expiry sweep, on the server's clock (a <see cref="FakeTimeProvider"/> starting now): Mosquitto's plugin knows no
+/// expiry, so the server disables a client whose last access token expired without renewal.
+/// </summary>
+public sealed class MosquittoDynamicSecurityExpiryTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    private const string ServerUser = "enroll-server";
+    private const string ServerPassword = "server-secret-for-expiry-tests";
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan AccessLifetime = TimeSpan.FromHours(1);
+    private readonly FakeTimeProvider _clock = new(DateTimeOffset.FromUnixTimeSeconds(TimeProvider.System.GetUtcNow().ToUnixTimeSeconds()));
+    private readonly TempDirectory _states = new();
+    private MosquittoBroker _mosquitto = null!;
+    private TestServer _server = null!;
+
+    public async Task InitializeAsync()
+    {
+        _mosquitto = await MosquittoBroker.StartWithDynamicSecurityAsync(ServerUser, ServerPassword);
+        _server = await TestServer.StartAsync(output, o =>
+        {
+            o.ExternalBroker = _mosquitto.Endpoint;
+            o.BrokerUsername = ServerUser;
+            o.BrokerPassword = ServerPassword;
+            o.RequireEncryption = true;
+            o.BrokerAdmin = BrokerAdmin.MosquittoDynamicSecurity;
+            o.AccessTokenLifetime = AccessLifetime;
+        }, timeProvider: _clock);
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await _mosquitto.DisposeAsync();
+        _states.Dispose();
+    }
+
+    private async Task SweepAtAsync(TimeSpan advance, MosquittoDynamicSecurity dynsec)
+    {
+        var before = dynsec.SweepsCompleted;
+        _clock.Advance(advance);
+        await Eventually.ReturnsAsync(() => Task.FromResult(dynsec.SweepsCompleted), n => n > before, Patience, "a sweep finished");
+    }
+
+    [Fact]
+    public async Task AClientWhoseTokenExpiredWithoutRenewal_IsDisabledByTheSweep_NotBefore()
+    {
+        var token = (await _server.CreateTokenAsync()).Token!;
+        DeviceCredentials credentials;
+        await using (var device = DeviceHarness.Create(_mosquitto.Endpoint, "expiring", _states.Combine("expiring"), token, output, o => o.EncryptRequests = true))
+        {
+            await device.Registration.StartAsync().WaitAsync(Patience);
+            credentials = (await device.Store.LoadAsync())!;
+        }
+
+        var dynsec = _server.Host.Services.GetRequiredService<MosquittoDynamicSecurity>();
+        Task<MqttClientConnectResultCode> Connect() => RawMqttClient.TryConnectAsync(_mosquitto.Endpoint, credentials.ClientId, credentials.DeviceId, credentials.AccessToken);
+
+        // A sweep while the token is current leaves the client alone.
+        await SweepAtAsync(MosquittoDynamicSecurity.SweepInterval, dynsec);
+        Assert.Equal(MqttClientConnectResultCode.Success, await Connect());
+
+        // The token's expiry passes with no renewal: the next sweep disables the client.
+        await SweepAtAsync(AccessLifetime, dynsec);
+        Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await Connect());
     }
 }

@@ -34,6 +34,16 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     /// <summary>Attempts of one batch of commands when the broker does not answer in time or the connection drops.</summary>
     public const int MaxAttempts = 3;
 
+    /// <summary>How often clients whose last token expired are disabled.</summary>
+    public static readonly TimeSpan SweepInterval = TimeSpan.FromMinutes(1);
+
+    /// <summary>Most clients one sweep disables; the rest wait for the next sweep.</summary>
+    public const int MaxDisabledPerSweep = 1000;
+
+    /// <summary>The client's text name carries its token's expiry (Unix seconds), so every instance's sweep can read it.</summary>
+    public const string ExpiryPrefix = "enroll-expires:";
+
+    private const int SweepPageSize = 500;
     private static readonly TimeSpan BaseRetryDelay = TimeSpan.FromMilliseconds(200);
 
     private readonly EnrollServerOptions _options;
@@ -44,8 +54,11 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     private readonly ConcurrentDictionary<string, TaskCompletionSource<IReadOnlyList<CommandResult>>> _pending = new(StringComparer.Ordinal);
     private readonly Counter<long> _errors;
     private readonly string _instance = NewBatchId();
+    private readonly CancellationTokenSource _stopping = new();
+    private Task _sweeper = Task.CompletedTask;
     private long _nextBatch;
     private long _errorCount;
+    private long _sweeps;
 
     public MosquittoDynamicSecurity(IOptions<EnrollServerOptions> options, TimeProvider timeProvider, IMeterFactory meterFactory, ILogger<MosquittoDynamicSecurity> logger)
     {
@@ -66,6 +79,9 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
 
     /// <summary>Commands that failed or went unanswered since start (also the <c>enroll.server.broker.admin.errors</c> counter).</summary>
     public long ErrorCount => Interlocked.Read(ref _errorCount);
+
+    /// <summary>Expiry sweeps finished since start (each one disabled what had expired).</summary>
+    public long SweepsCompleted => Interlocked.Read(ref _sweeps);
 
     /// <summary>True: disabling a device's client makes Mosquitto end its session.</summary>
     public bool CanDisconnect => true;
@@ -92,10 +108,13 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
         // Start-up fails at once when the broker refuses the administrator, not on the first registration.
         await EnsureConnectedAsync(cancellationToken).ConfigureAwait(false);
         LogConnected(_logger, Endpoint, _options.BrokerUsername);
+        _sweeper = SweepLoopAsync(_stopping.Token);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        await _sweeper.ConfigureAwait(false);
         if (_client.IsConnected)
         {
             await _client.DisconnectAsync(new MqttClientDisconnectOptions(), cancellationToken).ConfigureAwait(false);
@@ -127,15 +146,15 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
 
                 w.WriteEndArray();
             }, Tolerated: "Role already exists"),
-            new Command("createClient", w => WriteClient(w, deviceId, clientId, accessToken, role), Tolerated: "Client already exists"),
-            new Command("modifyClient", w => WriteClient(w, deviceId, clientId, accessToken, role)),
+            new Command("createClient", w => WriteClient(w, deviceId, clientId, accessToken, expiresAt, role), Tolerated: "Client already exists"),
+            new Command("modifyClient", w => WriteClient(w, deviceId, clientId, accessToken, expiresAt, role)),
             new Command("enableClient", w => w.WriteString("username", deviceId)),
         };
 
         try
         {
             var results = await SendAsync(commands, cancellationToken).ConfigureAwait(false);
-            ThrowOnError(commands, results, deviceId);
+            ThrowOnError(commands, results, $"device '{deviceId}'");
         }
         catch (BrokerAdminException ex)
         {
@@ -180,13 +199,14 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     {
         var commands = new[] { new Command("disableClient", w => w.WriteString("username", deviceId), Tolerated: "Client not found") };
         var results = await SendAsync(commands, cancellationToken).ConfigureAwait(false);
-        ThrowOnError(commands, results, deviceId);
+        ThrowOnError(commands, results, $"device '{deviceId}'");
         return results[0].Error is null;
     }
 
-    private static void WriteClient(Utf8JsonWriter w, string deviceId, string clientId, string accessToken, string role)
+    private static void WriteClient(Utf8JsonWriter w, string deviceId, string clientId, string accessToken, DateTimeOffset expiresAt, string role)
     {
         w.WriteString("username", deviceId);
+        w.WriteString("textname", ExpiryPrefix + expiresAt.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
         w.WriteString("password", accessToken);
         w.WriteString("clientid", clientId);
         w.WriteStartArray("roles");
@@ -196,7 +216,99 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
         w.WriteEndArray();
     }
 
-    private void ThrowOnError(Command[] commands, IReadOnlyList<CommandResult> results, string deviceId)
+    /// <summary>
+    /// Every <see cref="SweepInterval"/>: disables the clients whose last token has expired (the plugin knows no expiry,
+    /// so Mosquitto would accept an expired token as the password). A failed sweep is logged; the next one tries again.
+    /// </summary>
+    private async Task SweepLoopAsync(CancellationToken cancellationToken)
+    {
+        var swept = false;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            // The next wait is armed before the last sweep is reported done, so a clock advanced at that moment is seen.
+            var wait = Task.Delay(SweepInterval, _timeProvider, cancellationToken);
+            if (swept)
+            {
+                Interlocked.Increment(ref _sweeps);
+            }
+
+            try
+            {
+                await wait.ConfigureAwait(false);
+                var disabled = await DisableExpiredAsync(cancellationToken).ConfigureAwait(false);
+                if (disabled > 0)
+                {
+                    LogExpiredDisabled(_logger, disabled);
+                }
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (BrokerAdminException ex)
+            {
+                LogSweepFailed(_logger, ex.Message);
+            }
+
+            swept = true;
+        }
+    }
+
+    /// <summary>
+    /// Disables up to <see cref="MaxDisabledPerSweep"/> enabled clients whose token (by their <see cref="ExpiryPrefix"/>
+    /// text name) expired, reading the plugin's client list a page at a time; returns how many. A device that renews
+    /// later is enabled again by <see cref="DeviceTokenIssuedAsync"/>.
+    /// </summary>
+    internal async Task<int> DisableExpiredAsync(CancellationToken cancellationToken)
+    {
+        var now = _timeProvider.GetUtcNow().ToUnixTimeSeconds();
+        var expired = new List<string>();
+        for (var offset = 0; expired.Count < MaxDisabledPerSweep; offset += SweepPageSize)
+        {
+            var page = offset;
+            var list = new[]
+            {
+                new Command("listClients", w =>
+                {
+                    w.WriteBoolean("verbose", true);
+                    w.WriteNumber("count", SweepPageSize);
+                    w.WriteNumber("offset", page);
+                }),
+            };
+            var result = (await SendAsync(list, cancellationToken).ConfigureAwait(false))[0];
+            ThrowOnError(list, [result], "the client list");
+            if (result.Data is not { } data || !data.TryGetProperty("clients", out var clients) || clients.GetArrayLength() == 0)
+            {
+                break;
+            }
+
+            foreach (var client in clients.EnumerateArray())
+            {
+                if (client.TryGetProperty("textname", out var name) && name.GetString() is { } text && text.StartsWith(ExpiryPrefix, StringComparison.Ordinal)
+                    && long.TryParse(text.AsSpan(ExpiryPrefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var expires) && expires <= now
+                    && !(client.TryGetProperty("disabled", out var disabled) && disabled.ValueKind == JsonValueKind.True)
+                    && client.TryGetProperty("username", out var user) && user.GetString() is { } username && expired.Count < MaxDisabledPerSweep)
+                {
+                    expired.Add(username);
+                }
+            }
+
+            if (clients.GetArrayLength() < SweepPageSize)
+            {
+                break;
+            }
+        }
+
+        foreach (var chunk in expired.Chunk(100))
+        {
+            var commands = chunk.Select(username => new Command("disableClient", w => w.WriteString("username", username), Tolerated: "Client not found")).ToArray();
+            ThrowOnError(commands, await SendAsync(commands, cancellationToken).ConfigureAwait(false), "expired clients");
+        }
+
+        return expired.Count;
+    }
+
+    private void ThrowOnError(Command[] commands, IReadOnlyList<CommandResult> results, string subject)
     {
         var failures = new List<string>();
         for (var i = 0; i < commands.Length; i++)
@@ -211,7 +323,7 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
         if (failures.Count > 0)
         {
             CountErrors(failures.Count);
-            throw new BrokerAdminException($"the broker refused commands for '{deviceId}': {string.Join("; ", failures)}");
+            throw new BrokerAdminException($"the broker refused commands for {subject}: {string.Join("; ", failures)}");
         }
     }
 
@@ -313,12 +425,13 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
             {
                 var command = response.TryGetProperty("command", out var name) ? name.GetString() ?? "" : "";
                 var error = response.TryGetProperty("error", out var text) ? text.GetString() : null;
+                JsonElement? data = response.TryGetProperty("data", out var payload) ? payload.Clone() : null;
                 if (batch is null && response.TryGetProperty("correlationData", out var correlation) && correlation.GetString() is { } value && value.LastIndexOf('/') is var slash and > 0)
                 {
                     batch = value[..slash];
                 }
 
-                results.Add(new CommandResult(command, error));
+                results.Add(new CommandResult(command, error) { Data = data });
             }
 
             // Every server instance subscribed to the response topic sees every answer; only the asker has the batch.
@@ -398,6 +511,7 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
 
     public void Dispose()
     {
+        _stopping.Dispose();
         _client.Dispose();
         _connectLock.Dispose();
     }
@@ -406,7 +520,11 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     internal sealed record Command(string Name, Action<Utf8JsonWriter> Fields, string? Tolerated = null);
 
     /// <summary>The plugin's answer to one command: <see cref="Error"/> is null when it was carried out.</summary>
-    internal sealed record CommandResult(string Command, string? Error);
+    internal sealed record CommandResult(string Command, string? Error)
+    {
+        /// <summary>The answer's <c>data</c> (a list, a client), when it has one.</summary>
+        public JsonElement? Data { get; init; }
+    }
 
     [LoggerMessage(EventId = 1500, Level = LogLevel.Information, Message = "Administering Mosquitto dynamic security at {Broker} as {User}")]
     private static partial void LogConnected(ILogger logger, Uri broker, string user);
@@ -416,6 +534,12 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
 
     [LoggerMessage(EventId = 1502, Level = LogLevel.Warning, Message = "Mosquitto dynamic security: {Command} unanswered (attempt {Attempt}), trying again: {Reason}")]
     private static partial void LogRetry(ILogger logger, string command, int attempt, string reason);
+
+    [LoggerMessage(EventId = 1503, Level = LogLevel.Information, Message = "Mosquitto dynamic security: disabled {Count} client(s) whose access token expired without renewal")]
+    private static partial void LogExpiredDisabled(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 1504, Level = LogLevel.Warning, Message = "Mosquitto dynamic security: the expiry sweep failed, trying again in a minute: {Reason}")]
+    private static partial void LogSweepFailed(ILogger logger, string reason);
 }
 
 /// <summary>The broker did not carry out an administrator's command; the message says which and why (never a token).</summary>
