@@ -53,10 +53,14 @@ internal static class ServerCommand
         var brokerClientId = new Option<string?>("--broker-client-id") { Description = "This instance's stable client ID stem on the external broker ({id}-requests, {id}-ingest); one per instance" };
         var brokerSessionExpiry = CliOptions.Duration("--broker-session-expiry", "How long the external broker queues device messages for this instance while it is away", "1d");
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
+        var brokerDynsec = new Option<bool>("--broker-dynsec")
+        {
+            Description = "Administer the external Mosquitto's dynamic-security plugin: devices sign in with their access tokens, revoked ones are disconnected (needs --broker; docs/operations.md)",
+        };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -87,6 +91,7 @@ internal static class ServerCommand
                 BrokerHooks = parse.GetValue(brokerHooks),
                 BrokerClientId = parse.GetValue(brokerClientId),
                 BrokerSessionExpiry = parse.GetDuration(brokerSessionExpiry),
+                BrokerAdmin = parse.GetValue(brokerDynsec) ? BrokerAdmin.MosquittoDynamicSecurity : BrokerAdmin.None,
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);

@@ -27,6 +27,9 @@ internal enum DisconnectResult
 
     /// <summary>The transport cannot end sessions (external broker): a session the device has stays open until it ends.</summary>
     NotSupported,
+
+    /// <summary>The transport could end sessions but the broker did not carry it out (logged): the session may stay open.</summary>
+    Failed,
 }
 
 internal static class DisconnectResults
@@ -36,6 +39,7 @@ internal static class DisconnectResults
     {
         DisconnectResult.Disconnected => "disconnected",
         DisconnectResult.NotConnected => "not_connected",
+        DisconnectResult.Failed => "failed",
         _ => "not_supported_by_external_broker",
     };
 }

@@ -35,6 +35,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
     private readonly TimeOrderedId _ids;
     private readonly EnrollServerOptions _options;
     private readonly ILogger<RegistrationHandler> _logger;
+    private readonly IBrokerCredentials _brokerCredentials;
 
     public RegistrationHandler(
         IDeviceStore devices,
@@ -44,8 +45,10 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         TokenIssuer issuer,
         TimeOrderedId ids,
         IOptions<EnrollServerOptions> options,
-        ILogger<RegistrationHandler> logger)
+        ILogger<RegistrationHandler> logger,
+        IBrokerCredentials brokerCredentials)
     {
+        _brokerCredentials = brokerCredentials;
         _logger = logger;
         _devices = devices;
         _operations = operations;
@@ -80,6 +83,8 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
 
         Log.DeviceRegistered(_logger, device.DeviceId, outcome.Result == RegisterDeviceResult.Created ? "new" : "again", device.ClientId, device.OrgId);
         var access = _issuer.IssueAccessToken(device);
+        // Before the answer leaves: the device's first connection with this token must already work on the broker.
+        await _brokerCredentials.DeviceTokenIssuedAsync(device.DeviceId, device.ClientId, access.Token, access.ExpiresAt, cancellationToken).ConfigureAwait(false);
         var response = new RegistrationResponse
         {
             DeviceId = device.DeviceId,

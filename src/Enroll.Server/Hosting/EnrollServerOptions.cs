@@ -97,6 +97,14 @@ public sealed class EnrollServerOptions
     [DurationRange("broker session expiry (--broker-session-expiry)", "00:01:00", "365.00:00:00")]
     public TimeSpan BrokerSessionExpiry { get; set; } = TimeSpan.FromDays(1);
 
+    /// <summary>
+    /// Whether the server administers the external broker's authentication: <see cref="BrokerAdmin.MosquittoDynamicSecurity"/>
+    /// gives each device a Mosquitto dynamic-security client with its access token as password, and disables it on
+    /// revocation (<see cref="BrokerUsername"/> needs the plugin's admin role; docs/operations.md). Only with
+    /// <see cref="ExternalBroker"/>. The default value is <see cref="BrokerAdmin.None"/>.
+    /// </summary>
+    public BrokerAdmin BrokerAdmin { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 

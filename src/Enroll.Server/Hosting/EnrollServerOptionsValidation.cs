@@ -26,6 +26,11 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
             failures.Add($"the access token lifetime ({EnrollServerOptionsValidation.Show(options.AccessTokenLifetime)}) must not be longer than the registration token lifetime ({EnrollServerOptionsValidation.Show(options.RegistrationTokenLifetime)}): a device renews its access token with its Registration Token");
         }
 
+        if (options.BrokerAdmin != BrokerAdmin.None && options.ExternalBroker is null)
+        {
+            failures.Add($"the broker administrator {options.BrokerAdmin} needs an external broker: the embedded broker checks access tokens itself");
+        }
+
         // A request travels in one packet, so it can be no larger than a packet.
         var maxRequest = Math.Max(1024, options.MaxPacketBytes);
         if (options.MaxRequestBytes < 1024 || options.MaxRequestBytes > maxRequest)

@@ -93,6 +93,17 @@ public static class EnrollServerServiceCollectionExtensions
             services.AddSingleton<Enroll.Server.Broker.External.ExternalIngest>();
             services.AddHostedService(sp => sp.GetRequiredService<Enroll.Server.Broker.External.ExternalIngest>());
         }
+
+        if (options.ExternalBroker is not null && options.BrokerAdmin == BrokerAdmin.MosquittoDynamicSecurity)
+        {
+            // Devices authenticate to Mosquitto with their tokens, and a revocation disables them there.
+            services.AddSingleton<Enroll.Server.Broker.Mosquitto.MosquittoDynamicSecurity>();
+            services.AddSingleton<IBrokerCredentials>(sp => sp.GetRequiredService<Enroll.Server.Broker.Mosquitto.MosquittoDynamicSecurity>());
+            services.Replace(ServiceDescriptor.Singleton<IDeviceSessions>(sp => sp.GetRequiredService<Enroll.Server.Broker.Mosquitto.MosquittoDynamicSecurity>()));
+            services.AddHostedService(sp => sp.GetRequiredService<Enroll.Server.Broker.Mosquitto.MosquittoDynamicSecurity>());
+        }
+
+        services.TryAddSingleton<IBrokerCredentials, NoBrokerCredentials>();
     }
 
     /// <summary>Options that are the given instance (checked by the registered validators) rather than a new one.</summary>

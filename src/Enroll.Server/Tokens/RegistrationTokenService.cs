@@ -27,9 +27,11 @@ internal sealed class RegistrationTokenService
     private readonly EnrollServerOptions _options;
     private readonly ILogger<RegistrationTokenService> _logger;
     private readonly Security.FailureRateLimiter _limiter;
+    private readonly IBrokerCredentials _brokerCredentials;
 
-    public RegistrationTokenService(IDeviceStore registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger)
+    public RegistrationTokenService(IDeviceStore registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger, IBrokerCredentials brokerCredentials)
     {
+        _brokerCredentials = brokerCredentials;
         _limiter = limiter;
         _registry = registry;
         _issuer = issuer;
@@ -87,6 +89,7 @@ internal sealed class RegistrationTokenService
                 throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: unknown token");
             case RegistrationTokenUse.Reused:
                 Log.RegistrationTokenReused(_logger, device.DeviceId, clientId);
+                await _brokerCredentials.DeviceTokensRevokedAsync(device.DeviceId, cancellationToken).ConfigureAwait(false);
                 throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: it was already refreshed; the device's tokens are revoked");
         }
 
