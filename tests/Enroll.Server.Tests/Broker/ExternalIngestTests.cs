@@ -197,6 +197,37 @@ public sealed class ExternalIngestTests(ITestOutputHelper output) : IAsyncLifeti
         Assert.Equal(deviceId, Assert.Single(await server.ListDevicesAsync()).DeviceId);
     }
 
+    [Fact]
+    public async Task AMessageWhoseCommitFails_IsNotAcknowledged_AndIsStoredOnceWhenTheRetriedCommitSucceeds()
+    {
+        var failing = new FailingMessageStore.Switch { Failing = true };
+        await using var host = await EnrollServerHost.StartAsync(
+            new EnrollServerOptions
+            {
+                DataDirectory = _data.Path,
+                MqttPort = 0,
+                HttpPort = 0,
+                Bind = "127.0.0.1",
+                ExternalBroker = _mosquitto.Endpoint,
+                BrokerPassword = "unchecked-here",
+                BrokerClientId = InstanceId,
+            },
+            (EnrollServerBuilder server) => RegistryDecorators.Decorate(server.Services, store => FailingMessageStore.Wrap(store, failing)));
+        var ingest = host.Services.GetRequiredService<ExternalIngest>();
+        var messages = host.Services.GetRequiredService<Enroll.Server.Registry.IMessageStore>();
+        using var device = await ConnectAsDeviceAsync(_mosquitto.Endpoint, "dev-retry");
+
+        Assert.True((await device.PublishAsync(DeviceMessage("dev-retry", "m-1", """{"t":1}"""))).IsSuccess);
+        // The commit failed and was tried again (after 1 s); all the while the message is held unacknowledged.
+        await Eventually.ReturnsAsync(() => Task.FromResult(failing.Attempts), n => n >= 2, Patience, "the failed commit retried");
+        Assert.Equal(1, ingest.InFlight);
+        Assert.Equal(0, await messages.CountMessagesAsync("dev-retry"));
+
+        failing.Failing = false;
+        await Eventually.ReturnsAsync(() => Task.FromResult(ingest.InFlight), n => n == 0, Patience, "the message committed and acknowledged");
+        Assert.Equal(1, await messages.CountMessagesAsync("dev-retry"));
+    }
+
     /// <summary>The <c>enroll.server.messages.ingested</c> counter of one server, by outcome, from creation on.</summary>
     private sealed class IngestOutcomes : IDisposable
     {
@@ -229,5 +260,50 @@ public sealed class ExternalIngestTests(ITestOutputHelper output) : IAsyncLifeti
         public long this[string outcome] => _byOutcome.GetValueOrDefault(outcome);
 
         public void Dispose() => _listener.Dispose();
+    }
+}
+
+/// <summary>A registry whose <c>StoreMessageAsync</c> fails (a database error, not a full disk) while its switch is on.</summary>
+public class FailingMessageStore : System.Reflection.DispatchProxy
+{
+    private Enroll.Server.Registry.IRegistry _inner = null!;
+    private Switch _switch = null!;
+
+    internal static Enroll.Server.Registry.IRegistry Wrap(Enroll.Server.Registry.IRegistry inner, Switch failing)
+    {
+        var proxy = Create<Enroll.Server.Registry.IRegistry, FailingMessageStore>();
+        var store = (FailingMessageStore)(object)proxy;
+        store._inner = inner;
+        store._switch = failing;
+        return proxy;
+    }
+
+    protected override object? Invoke(System.Reflection.MethodInfo? targetMethod, object?[]? args)
+    {
+        ArgumentNullException.ThrowIfNull(targetMethod);
+        if (targetMethod.Name == nameof(Enroll.Server.Registry.IMessageStore.StoreMessageAsync))
+        {
+            Interlocked.Increment(ref _switch.AttemptCount);
+            if (_switch.Failing)
+            {
+                return Task.FromException<bool>(new InvalidOperationException("the database is unavailable (test)"));
+            }
+        }
+
+        return RegistryDecorators.Forward(_inner, targetMethod, args);
+    }
+
+    public sealed class Switch
+    {
+        internal int AttemptCount;
+        private volatile bool _failing;
+
+        public bool Failing
+        {
+            get => _failing;
+            set => _failing = value;
+        }
+
+        public int Attempts => Volatile.Read(ref AttemptCount);
     }
 }
