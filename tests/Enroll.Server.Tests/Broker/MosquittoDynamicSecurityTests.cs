@@ -142,6 +142,17 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
     {
         var (device, old) = await RegisterAsync("dynsec-renew");
 
+        // An ACL missing from the device's role (as one for a request type added since the role was made would be) is
+        // added again with the next token.
+        var own = EnrollTopics.DeviceNamespace(old.DeviceId!);
+        await using (var admin = await RawMqttClient.ConnectAsync(_mosquitto.Endpoint, "operator", ServerUser, ServerPassword))
+        {
+            await admin.SubscribeAsync(MosquittoDynamicSecurity.ResponseTopic);
+            await admin.PublishAsync(MosquittoDynamicSecurity.ControlTopic,
+                $$"""{"commands":[{"command":"removeRoleACL","rolename":"{{MosquittoDynamicSecurity.RoleName(old.DeviceId!)}}","acltype":"publishClientSend","topic":"{{own}}#"}]}""");
+            Assert.DoesNotContain("error", RawMqttClient.Text(await admin.ReceiveAsync(Patience)), StringComparison.Ordinal);
+        }
+
         // The stored renewal time passes (the device restarts on that state): its next GetAccessTokenAsync registers
         // again with the Registration Token, as token care does before the token expires.
         await device.Store.SaveAsync(old with { AccessTokenRenewAt = DateTimeOffset.UnixEpoch });
@@ -154,7 +165,7 @@ public sealed class MosquittoDynamicSecurityTests(ITestOutputHelper output) : IA
         Assert.NotEqual(old.AccessToken, renewed);
         Assert.Equal(MqttClientConnectResultCode.NotAuthorized, await TryConnectAsDeviceAsync(old, old.AccessToken!));
         await using var session = await ConnectAsDeviceAsync(old, renewed);
-        Assert.True(session.Client.IsConnected);
+        Assert.True((await session.PublishAsync(own + "messages/telemetry", "{}")).IsSuccess);
     }
 
     [Fact]

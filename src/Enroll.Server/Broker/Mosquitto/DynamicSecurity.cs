@@ -124,37 +124,37 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     /// <summary>
     /// Creates the device's client and role, or sets the client's password to the new token (the old one fails from now
     /// on), binds it to <paramref name="clientId"/> and enables it (a device whose tokens were revoked and that was
-    /// provisioned again). One round trip; "already exists" answers to the create commands are expected.
+    /// provisioned again). One round trip; "already exists" answers to the create and add commands are expected.
     /// </summary>
     public async Task DeviceTokenIssuedAsync(string deviceId, string clientId, string accessToken, DateTimeOffset expiresAt, CancellationToken cancellationToken)
     {
         var role = RoleName(deviceId);
-        var commands = new[]
+        // The role's ACLs are added one by one, "already exists" expected: a request type added to the table since the
+        // role was made reaches the device at its next token.
+        var commands = new List<Command> { new("createRole", w => w.WriteString("rolename", role), Tolerated: "Role already exists") };
+        foreach (var (type, topic) in DeviceAcls(deviceId))
         {
-            new Command("createRole", w =>
+            commands.Add(new Command("addRoleACL", w =>
             {
                 w.WriteString("rolename", role);
-                w.WriteStartArray("acls");
-                foreach (var (type, topic) in DeviceAcls(deviceId))
-                {
-                    w.WriteStartObject();
-                    w.WriteString("acltype", type);
-                    w.WriteString("topic", topic);
-                    w.WriteBoolean("allow", true);
-                    w.WriteEndObject();
-                }
+                w.WriteString("acltype", type);
+                w.WriteString("topic", topic);
+                w.WriteBoolean("allow", true);
+            }, Tolerated: "ACL with this topic already exists"));
+        }
 
-                w.WriteEndArray();
-            }, Tolerated: "Role already exists"),
+        commands.AddRange(
+        [
             new Command("createClient", w => WriteClient(w, deviceId, clientId, accessToken, expiresAt, role), Tolerated: "Client already exists"),
             new Command("modifyClient", w => WriteClient(w, deviceId, clientId, accessToken, expiresAt, role)),
             new Command("enableClient", w => w.WriteString("username", deviceId)),
-        };
+        ]);
 
         try
         {
-            var results = await SendAsync(commands, cancellationToken).ConfigureAwait(false);
-            ThrowOnError(commands, results, $"device '{deviceId}'");
+            var batch = commands.ToArray();
+            var results = await SendAsync(batch, cancellationToken).ConfigureAwait(false);
+            ThrowOnError(batch, results, $"device '{deviceId}'");
         }
         catch (BrokerAdminException ex)
         {
