@@ -1,5 +1,5 @@
 using Enroll.Shared.Storage;
-using Microsoft.Data.Sqlite;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 
@@ -137,20 +137,4 @@ internal sealed partial class SqliteRegistry
             InsertRegistrationToken(context, token);
         }
     }
-
-    private static DeviceRecord ReadDevice(SqliteDataReader r) => new()
-    {
-        DeviceId = r.GetString(0),
-        OrgId = r.GetString(1),
-        ClientId = r.GetString(2),
-        Name = StringOrNull(r, 3),
-        MetadataJson = StringOrNull(r, 4),
-        Status = r.GetString(5),
-        ProvisioningTokenId = StringOrNull(r, 6),
-        CreatedAt = FromUnix(r.GetInt64(7)),
-        UpdatedAt = FromUnix(r.GetInt64(8)),
-        LastRegisteredAt = FromUnixNullable(r, 9),
-        TokensValidAfter = FromUnixNullable(r, 10),
-        RevokedAt = FromUnixNullable(r, 11),
-    };
 }

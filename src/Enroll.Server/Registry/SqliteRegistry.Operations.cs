@@ -1,6 +1,6 @@
 using Enroll.Protocol.Messages;
 using Enroll.Shared.Storage;
-using Microsoft.Data.Sqlite;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 
@@ -193,27 +193,4 @@ internal sealed partial class SqliteRegistry
                 ("$now", ToUnix(now)),
                 ("$jti", tokenId)),
             cancellationToken);
-
-    private static OperationRecord ReadOperation(SqliteDataReader r) => new()
-    {
-        OperationId = r.GetString(0),
-        OrgId = r.GetString(1),
-        ClientId = r.GetString(2),
-        ProvisioningTokenId = r.GetString(3),
-        DesiredDeviceId = StringOrNull(r, 4),
-        DeviceId = StringOrNull(r, 5),
-        ReprovisionOf = StringOrNull(r, 6),
-        DeviceName = StringOrNull(r, 7),
-        MetadataJson = StringOrNull(r, 8),
-        Status = r.GetString(9),
-        Reason = StringOrNull(r, 10),
-        CreatedAt = FromUnix(r.GetInt64(11)),
-        ExpiresAt = FromUnix(r.GetInt64(12)),
-        DecidedAt = FromUnixNullable(r, 13),
-        DecidedBy = StringOrNull(r, 14),
-        RegistrationToken = StringOrNull(r, 15),
-        RegistrationTokenId = StringOrNull(r, 16),
-        RegistrationTokenExpiresAt = FromUnixNullable(r, 17),
-        CompletedAt = FromUnixNullable(r, 18),
-    };
 }

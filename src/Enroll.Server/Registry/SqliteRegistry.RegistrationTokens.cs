@@ -1,4 +1,5 @@
 using Enroll.Shared.Storage;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 

@@ -1,3 +1,5 @@
+using static Enroll.Server.Registry.RegistryRows;
+
 namespace Enroll.Server.Registry;
 
 internal sealed partial class SqliteRegistry
@@ -32,19 +34,4 @@ internal sealed partial class SqliteRegistry
                 ("$id", id),
                 ("$at", ToUnix(at))) > 0,
             cancellationToken);
-
-    private static ProvisioningTokenRecord ReadToken(Microsoft.Data.Sqlite.SqliteDataReader r) => new()
-    {
-        Id = r.GetString(0),
-        SecretHash = (byte[])r.GetValue(1),
-        OrgId = r.GetString(2),
-        Description = StringOrNull(r, 3),
-        AutoApprove = r.GetInt64(4) != 0,
-        MaxUses = r.IsDBNull(5) ? null : r.GetInt32(5),
-        Uses = r.GetInt32(6),
-        ExpiresAt = FromUnixNullable(r, 7),
-        RegistrationTokenLifetime = r.IsDBNull(8) ? null : TimeSpan.FromSeconds(r.GetInt64(8)),
-        CreatedAt = FromUnix(r.GetInt64(9)),
-        RevokedAt = FromUnixNullable(r, 10),
-    };
 }

@@ -125,17 +125,6 @@ internal sealed partial class SqliteRegistry : IRegistry
         }
     }
 
-    internal static long ToUnix(DateTimeOffset value) => value.ToUnixTimeMilliseconds();
-
-    internal static long? ToUnix(DateTimeOffset? value) => value?.ToUnixTimeMilliseconds();
-
-    internal static DateTimeOffset FromUnix(long value) => DateTimeOffset.FromUnixTimeMilliseconds(value);
-
-    internal static DateTimeOffset? FromUnixNullable(SqliteDataReader reader, int ordinal) =>
-        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    internal static string? StringOrNull(SqliteDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
-
     private List<T> Query<T>(string sql, Func<SqliteDataReader, T> map, params (string Name, object? Value)[] parameters) =>
         _database.Read(context =>
         {

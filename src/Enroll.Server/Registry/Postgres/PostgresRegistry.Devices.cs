@@ -1,4 +1,5 @@
 using Npgsql;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 
@@ -164,20 +165,4 @@ internal sealed partial class PostgresRegistry
 
     /// <summary><see cref="IDeviceStore.TokensValidAfter"/> in the table's unit (Unix milliseconds).</summary>
     private static long TokensValidAfter(DateTimeOffset at) => ToUnix(IDeviceStore.TokensValidAfter(at));
-
-    private static DeviceRecord ReadDevice(NpgsqlDataReader r) => new()
-    {
-        DeviceId = r.GetString(0),
-        OrgId = r.GetString(1),
-        ClientId = r.GetString(2),
-        Name = StringOrNull(r, 3),
-        MetadataJson = StringOrNull(r, 4),
-        Status = r.GetString(5),
-        ProvisioningTokenId = StringOrNull(r, 6),
-        CreatedAt = FromUnix(r.GetInt64(7)),
-        UpdatedAt = FromUnix(r.GetInt64(8)),
-        LastRegisteredAt = FromUnixNullable(r, 9),
-        TokensValidAfter = FromUnixNullable(r, 10),
-        RevokedAt = FromUnixNullable(r, 11),
-    };
 }

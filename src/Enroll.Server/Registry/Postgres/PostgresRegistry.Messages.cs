@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Npgsql;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 

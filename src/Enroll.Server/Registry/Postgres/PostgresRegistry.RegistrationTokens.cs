@@ -1,4 +1,5 @@
 using Npgsql;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
 
@@ -32,19 +33,4 @@ internal sealed partial class PostgresRegistry
     /// <summary>Counts one use of the token unless that would pass its max uses; false when it would (the row is locked until commit).</summary>
     private static async Task<bool> CountUseAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string tokenId, CancellationToken cancellationToken) =>
         await ExecuteAsync(connection, transaction, "UPDATE provisioning_tokens SET uses = uses + 1 WHERE id = $1 AND (max_uses IS NULL OR uses < max_uses)", cancellationToken, tokenId).ConfigureAwait(false) > 0;
-
-    private static ProvisioningTokenRecord ReadToken(NpgsqlDataReader r) => new()
-    {
-        Id = r.GetString(0),
-        SecretHash = (byte[])r.GetValue(1),
-        OrgId = r.GetString(2),
-        Description = StringOrNull(r, 3),
-        AutoApprove = r.GetBoolean(4),
-        MaxUses = r.IsDBNull(5) ? null : r.GetInt32(5),
-        Uses = r.GetInt32(6),
-        ExpiresAt = FromUnixNullable(r, 7),
-        RegistrationTokenLifetime = r.IsDBNull(8) ? null : TimeSpan.FromSeconds(r.GetInt64(8)),
-        CreatedAt = FromUnix(r.GetInt64(9)),
-        RevokedAt = FromUnixNullable(r, 10),
-    };
 }

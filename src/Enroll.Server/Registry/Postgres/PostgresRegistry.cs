@@ -47,17 +47,6 @@ internal sealed partial class PostgresRegistry : IRegistry
 
     public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
 
-    internal static long ToUnix(DateTimeOffset value) => value.ToUnixTimeMilliseconds();
-
-    internal static long? ToUnix(DateTimeOffset? value) => value?.ToUnixTimeMilliseconds();
-
-    internal static DateTimeOffset FromUnix(long value) => DateTimeOffset.FromUnixTimeMilliseconds(value);
-
-    internal static DateTimeOffset? FromUnixNullable(NpgsqlDataReader reader, int ordinal) =>
-        reader.IsDBNull(ordinal) ? null : DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(ordinal));
-
-    internal static string? StringOrNull(NpgsqlDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : reader.GetString(ordinal);
-
     /// <summary>A command with positional parameters <c>$1, $2, ...</c>; null is sent as SQL NULL (the SQL casts where the type is not evident).</summary>
     private static NpgsqlCommand Command(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, params object?[] values)
     {
