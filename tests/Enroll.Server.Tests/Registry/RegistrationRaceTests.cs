@@ -17,7 +17,10 @@ public sealed class RegistrationRaceTests(ITestOutputHelper output)
     [Fact]
     public async Task TwentyRequestsAtOnceFromOneClient_AllGetTheSameDevice_EachWithAWorkingRegistrationToken()
     {
-        await using var server = await TestServer.StartAsync(output);
+        // The failure limiter reserves a failure per credential check before it knows the outcome, so more than
+        // ClientFailureLimit (5) checks of one client in flight at once are refused as rate_limited — which a slow
+        // machine turns 20 simultaneous requests into. The race under test is the registry's, so the limit is raised.
+        await using var server = await TestServer.StartAsync(output, o => o.ClientFailureLimit = 100);
         var token = await server.CreateTokenAsync(autoApprove: true, maxUses: 5);
         await using var client = await RawMqttClient.ConnectAsync(server.MqttEndpoint, "racer");
         await client.SubscribeAsync(EnrollTopics.ClientResponses("racer"));
