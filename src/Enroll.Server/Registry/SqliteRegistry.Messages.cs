@@ -66,18 +66,4 @@ internal sealed partial class SqliteRegistry
 
     public Task<long> CountMessagesAsync(string? deviceId, CancellationToken cancellationToken = default) =>
         Task.FromResult(Query("SELECT COUNT(*) FROM messages WHERE ($device IS NULL OR device_id = $device)", r => r.GetInt64(0), ("$device", deviceId)).Single());
-
-    private static StoredMessage ReadMessage(SqliteDataReader r) => new(
-        r.GetInt64(0),
-        new IngestedMessage
-        {
-            DeviceId = r.GetString(1),
-            MessageId = r.GetString(2),
-            Stream = r.GetString(3),
-            CreatedAt = FromUnixNullable(r, 4),
-            ReceivedAt = FromUnix(r.GetInt64(5)),
-            ContentType = StringOrNull(r, 6),
-            Properties = r.IsDBNull(7) ? new Dictionary<string, string>() : JsonSerializer.Deserialize(r.GetString(7), RegistryJsonContext.Default.DictionaryStringString)!,
-            Payload = (byte[])r.GetValue(8),
-        });
 }

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Npgsql;
 using static Enroll.Server.Registry.RegistryRows;
 
 namespace Enroll.Server.Registry;
@@ -51,18 +50,4 @@ internal sealed partial class PostgresRegistry
 
     public async Task<long> CountMessagesAsync(string? deviceId, CancellationToken cancellationToken = default) =>
         (await ReadAsync("SELECT COUNT(*) FROM messages WHERE ($1::text IS NULL OR device_id = $1::text)", r => r.GetInt64(0), cancellationToken, deviceId).ConfigureAwait(false)).Single();
-
-    private static StoredMessage ReadMessage(NpgsqlDataReader r) => new(
-        r.GetInt64(0),
-        new IngestedMessage
-        {
-            DeviceId = r.GetString(1),
-            MessageId = r.GetString(2),
-            Stream = r.GetString(3),
-            CreatedAt = FromUnixNullable(r, 4),
-            ReceivedAt = FromUnix(r.GetInt64(5)),
-            ContentType = StringOrNull(r, 6),
-            Properties = r.IsDBNull(7) ? new Dictionary<string, string>() : JsonSerializer.Deserialize(r.GetString(7), RegistryJsonContext.Default.DictionaryStringString)!,
-            Payload = (byte[])r.GetValue(8),
-        });
 }
