@@ -94,6 +94,21 @@ internal sealed record RegisterDeviceCommand
     /// <see cref="RegisterDeviceResult.Stale"/> and the caller signs again.
     /// </summary>
     public RegistrationTokenRecord? RegistrationToken { get; init; }
+
+    /// <summary>The device this command creates when it registers a new one: active, registered now.</summary>
+    public DeviceRecord NewDevice() => new()
+    {
+        DeviceId = NewDeviceId,
+        OrgId = OrgId,
+        ClientId = ClientId,
+        Name = Name,
+        MetadataJson = MetadataJson,
+        Status = DeviceStatuses.Active,
+        ProvisioningTokenId = ProvisioningTokenId,
+        CreatedAt = Now,
+        UpdatedAt = Now,
+        LastRegisteredAt = Now,
+    };
 }
 
 /// <summary>How a registration went in the registry.</summary>

@@ -115,19 +115,7 @@ internal sealed partial class SqliteRegistry
             ("$token", command.ProvisioningTokenId),
             ("$now", now));
         RecordIssued(context, token);
-        return new RegisterDeviceOutcome(RegisterDeviceResult.Created, new DeviceRecord
-        {
-            DeviceId = command.NewDeviceId,
-            OrgId = command.OrgId,
-            ClientId = command.ClientId,
-            Name = command.Name,
-            MetadataJson = command.MetadataJson,
-            Status = DeviceStatuses.Active,
-            ProvisioningTokenId = command.ProvisioningTokenId,
-            CreatedAt = command.Now,
-            UpdatedAt = command.Now,
-            LastRegisteredAt = command.Now,
-        });
+        return new RegisterDeviceOutcome(RegisterDeviceResult.Created, command.NewDevice());
     }
 
     private static void RecordIssued(SqliteWriteContext context, RegistrationTokenRecord? token)

@@ -124,19 +124,7 @@ internal sealed partial class PostgresRegistry
         }
 
         await RecordIssuedAsync(connection, transaction, token, cancellationToken).ConfigureAwait(false);
-        return (new RegisterDeviceOutcome(RegisterDeviceResult.Created, new DeviceRecord
-        {
-            DeviceId = command.NewDeviceId,
-            OrgId = command.OrgId,
-            ClientId = command.ClientId,
-            Name = command.Name,
-            MetadataJson = command.MetadataJson,
-            Status = DeviceStatuses.Active,
-            ProvisioningTokenId = command.ProvisioningTokenId,
-            CreatedAt = command.Now,
-            UpdatedAt = command.Now,
-            LastRegisteredAt = command.Now,
-        }), End.Commit);
+        return (new RegisterDeviceOutcome(RegisterDeviceResult.Created, command.NewDevice()), End.Commit);
     }
 
     private static async Task RecordIssuedAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RegistrationTokenRecord? token, CancellationToken cancellationToken)
