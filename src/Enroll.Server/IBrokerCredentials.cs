@@ -30,6 +30,13 @@ public enum BrokerAdmin
     /// client named by its Device ID with its access token as password and a role of its own topics (docs/operations.md).
     /// </summary>
     MosquittoDynamicSecurity,
+
+    /// <summary>
+    /// An EMQX 5 cluster's REST API (<see cref="EnrollServerOptions.BrokerAdminUrl"/>, an API key in
+    /// <see cref="EnrollServerOptions.BrokerAdminKey"/>): a revoked device's session is kicked. Devices authenticate
+    /// through the webhooks (<see cref="EnrollServerOptions.BrokerHooks"/>).
+    /// </summary>
+    EmqxApi,
 }
 
 /// <summary>The broker needs no word of issued tokens (the embedded broker validates them itself).</summary>

@@ -57,10 +57,14 @@ internal static class ServerCommand
         {
             Description = "Administer the external Mosquitto's dynamic-security plugin: devices sign in with their access tokens, revoked ones are disconnected (needs --broker; docs/operations.md)",
         };
+        var brokerEmqxApi = new Option<string?>("--broker-emqx-api")
+        {
+            Description = "End revoked devices' sessions through this EMQX 5 REST API (http://emqx:18083), with an API key as key:secret in ENROLL_BROKER_ADMIN_KEY (needs --broker; docs/operations.md)",
+        };
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -91,7 +95,11 @@ internal static class ServerCommand
                 BrokerHooks = parse.GetValue(brokerHooks),
                 BrokerClientId = parse.GetValue(brokerClientId),
                 BrokerSessionExpiry = parse.GetDuration(brokerSessionExpiry),
-                BrokerAdmin = parse.GetValue(brokerDynsec) ? BrokerAdmin.MosquittoDynamicSecurity : BrokerAdmin.None,
+                BrokerAdmin = parse.GetValue(brokerDynsec) ? BrokerAdmin.MosquittoDynamicSecurity
+                    : parse.GetValue(brokerEmqxApi) is not null ? BrokerAdmin.EmqxApi
+                    : BrokerAdmin.None,
+                BrokerAdminUrl = Uri.TryCreate(parse.GetValue(brokerEmqxApi), UriKind.Absolute, out var emqxApi) ? emqxApi : null,
+                BrokerAdminKey = Environment.GetEnvironmentVariable("ENROLL_BROKER_ADMIN_KEY"),
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);

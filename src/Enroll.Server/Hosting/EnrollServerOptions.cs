@@ -105,6 +105,18 @@ public sealed class EnrollServerOptions
     /// </summary>
     public BrokerAdmin BrokerAdmin { get; set; }
 
+    /// <summary>
+    /// The address of the broker's administration API, for <see cref="BrokerAdmin.EmqxApi"/>: an EMQX node's dashboard
+    /// listener, <c>http://emqx:18083/</c>. The default value is null.
+    /// </summary>
+    public Uri? BrokerAdminUrl { get; set; }
+
+    /// <summary>
+    /// The credential of <see cref="BrokerAdminUrl"/>: an EMQX API key as <c>key:secret</c> (the CLI reads it from
+    /// <c>ENROLL_BROKER_ADMIN_KEY</c>). The default value is null.
+    /// </summary>
+    public string? BrokerAdminKey { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 

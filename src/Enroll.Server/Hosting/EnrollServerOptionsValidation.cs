@@ -31,6 +31,11 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
             failures.Add($"the broker administrator {options.BrokerAdmin} needs an external broker: the embedded broker checks access tokens itself");
         }
 
+        if (options.BrokerAdmin == BrokerAdmin.EmqxApi && (options.BrokerAdminUrl is not { Scheme: "http" or "https" } || options.BrokerAdminKey is not { } adminKey || adminKey.IndexOf(':', StringComparison.Ordinal) is < 1 || adminKey.EndsWith(':')))
+        {
+            failures.Add("the EMQX administrator needs the API's http(s):// address (--broker-emqx-api) and an API key as key:secret in ENROLL_BROKER_ADMIN_KEY");
+        }
+
         // A request travels in one packet, so it can be no larger than a packet.
         var maxRequest = Math.Max(1024, options.MaxPacketBytes);
         if (options.MaxRequestBytes < 1024 || options.MaxRequestBytes > maxRequest)

@@ -103,6 +103,13 @@ public static class EnrollServerServiceCollectionExtensions
             services.AddHostedService(sp => sp.GetRequiredService<Enroll.Server.Broker.Mosquitto.MosquittoDynamicSecurity>());
         }
 
+        if (options.ExternalBroker is not null && options.BrokerAdmin == BrokerAdmin.EmqxApi)
+        {
+            // Devices authenticate through the webhooks; a revocation kicks the device's session through EMQX's API.
+            services.AddSingleton<Enroll.Server.Broker.Emqx.EmqxSessions>();
+            services.Replace(ServiceDescriptor.Singleton<IDeviceSessions>(sp => sp.GetRequiredService<Enroll.Server.Broker.Emqx.EmqxSessions>()));
+        }
+
         services.TryAddSingleton<IBrokerCredentials, NoBrokerCredentials>();
     }
 
