@@ -40,14 +40,18 @@ internal sealed class DeviceTokenValidator
 
     private async Task<DeviceTokenCheck> ValidateAsync(string token, string type, string audience, string? expectedDeviceId, CancellationToken cancellationToken)
     {
-        // A key this instance does not hold may be one another instance just rotated to: re-read the keys (rate-limited)
-        // before refusing, rather than wait for the change notification.
-        if (KeyIdOf(token) is { } keyId && _keys.Find(keyId) is null)
-        {
-            await _published.ReloadForUnknownKeyAsync(cancellationToken).ConfigureAwait(false);
-        }
-
         var outcome = await _validator.ValidateAsync(token, type, audience, _keys.VerificationKeys).ConfigureAwait(false);
+
+        // A key this instance does not hold may be one another instance just rotated to: re-read the keys (at most once a
+        // second) before refusing, rather than wait for the change notification. Valid tokens never take this path.
+        if (!outcome.IsValid
+            && KeyIdOf(token) is { } keyId
+            && _keys.Find(keyId) is null
+            && await _published.ReloadForUnknownKeyAsync(cancellationToken).ConfigureAwait(false)
+            && _keys.Find(keyId) is not null)
+        {
+            outcome = await _validator.ValidateAsync(token, type, audience, _keys.VerificationKeys).ConfigureAwait(false);
+        }
         if (!outcome.IsValid)
         {
             return DeviceTokenCheck.Refused(outcome.Failure!);
