@@ -51,6 +51,8 @@ internal sealed class PublishedKeys(
             Log.FirstKeysCreated(logger, first[0].KeyId, first[1].KeyId);
         }
 
+        // Follow the feed before the first read, so a rotation another instance makes from now on is not missed.
+        _observation ??= changes.Observe(OnChangeAsync);
         await signing.ReloadAsync(cancellationToken).ConfigureAwait(false);
         await encryption.ReloadAsync(cancellationToken).ConfigureAwait(false);
         if (signing.All.Count == 0 || encryption.All.Count == 0)
@@ -59,8 +61,6 @@ internal sealed class PublishedKeys(
             await store.RotateKeysAsync([.. signing.All.Count == 0 ? [signing.NewKey()] : Array.Empty<StoredKey>(), .. encryption.All.Count == 0 ? [encryption.NewKey()] : Array.Empty<StoredKey>()], int.MaxValue, cancellationToken).ConfigureAwait(false);
             await ReloadAsync(cancellationToken).ConfigureAwait(false);
         }
-
-        _observation ??= changes.Observe(OnChangeAsync);
     }
 
     /// <summary>
