@@ -7,6 +7,7 @@ using Enroll.Protocol.Messages;
 using Enroll.Server;
 using Enroll.Server.Registry;
 using Enroll.Server.Tokens;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 
 namespace Enroll.Benchmarks;
@@ -50,10 +51,14 @@ public class TokenBenchmarks : IDisposable
     {
         Directory.CreateDirectory(_folder);
         var options = Options.Create(new EnrollServerOptions());
-        _keys = new SigningKeyRing(Path.Combine(_folder, "keys"), TimeProvider.System);
         _registry = new SqliteRegistry(Path.Combine(_folder, "registry.db"));
+        var kek = KeyEncryptionKey.Generate();
+        _keys = new SigningKeyRing(_registry, kek, TimeProvider.System);
+        var encryption = new EncryptionKeyRing(_registry, kek, TimeProvider.System);
+        var published = new PublishedKeys(_keys, encryption, _registry, new InProcessRegistryChanges(NullLogger<InProcessRegistryChanges>.Instance), TimeProvider.System, NullLogger<PublishedKeys>.Instance);
+        published.LoadAsync(Path.Combine(_folder, "keys")).GetAwaiter().GetResult();
         _issuer = new TokenIssuer(_keys, TimeProvider.System, options);
-        _validator = new DeviceTokenValidator(_keys, _registry, TimeProvider.System, options);
+        _validator = new DeviceTokenValidator(_keys, published, _registry, TimeProvider.System, options);
         var outcome = _registry.RegisterDeviceAsync(new RegisterDeviceCommand
         {
             OrgId = "acme",
@@ -138,6 +143,7 @@ public class EncryptionBenchmarks : IDisposable
     private readonly byte[] _request = Encoding.UTF8.GetBytes("""{"client_id":"sensor-000123","provisioning_token":"ept_0123456789abcdef0123456789abcdef","metadata":{"model":"bench-1"}}""");
     private readonly byte[] _response = Encoding.UTF8.GetBytes("""{"device_id":"dev_01HZX","jwt_token":"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJkZXYifQ.c2ln","expires_at":"2026-11-24T00:00:00Z"}""");
     private EncryptionKeyRing _keys = null!;
+    private SqliteRegistry _registry = null!;
     private string _sealed = null!;
     private byte[] _responseKey = null!;
 
@@ -145,7 +151,10 @@ public class EncryptionBenchmarks : IDisposable
     public void Setup()
     {
         Directory.CreateDirectory(_folder);
-        _keys = new EncryptionKeyRing(Path.Combine(_folder, "keys"), TimeProvider.System);
+        _registry = new SqliteRegistry(Path.Combine(_folder, "registry.db"));
+        _keys = new EncryptionKeyRing(_registry, KeyEncryptionKey.Generate(), TimeProvider.System);
+        _registry.AddKeyAsync(_keys.NewKey()).GetAwaiter().GetResult();
+        _keys.ReloadAsync().GetAwaiter().GetResult();
         var sealedRequest = JweEnvelope.SealRequest(_request, _keys.Current.Key, _keys.Current.KeyId);
         _sealed = sealedRequest.Compact;
         _responseKey = sealedRequest.ResponseKey;
@@ -168,6 +177,8 @@ public class EncryptionBenchmarks : IDisposable
     public void Dispose()
     {
         _keys?.Dispose();
+        _registry?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        Microsoft.Data.Sqlite.SqliteConnection.ClearAllPools();
         Directory.Delete(_folder, recursive: true);
         GC.SuppressFinalize(this);
     }

@@ -59,6 +59,12 @@ public sealed class TestServer : IAsyncDisposable
             Bind = "127.0.0.1",
         };
         configure?.Invoke(options);
+        if (options.Database is not null && options.KeyEncryptionKeyFile is null)
+        {
+            // Servers on one database must share a key-encryption key: every test server of this run gets the same one.
+            options.KeyEncryptionKeyFile = SharedKeyEncryptionKey.Value;
+        }
+
         var host = await EnrollServerHost.StartAsync(
             options,
             logging =>
@@ -163,3 +169,21 @@ public sealed class TestServer : IAsyncDisposable
         _ownedDirectory?.Dispose();
     }
 }
+
+/// <summary>One key-encryption key file for the test run (owner-only, in a temporary folder deleted at exit).</summary>
+internal static class SharedKeyEncryptionKey
+{
+    private static readonly Lazy<string> File = new(Create);
+
+    public static string Value => File.Value;
+
+    private static string Create()
+    {
+        var folder = new TempDirectory("enroll-kek");
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => folder.Dispose();
+        var path = folder.Combine("kek");
+        TestKeyEncryptionKeys.Write(path);
+        return path;
+    }
+}
+

@@ -50,6 +50,10 @@ internal static class ServerCommand
         {
             Description = "Keep the registry in PostgreSQL: an Npgsql connection string without a password (\"Host=db;Database=enroll;Username=enroll\"); the password comes from ENROLL_DATABASE_PASSWORD or a passfile",
         };
+        var keyEncryptionKeyFile = new Option<string?>("--key-encryption-key-file")
+        {
+            Description = "The key-encryption key (base64 of 32 random bytes, owner-only file) the server keys are sealed under in the registry; the same for every instance, required with --database (or ENROLL_KEY_ENCRYPTION_KEY)",
+        };
         var brokerClientId = new Option<string?>("--broker-client-id") { Description = "This instance's stable client ID stem on the external broker ({id}-requests, {id}-ingest); one per instance" };
         var brokerSessionExpiry = CliOptions.Duration("--broker-session-expiry", "How long the external broker queues device messages for this instance while it is away", "1d");
         var logLevel = new Option<LogLevel>("--log-level") { Description = "Least severe log level to print", DefaultValueFactory = _ => LogLevel.Information };
@@ -64,7 +68,7 @@ internal static class ServerCommand
 
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
-            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi,
+            mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi, keyEncryptionKeyFile,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -86,6 +90,7 @@ internal static class ServerCommand
                 OperationLifetime = parse.GetDuration(operationLifetime),
                 DurableCommits = !parse.GetValue(relaxed),
                 Database = parse.GetValue(database),
+                KeyEncryptionKeyFile = parse.GetValue(keyEncryptionKeyFile),
                 TlsCertificateFile = parse.GetValue(tlsCert),
                 TlsKeyFile = parse.GetValue(tlsKey),
                 MqttTlsPort = parse.GetValue(mqttsPort),

@@ -180,11 +180,13 @@ public sealed class EnrollServerHost : IAsyncDisposable
         bool firstStart;
         try
         {
-            // Keys and the admin key are created before anything listens, so a misconfigured data folder fails fast.
-            firstStart = app.Services.GetRequiredService<SigningKeyRing>().Created | app.Services.GetRequiredService<AdminKey>().Created;
-            app.Services.GetRequiredService<EncryptionKeyRing>();
+            // The admin key and the key-encryption key are read before anything listens, so a misconfigured data folder or
+            // a missing KEK fails fast; the server keys are loaded from the registry as the host starts (ServerKeysStartup).
+            var adminKeyCreated = app.Services.GetRequiredService<AdminKey>().Created;
+            app.Services.GetRequiredService<KeyEncryptionKey>();
             app.MapEnrollHttp(server);
             await app.StartAsync(cancellationToken).ConfigureAwait(false);
+            firstStart = adminKeyCreated | app.Services.GetRequiredService<PublishedKeys>().Created;
         }
         catch (Exception ex)
         {

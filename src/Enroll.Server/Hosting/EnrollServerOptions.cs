@@ -117,6 +117,14 @@ public sealed class EnrollServerOptions
     /// </summary>
     public string? BrokerAdminKey { get; set; }
 
+    /// <summary>
+    /// A file holding the key-encryption key (base64 of 32 random bytes, readable by the owner only) the server keys are
+    /// sealed under in the registry; every instance sharing a database must be given the same one (or the
+    /// <c>ENROLL_KEY_ENCRYPTION_KEY</c> variable). Required with <see cref="Database"/>. The default value is null: the
+    /// variable, else (SQLite only) <c>{data}/keys/key-encryption.key</c>, created on the first start.
+    /// </summary>
+    public string? KeyEncryptionKeyFile { get; set; }
+
     /// <summary>The folder holding the SQLite registry, signing keys and admin key. The default value is <c>./enroll-data</c>.</summary>
     public string DataDirectory { get; set; } = "enroll-data";
 

@@ -48,6 +48,11 @@ internal sealed class EnrollServerOptionsRules : IValidateOptions<EnrollServerOp
             failures.Add(problem);
         }
 
+        if (options.KeyEncryptionKeyFile is { } kek && !File.Exists(kek))
+        {
+            failures.Add($"the key-encryption key file '{kek}' (--key-encryption-key-file) does not exist: {Tokens.KeyEncryptionKey.HowToMake}");
+        }
+
         if (options.BrokerClientId is { } clientId && !IsBrokerClientId(clientId))
         {
             failures.Add($"the broker client ID '{clientId}' is not valid: use 1-100 letters, digits, '.', '_', '-' or ':'");

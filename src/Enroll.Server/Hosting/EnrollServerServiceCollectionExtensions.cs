@@ -48,13 +48,16 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton(sp => ServerTls.Load(sp.GetRequiredService<IOptions<EnrollServerOptions>>().Value));
         services.TryAddSingleton(sp => new TimeOrderedId(sp.GetRequiredService<TimeProvider>()));
 
-        // Keys and the admin key live in the data folder; the host reads them before anything listens.
-        services.TryAddSingleton(sp => new SigningKeyRing(Path.Combine(dataDirectory, "keys"), sp.GetRequiredService<TimeProvider>()));
-        services.TryAddSingleton(sp => new EncryptionKeyRing(Path.Combine(dataDirectory, "keys"), sp.GetRequiredService<TimeProvider>()));
+        // The admin key and the key-encryption key are read (or made) before anything listens; the signing and encryption
+        // keys live in the registry, sealed under the KEK, and are loaded by ServerKeysStartup before the broker starts.
+        services.TryAddSingleton(_ => KeyEncryptionKey.Load(options, dataDirectory, Environment.GetEnvironmentVariable(KeyEncryptionKey.Variable)));
+        services.TryAddSingleton<SigningKeyRing>();
+        services.TryAddSingleton<EncryptionKeyRing>();
         services.TryAddSingleton(_ => AdminKey.LoadOrCreate(dataDirectory));
         services.TryAddSingleton<PublishedKeys>();
 
         services.AddEnrollRegistry(options, dataDirectory);
+        services.AddHostedService<ServerKeysStartup>();
         services.TryAddSingleton<ServerMetrics>();
         services.TryAddSingleton<RegistryDiskFull>();
         services.TryAddSingleton<AdminGate>();

@@ -14,6 +14,18 @@ public enum ServerStartProblem
 
     /// <summary>The database's schema is newer than this server knows (a newer server migrated it).</summary>
     DatabaseSchemaTooNew,
+
+    /// <summary>
+    /// The registry is shared (PostgreSQL) and no key-encryption key was given (<c>--key-encryption-key-file</c> or
+    /// <c>ENROLL_KEY_ENCRYPTION_KEY</c>): every instance must be given the same one.
+    /// </summary>
+    KeyEncryptionKeyRequired,
+
+    /// <summary>The key-encryption key given is missing, not base64 or not 32 bytes.</summary>
+    KeyEncryptionKeyInvalid,
+
+    /// <summary>The registry's keys are sealed under another key-encryption key than the one given (the message names both IDs).</summary>
+    WrongKeyEncryptionKey,
 }
 
 /// <summary>

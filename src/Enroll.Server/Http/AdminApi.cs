@@ -32,9 +32,9 @@ internal static class AdminApi
         api.MapGet("/devices/{id}", GetDeviceAsync);
         api.MapPost("/devices/{id}/revoke", RevokeDeviceAsync);
         api.MapGet("/keys", (SigningKeyRing signing, EncryptionKeyRing encryption) => TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo));
-        api.MapPost("/keys/rotate", (PublishedKeys keys, SigningKeyRing signing, EncryptionKeyRing encryption, ILogger<SigningKeyRing> logger) =>
+        api.MapPost("/keys/rotate", async (PublishedKeys keys, SigningKeyRing signing, EncryptionKeyRing encryption, ILogger<SigningKeyRing> logger, CancellationToken cancellationToken) =>
         {
-            var (signingKey, encryptionKey, pruned) = keys.Rotate();
+            var (signingKey, encryptionKey, pruned) = await keys.RotateAsync(cancellationToken).ConfigureAwait(false);
             Log.KeysRotated(logger, signingKey, encryptionKey, pruned);
             return TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo);
         });

@@ -1,6 +1,7 @@
 using Enroll.Shared.Storage;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 
 namespace Enroll.Server.Registry;
 
@@ -18,17 +19,26 @@ internal static class RegistryServices
         if (options.Database is { } database)
         {
             services.TryAddSingleton<IRegistry>(_ => PostgresRegistry.FromOptions(database));
+            services.TryAddSingleton(sp => new PostgresRegistryChanges(
+                database,
+                Environment.GetEnvironmentVariable(PostgresRegistry.PasswordVariable),
+                sp.GetRequiredService<TimeProvider>(),
+                sp.GetRequiredService<ILogger<PostgresRegistryChanges>>()));
+            services.TryAddSingleton<IRegistryChanges>(sp => sp.GetRequiredService<PostgresRegistryChanges>());
+            services.AddHostedService(sp => sp.GetRequiredService<PostgresRegistryChanges>());
         }
         else
         {
             services.TryAddSingleton<IRegistry>(_ => new SqliteRegistry(
                 Path.Combine(dataDirectory, SqliteRegistry.FileName),
                 options.DurableCommits ? SqliteDurability.Full : SqliteDurability.Relaxed));
+            services.TryAddSingleton<IRegistryChanges, InProcessRegistryChanges>();
         }
         services.AddSingleton<IProvisioningTokenStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IDeviceStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IOperationStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IKeyStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

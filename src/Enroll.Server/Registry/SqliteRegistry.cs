@@ -94,6 +94,17 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX messages_device ON messages (device_id, seq);
         """,
+        """
+        CREATE TABLE server_keys (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            key_id TEXT NOT NULL UNIQUE,
+            use TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            sealed_key BLOB NOT NULL,
+            kek_id TEXT NOT NULL
+        );
+        CREATE INDEX server_keys_use ON server_keys (use, seq);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

@@ -2,6 +2,7 @@ using Enroll.Protocol;
 using Enroll.Server.Registry;
 using Enroll.Shared.Tokens;
 using Microsoft.Extensions.Options;
+using Microsoft.IdentityModel.JsonWebTokens;
 
 namespace Enroll.Server.Tokens;
 
@@ -20,11 +21,13 @@ internal sealed class DeviceTokenValidator
 {
     private readonly EnrollTokenValidator _validator;
     private readonly SigningKeyRing _keys;
+    private readonly PublishedKeys _published;
     private readonly IDeviceStore _registry;
 
-    public DeviceTokenValidator(SigningKeyRing keys, IDeviceStore registry, TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
+    public DeviceTokenValidator(SigningKeyRing keys, PublishedKeys published, IDeviceStore registry, TimeProvider timeProvider, IOptions<EnrollServerOptions> options)
     {
         _keys = keys;
+        _published = published;
         _registry = registry;
         _validator = new EnrollTokenValidator(timeProvider, options.Value.Issuer, options.Value.ClockSkew);
     }
@@ -38,6 +41,17 @@ internal sealed class DeviceTokenValidator
     private async Task<DeviceTokenCheck> ValidateAsync(string token, string type, string audience, string? expectedDeviceId, CancellationToken cancellationToken)
     {
         var outcome = await _validator.ValidateAsync(token, type, audience, _keys.VerificationKeys).ConfigureAwait(false);
+
+        // A key this instance does not hold may be one another instance just rotated to: re-read the keys (at most once a
+        // second) before refusing, rather than wait for the change notification. Valid tokens never take this path.
+        if (!outcome.IsValid
+            && KeyIdOf(token) is { } keyId
+            && _keys.Find(keyId) is null
+            && await _published.ReloadForUnknownKeyAsync(cancellationToken).ConfigureAwait(false)
+            && _keys.Find(keyId) is not null)
+        {
+            outcome = await _validator.ValidateAsync(token, type, audience, _keys.VerificationKeys).ConfigureAwait(false);
+        }
         if (!outcome.IsValid)
         {
             return DeviceTokenCheck.Refused(outcome.Failure!);
@@ -66,5 +80,19 @@ internal sealed class DeviceTokenValidator
         }
 
         return new DeviceTokenCheck(true, null, outcome, device);
+    }
+
+    /// <summary>The <c>kid</c> of a JWS's header, or null when the token is not a readable JWT (the validator refuses it).</summary>
+    private static string? KeyIdOf(string token)
+    {
+        try
+        {
+            var kid = new JsonWebToken(token).Kid;
+            return string.IsNullOrEmpty(kid) ? null : kid;
+        }
+        catch (ArgumentException)
+        {
+            return null;
+        }
     }
 }

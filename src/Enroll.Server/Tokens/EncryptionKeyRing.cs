@@ -5,12 +5,12 @@ using Microsoft.IdentityModel.Tokens;
 namespace Enroll.Server.Tokens;
 
 /// <summary>
-/// The server's P-256 ECDH keys for end-to-end encrypted requests (SPEC §4.3), kept like the signing keys in
-/// <c>{data}/keys/encryption-*.pem</c>. The newest is published for devices to encrypt to; older ones are still accepted
+/// The server's P-256 ECDH keys for end-to-end encrypted requests (SPEC §4.3), kept like the signing keys in the
+/// registry. The newest is published for devices to encrypt to; older ones are still accepted
 /// until rotated out, so devices holding the previous key keep working through a rotation.
 /// </summary>
-internal sealed class EncryptionKeyRing(string directory, TimeProvider timeProvider)
-    : KeyRing<ECDiffieHellman, EncryptionKey>(directory, "encryption-", timeProvider)
+internal sealed class EncryptionKeyRing(Registry.IKeyStore store, KeyEncryptionKey kek, TimeProvider timeProvider)
+    : KeyRing<ECDiffieHellman, EncryptionKey>(store, kek, Registry.KeyUse.Encryption, timeProvider)
 {
     /// <summary>The public keys for the JWKS, newest first.</summary>
     public IEnumerable<ServerKey> PublicKeys() => All.Reverse<EncryptionKey>().Select(k =>
@@ -22,10 +22,10 @@ internal sealed class EncryptionKeyRing(string directory, TimeProvider timeProvi
     protected override ECDiffieHellman CreateAlgorithm(bool generate) =>
         generate ? ECDiffieHellman.Create(ECCurve.NamedCurves.nistP256) : ECDiffieHellman.Create();
 
-    protected override EncryptionKey Wrap(string keyId, ECDiffieHellman key, DateTimeOffset createdAt, string file) =>
-        new(keyId, key, createdAt, file);
+    protected override EncryptionKey Wrap(string keyId, ECDiffieHellman key, DateTimeOffset createdAt) =>
+        new(keyId, key, createdAt);
 }
 
 /// <summary>One encryption key.</summary>
-internal sealed record EncryptionKey(string KeyId, ECDiffieHellman Key, DateTimeOffset CreatedAt, string File)
-    : RingKey<ECDiffieHellman>(KeyId, Key, CreatedAt, File);
+internal sealed record EncryptionKey(string KeyId, ECDiffieHellman Key, DateTimeOffset CreatedAt)
+    : RingKey<ECDiffieHellman>(KeyId, Key, CreatedAt);

@@ -6,11 +6,12 @@ using Microsoft.IdentityModel.Tokens;
 namespace Enroll.Server.Tokens;
 
 /// <summary>
-/// The server's ES256 signing keys, one PKCS#8 PEM file each in <c>{data}/keys/signing-*.pem</c> (mode 0600). The newest
-/// key signs; older ones stay published (JWKS) and accepted until tokens signed with them have expired.
+/// The server's ES256 signing keys, kept in the registry (<see cref="Registry.IKeyStore"/>) sealed under the
+/// key-encryption key. The newest key signs; older ones stay published (JWKS) and accepted until tokens signed with them
+/// have expired.
 /// </summary>
-internal sealed class SigningKeyRing(string directory, TimeProvider timeProvider)
-    : KeyRing<ECDsa, SigningKey>(directory, "signing-", timeProvider)
+internal sealed class SigningKeyRing(Registry.IKeyStore store, KeyEncryptionKey kek, TimeProvider timeProvider)
+    : KeyRing<ECDsa, SigningKey>(store, kek, Registry.KeyUse.Signing, timeProvider)
 {
     /// <summary>
     /// Keys kept after a rotation (the current one and the previous ones): tokens signed by a key stay valid while it is
@@ -27,13 +28,13 @@ internal sealed class SigningKeyRing(string directory, TimeProvider timeProvider
     protected override ECDsa CreateAlgorithm(bool generate) =>
         generate ? ECDsa.Create(ECCurve.NamedCurves.nistP256) : ECDsa.Create();
 
-    protected override SigningKey Wrap(string keyId, ECDsa key, DateTimeOffset createdAt, string file) =>
-        new(keyId, key, createdAt, file);
+    protected override SigningKey Wrap(string keyId, ECDsa key, DateTimeOffset createdAt) =>
+        new(keyId, key, createdAt);
 }
 
 /// <summary>One signing key.</summary>
-internal sealed record SigningKey(string KeyId, ECDsa Key, DateTimeOffset CreatedAt, string File)
-    : RingKey<ECDsa>(KeyId, Key, CreatedAt, File)
+internal sealed record SigningKey(string KeyId, ECDsa Key, DateTimeOffset CreatedAt)
+    : RingKey<ECDsa>(KeyId, Key, CreatedAt)
 {
     public ECDsaSecurityKey SecurityKey { get; } = new(Key) { KeyId = KeyId };
 

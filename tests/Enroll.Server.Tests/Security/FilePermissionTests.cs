@@ -13,7 +13,7 @@ public sealed class FilePermissionTests(ITestOutputHelper output)
         UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
 
     [Fact]
-    public async Task Server_CreatesItsDataFolderKeysAdminKeyAndRegistry_OwnerOnly()
+    public async Task Server_CreatesItsDataFolderKeyEncryptionKeyAdminKeyAndRegistry_OwnerOnly()
     {
         using var parent = new TempDirectory("enroll-server");
         var data = parent.Combine("data");
@@ -25,8 +25,7 @@ public sealed class FilePermissionTests(ITestOutputHelper output)
         var entries = Directory.EnumerateFileSystemEntries(data, "*", SearchOption.AllDirectories).Prepend(data).ToList();
         Assert.Contains(entries, e => Path.GetFileName(e) == "admin.key");
         Assert.Contains(entries, e => Path.GetFileName(e) == "registry.db");
-        Assert.Contains(entries, e => Path.GetFileName(e).StartsWith("signing-", StringComparison.Ordinal));
-        Assert.Contains(entries, e => Path.GetFileName(e).StartsWith("encryption-", StringComparison.Ordinal));
+        Assert.Contains(entries, e => Path.GetFileName(e) == "key-encryption.key");
         Assert.All(entries, entry => Assert.True(
             (File.GetUnixFileMode(entry) & GroupOrOther) == 0,
             $"{entry} is {File.GetUnixFileMode(entry)}"));
@@ -54,8 +53,7 @@ public sealed class FilePermissionTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("keys/signing-*.pem")]
-    [InlineData("keys/encryption-*.pem")]
+    [InlineData("keys/key-encryption.key")]
     [InlineData("admin.key")]
     public async Task Server_RefusesToStart_WhenOthersCanReadASecret(string secret)
     {

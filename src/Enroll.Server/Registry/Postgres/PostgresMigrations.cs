@@ -95,6 +95,17 @@ internal static class PostgresMigrations
         );
         CREATE INDEX messages_device ON messages (device_id, seq);
         """,
+        """
+        CREATE TABLE server_keys (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            key_id text NOT NULL UNIQUE,
+            use text NOT NULL,
+            created_at bigint NOT NULL,
+            sealed_key bytea NOT NULL,
+            kek_id text NOT NULL
+        );
+        CREATE INDEX server_keys_use ON server_keys (use, seq);
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
