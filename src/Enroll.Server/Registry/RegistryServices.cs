@@ -29,6 +29,7 @@ internal static class RegistryServices
         services.AddSingleton<IDeviceStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IOperationStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<ICredentialFailureStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }
