@@ -32,7 +32,7 @@ internal interface ICredentialFailureStore
     /// <summary>
     /// Deletes every bucket that is full at <paramref name="at"/> (a deleted bucket and a full one mean the same), keeping
     /// the table as small as the keys with failures to pay off; returns how many. The server runs it periodically
-    /// (<c>Security.CredentialFailureSweeper</c>, once a minute).
+    /// (<see cref="Security.CredentialFailureSweeper"/>, once a minute).
     /// </summary>
     Task<int> PurgeCredentialFailuresAsync(DateTimeOffset at, CancellationToken cancellationToken = default);
 }
