@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Reflection;
 using System.Text.Json;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
@@ -152,5 +153,76 @@ public sealed class FailureCountersTests(ITestOutputHelper output)
         // The wrong token: one failure recorded for the client and one for the source address.
         Assert.Equal(2, calls.Count(c => c == nameof(IRegistry.RecordCredentialFailureAsync)));
         Assert.NotNull(await registry.FindCredentialFailuresAsync("client:guesser", DateTimeOffset.UtcNow));
+    }
+
+    [Fact]
+    public async Task WhenTheRegistryCannotRecordFailures_TheInstanceStillLimits_ValidDevicesStillRegister_AndItLogsOnce()
+    {
+        using var folder = new TempDirectory("enroll-counters-down");
+        var log = new CountingLoggerProvider();
+        await using var host = await EnrollServerHost.StartAsync(new EnrollServerOptions { DataDirectory = folder.Path, MqttPort = 0, HttpPort = 0, Bind = "127.0.0.1", ClientFailureLimit = 5 }, server =>
+        {
+            server.Logging.ClearProviders().AddProvider(log).AddProvider(new XunitLoggerProvider(output, "server/")).SetMinimumLevel(LogLevel.Information).AddFilter("Microsoft", LogLevel.Warning);
+            RegistryDecorators.Decorate(server.Services, UnrecordingRegistry.Wrap);
+        });
+        var token = await host.Services.GetRequiredService<ProvisioningTokens.ProvisioningTokenService>().CreateAsync("acme", autoApprove: true, null, null, null, null, CancellationToken.None);
+        await using var guesser = await RawMqttClient.ConnectAsync(host.MqttEndpoint, "guesser");
+        await guesser.SubscribeAsync(EnrollTopics.ClientResponses("guesser"));
+
+        var codes = new List<string>();
+        for (var i = 0; i < 8; i++)
+        {
+            codes.Add(await SharedFailureLimitTests.Register(guesser, "guesser", $"ept_abc{i}.wrong"));
+        }
+
+        await using var device = await RawMqttClient.ConnectAsync(host.MqttEndpoint, "valid");
+        await device.SubscribeAsync(EnrollTopics.ClientResponses("valid"));
+        var valid = await SharedFailureLimitTests.Register(device, "valid", token.Secret);
+
+        Assert.Equal([.. Enumerable.Repeat(ErrorCodes.Unauthorized, 5), .. Enumerable.Repeat(ErrorCodes.RateLimited, 3)], codes);
+        Assert.Equal("registered", valid);
+        // Ten failed records (client and source, five times) within the interval: one line, two on a slow machine.
+        Assert.InRange(log.Count(1700), 1, 2);
+    }
+
+    [Fact]
+    public async Task TheSweep_DeletesTheCountersThatAreFullAgain_AndKeepsTheOthers()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var server = await TestServer.StartAsync(output, o => o.ClientFailureLimit = 5, timeProvider: clock);
+        var registry = server.Host.Services.GetRequiredService<IRegistry>();
+        await using var guesser = await SharedFailureLimitTests.Connect(server, "guesser");
+        Assert.Equal(ErrorCodes.Unauthorized, await SharedFailureLimitTests.Register(guesser, "guesser", "ept_abc.wrong"));
+        var fullAt = (await registry.FindCredentialFailuresAsync("client:guesser", clock.GetUtcNow()))!.FullAt;
+        await registry.RecordCredentialFailureAsync("client:later", 1, TimeSpan.FromHours(1), clock.GetUtcNow());
+
+        // The sweep runs once a minute; by then the guesser's one failure (12 s) has come back, the other (1 h) has not.
+        var swept = await clock.AdvanceUntilAsync(
+            TimeSpan.FromMinutes(1),
+            Eventually.ReturnsAsync(() => registry.FindCredentialFailuresAsync("client:guesser", fullAt - TimeSpan.FromMilliseconds(1)), f => f is null, TimeSpan.FromSeconds(30), "the guesser's counter swept"));
+
+        Assert.Null(swept);
+        Assert.NotNull(await registry.FindCredentialFailuresAsync("client:later", clock.GetUtcNow()));
+    }
+}
+
+/// <summary>A registry whose failure counters cannot be written (the database is down for them); everything else works.</summary>
+public class UnrecordingRegistry : DispatchProxy
+{
+    private IRegistry _inner = null!;
+
+    internal static IRegistry Wrap(IRegistry inner)
+    {
+        var proxy = Create<IRegistry, UnrecordingRegistry>();
+        ((UnrecordingRegistry)(object)proxy)._inner = inner;
+        return proxy;
+    }
+
+    protected override object? Invoke(MethodInfo? targetMethod, object?[]? args)
+    {
+        ArgumentNullException.ThrowIfNull(targetMethod);
+        return targetMethod.Name == nameof(IRegistry.RecordCredentialFailureAsync)
+            ? Task.FromException<CredentialFailures>(new IOException("the database is unreachable"))
+            : RegistryDecorators.Forward(_inner, targetMethod, args);
     }
 }
