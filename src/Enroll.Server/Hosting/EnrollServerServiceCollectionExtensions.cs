@@ -70,6 +70,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<OperationService>();
         services.AddRequestHandlers();
         services.AddHostedService<OperationExpirySweeper>();
+        services.AddHostedService<CredentialFailureSweeper>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();

@@ -28,7 +28,7 @@ internal sealed partial class AdminGate
     private readonly RepeatedCondition _limited;
     private readonly int _maxBodyBytes;
 
-    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, ILogger<AdminGate> logger)
+    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, ICredentialFailureStore failureStore, ILogger<AdminGate> logger)
     {
         _key = key;
         _diskFull = diskFull;
@@ -36,10 +36,16 @@ internal sealed partial class AdminGate
         _logger = logger;
         var settings = options.Value;
         _maxBodyBytes = settings.MaxAdminRequestBytes;
-        _failures = new FailureRateLimiter(timeProvider, settings.AdminKeyFailureLimit, settings.AdminKeyFailureLimit, settings.FailureWindow);
+        _failures = new FailureRateLimiter(timeProvider, settings.AdminKeyFailureLimit, settings.AdminKeyFailureLimit, settings.FailureWindow, failureStore, logger, KeyPrefix);
         _unauthorized = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
         _limited = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
     }
+
+    /// <summary>The prefix of the admin-key limiter's keys in the registry (<c>admin-source:{address}</c>), apart from the devices' keys.</summary>
+    public const string KeyPrefix = "admin-";
+
+    /// <summary>Wrong admin keys per remote address, shared by every instance on the registry.</summary>
+    internal FailureRateLimiter Failures => _failures;
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {
@@ -52,15 +58,7 @@ internal sealed partial class AdminGate
         var remote = context.Connection.RemoteIpAddress?.ToString() ?? "?";
         if (_failures.IsSourceLimited(remote, out var wait))
         {
-            _metrics.AdminKeyFailure("rate_limited");
-            if (_limited.Occurred(out var count))
-            {
-                LogRateLimited(_logger, count, remote);
-            }
-
-            var seconds = (int)Math.Ceiling(Math.Max(1, wait.TotalSeconds));
-            context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            await WriteAsync(context, StatusCodes.Status429TooManyRequests, "too many attempts", $"too many requests without a valid admin key from this address; try again in {seconds} s").ConfigureAwait(false);
+            await RateLimitedAsync(context, remote, wait).ConfigureAwait(false);
             return;
         }
 
@@ -70,7 +68,14 @@ internal sealed partial class AdminGate
             : headers["X-Enroll-Admin-Key"].ToString();
         if (!_key.Matches(presented))
         {
-            _failures.TryReserve(null, remote, out _);
+            // Counted in the registry, so every instance refuses the address once it is out of attempts.
+            if (await _failures.ReserveAsync(null, remote, context.RequestAborted).ConfigureAwait(false) is { } refill)
+            {
+                await RateLimitedAsync(context, remote, refill).ConfigureAwait(false);
+                return;
+            }
+
+            await _failures.FailedAsync(null, remote, CancellationToken.None).ConfigureAwait(false);
             _metrics.AdminKeyFailure("unauthorized");
             if (_unauthorized.Occurred(out var count))
             {
@@ -117,6 +122,19 @@ internal sealed partial class AdminGate
             context.Response.Clear();
             await WriteAsync(context, StatusCodes.Status500InternalServerError, "internal error", "the server failed to handle the request; see its log").ConfigureAwait(false);
         }
+    }
+
+    private Task RateLimitedAsync(HttpContext context, string remote, TimeSpan wait)
+    {
+        _metrics.AdminKeyFailure("rate_limited");
+        if (_limited.Occurred(out var count))
+        {
+            LogRateLimited(_logger, count, remote);
+        }
+
+        var seconds = (int)Math.Ceiling(Math.Max(1, wait.TotalSeconds));
+        context.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return WriteAsync(context, StatusCodes.Status429TooManyRequests, "too many attempts", $"too many requests without a valid admin key from this address; try again in {seconds} s");
     }
 
     private static Task WriteAsync(HttpContext context, int status, string title, string detail)

@@ -45,13 +45,27 @@ internal sealed class ProvisioningTokenService
     /// </summary>
     public async Task<(ProvisioningTokenCheck Check, ProvisioningTokenRecord? Record)> VerifyLimitedAsync(string presented, string clientId, string? source, CancellationToken cancellationToken)
     {
-        if (!_limiter.TryReserve(clientId, source, out var retryAfter))
+        if (await _limiter.ReserveAsync(clientId, source, cancellationToken).ConfigureAwait(false) is { } retryAfter)
         {
             throw RejectedException.RateLimited(retryAfter);
         }
 
-        var result = await VerifyAsync(presented, cancellationToken).ConfigureAwait(false);
-        if (result.Check is not (ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired))
+        (ProvisioningTokenCheck Check, ProvisioningTokenRecord? Record) result;
+        try
+        {
+            result = await VerifyAsync(presented, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _limiter.Refund(clientId, source);
+            throw;
+        }
+
+        if (result.Check is ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired)
+        {
+            await _limiter.FailedAsync(clientId, source, CancellationToken.None).ConfigureAwait(false);
+        }
+        else
         {
             _limiter.Refund(clientId, source);
         }

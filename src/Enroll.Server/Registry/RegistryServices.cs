@@ -39,6 +39,7 @@ internal static class RegistryServices
         services.AddSingleton<IOperationStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IKeyStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<ICredentialFailureStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

@@ -105,6 +105,13 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX server_keys_use ON server_keys (use, seq);
         """,
+        """
+        CREATE TABLE credential_failures (
+            key TEXT PRIMARY KEY,
+            full_at INTEGER NOT NULL
+        );
+        CREATE INDEX credential_failures_full_at ON credential_failures (full_at);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

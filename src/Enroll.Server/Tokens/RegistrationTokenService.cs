@@ -62,14 +62,25 @@ internal sealed class RegistrationTokenService
     /// <summary>Validates the token and its ledger entry; throws <see cref="RejectedException"/> when refused.</summary>
     public async Task<RegistrationTokenHolder> AuthenticateAsync(string token, string? deviceId, string clientId, string? source, CancellationToken cancellationToken)
     {
-        if (!_limiter.TryReserve(clientId, source, out var retryAfter))
+        if (await _limiter.ReserveAsync(clientId, source, cancellationToken).ConfigureAwait(false) is { } retryAfter)
         {
             throw RejectedException.RateLimited(retryAfter);
         }
 
-        var check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
+        DeviceTokenCheck check;
+        try
+        {
+            check = await _validator.ValidateRegistrationTokenAsync(token, deviceId, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            _limiter.Refund(clientId, source);
+            throw;
+        }
+
         if (!check.IsValid)
         {
+            await _limiter.FailedAsync(clientId, source, CancellationToken.None).ConfigureAwait(false);
             throw new RejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
         }
 

@@ -106,6 +106,13 @@ internal static class PostgresMigrations
         );
         CREATE INDEX server_keys_use ON server_keys (use, seq);
         """,
+        """
+        CREATE TABLE credential_failures (
+            key text PRIMARY KEY,
+            full_at bigint NOT NULL
+        );
+        CREATE INDEX credential_failures_full_at ON credential_failures (full_at);
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
