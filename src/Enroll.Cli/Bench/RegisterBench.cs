@@ -95,7 +95,57 @@ internal static class RegisterBench
         }
 
         report.Note("Each device re-registers under its own client ID with an auto-approve token: token check, registry upsert, signing and a new Registration Token per request.");
+        if (File.Exists("/proc/loadavg"))
+        {
+            report.Note($"load average at the end (1, 5, 15 min): {string.Join(", ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3))}");
+        }
         return report;
+    }
+
+    /// <summary>
+    /// <see cref="RunAsync"/> through <paramref name="count"/> <c>enroll server</c> processes on one external broker and one
+    /// PostgreSQL registry (a scale-out deployment on one machine): each with its own <c>--broker-client-id</c>, all with
+    /// the first one's admin key and signing keys (until keys live in the registry). The load clients connect to the
+    /// broker, which shares the requests out among the instances; the report adds the CPU time each instance used, which
+    /// shows that each served registrations.
+    /// </summary>
+    public static async Task<BenchReport> RunOnInstancesAsync(Uri broker, string database, int count, string scratch, Settings settings, Action<string> progress, CancellationToken cancellationToken)
+    {
+        var servers = new List<ServerProcess>();
+        try
+        {
+            for (var i = 1; i <= count; i++)
+            {
+                progress($"starting enroll server {i}/{count} on {broker} (--broker-client-id bench-srv{i})");
+                servers.Add(await ServerProcess.StartAsync(
+                    scratch,
+                    ["--broker", broker.ToString(), "--database", database, "--broker-client-id", $"bench-srv{i}"],
+                    cancellationToken,
+                    sameKeysAs: servers.FirstOrDefault()));
+            }
+
+            var cpuBefore = servers.Select(s => s.CpuTime()).ToArray();
+            BenchReport report;
+            await using (var environment = BenchEnvironment.External(broker, servers[0].Http, servers[0].AdminKey, scratch))
+            {
+                report = await RunAsync(environment, settings, progress);
+            }
+
+            for (var i = 0; i < servers.Count; i++)
+            {
+                if (servers[i].CpuTime() is { } after && cpuBefore[i] is { } before)
+                {
+                    report.Note($"instance {i + 1} (bench-srv{i + 1}) used {(after - before).TotalSeconds:0.0} s of CPU during the runs");
+                }
+            }
+
+            report.Note($"{count} enroll server process(es) on {broker} with one PostgreSQL registry; the raw echo runs on the same broker");
+            return report;
+        }
+        finally
+        {
+            await Task.WhenAll(servers.Select(s => s.DisposeAsync().AsTask()));
+        }
     }
 
     /// <summary>The sustained registration rate of <paramref name="devices"/> devices over <paramref name="duration"/>, for the storm's ideal time.</summary>

@@ -30,9 +30,21 @@ internal sealed class ServerProcess : IAsyncDisposable
 
     public string AdminKey => File.ReadAllText(Path.Combine(_dataDirectory, "admin.key")).Trim();
 
-    public static async Task<ServerProcess> StartAsync(string scratchParent, IEnumerable<string> extraArguments, CancellationToken cancellationToken)
+    public string DataDirectory => _dataDirectory;
+
+    /// <summary>
+    /// Starts <c>enroll server</c> with <paramref name="extraArguments"/>. With <paramref name="sameKeysAs"/> (another
+    /// instance of one deployment) its data folder starts with that instance's admin key and signing keys, so both accept
+    /// the same admin key and sign and verify with the same keys — until keys live in the registry.
+    /// </summary>
+    public static async Task<ServerProcess> StartAsync(string scratchParent, IEnumerable<string> extraArguments, CancellationToken cancellationToken, ServerProcess? sameKeysAs = null)
     {
         var dataDirectory = Path.Combine(Path.GetFullPath(scratchParent), $"enroll-bench-server-{Guid.NewGuid():N}");
+        if (sameKeysAs is not null)
+        {
+            CopyKeys(sameKeysAs._dataDirectory, dataDirectory);
+        }
+
         var mqttPort = FreePort();
         var httpPort = FreePort();
         var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
@@ -105,6 +117,37 @@ internal sealed class ServerProcess : IAsyncDisposable
 
         await server.DisposeAsync();
         throw new TimeoutException("enroll server did not answer /healthz within 60 s");
+    }
+
+    /// <summary>CPU time the server used so far (user + system), or null where /proc is not there.</summary>
+    public TimeSpan? CpuTime()
+    {
+        var stat = $"/proc/{_process.Id}/stat";
+        if (!File.Exists(stat))
+        {
+            return null;
+        }
+
+        // Fields after the command name (which may hold spaces, inside parentheses): utime is the 14th, stime the 15th.
+        var text = File.ReadAllText(stat);
+        var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+        var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return TimeSpan.FromSeconds(ticks / 100.0);
+    }
+
+    private static void CopyKeys(string from, string to)
+    {
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(from, "keys"), "*.pem").Select(f => Path.Combine("keys", Path.GetFileName(f))).Prepend("admin.key"))
+        {
+            var target = Path.Combine(to, file);
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(Path.Combine(from, file), target);
+            if (!OperatingSystem.IsWindows())
+            {
+                // The server refuses key files others can read.
+                File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
     }
 
     /// <summary>The server's resident memory now and at its peak, in bytes (Linux: VmRSS and VmHWM), or null elsewhere.</summary>

@@ -35,23 +35,46 @@ internal static class BenchCommand
         var runs = RunsOption();
         var directory = DirectoryOption();
         var json = CliOptions.Json();
-        var database = new Option<string?>("--database") { Description = "Keep the embedded server's registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite" };
+        var database = new Option<string?>("--database") { Description = "Keep the registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite: the embedded server's, or with --instances every instance's" };
+        var instances = new Option<int>("--instances")
+        {
+            Description = "Start this many enroll server processes on the external broker given with --broker mqtt://... and the database given with --database, sharing their admin and signing keys, and measure through them",
+        };
         var command = new Command("register", "Registrations/s and p50/p99 latency against a raw MQTT request/response echo on the same broker")
         {
-            broker, devices, duration, warmup, qos, runs, directory, json, database,
+            broker, devices, duration, warmup, qos, runs, directory, json, database, instances,
         };
         var admin = AdminClient.AddOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
             var settings = new RegisterBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetDuration(duration), parse.GetDurationOrZero(warmup), Math.Clamp(parse.GetValue(qos), 0, 1), Math.Max(1, parse.GetValue(runs)));
+            if (parse.GetValue(instances) > 0)
+            {
+                var report = await RegisterBench.RunOnInstancesAsync(
+                    ExternalBroker(parse.GetValue(broker)!, "--instances"),
+                    parse.GetValue(database) ?? throw new CliUsageException("--instances needs --database: the instances share one PostgreSQL registry"),
+                    parse.GetValue(instances),
+                    parse.GetValue(directory)!,
+                    settings,
+                    line => output.Error.WriteLine(line),
+                    cancellationToken);
+                report.Print(output, parse.GetValue(json));
+                return ExitCodes.Ok;
+            }
+
             await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!, parse.GetValue(database));
-            var report = await RegisterBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
-            report.Print(output, parse.GetValue(json));
+            var embedded = await RegisterBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
+            embedded.Print(output, parse.GetValue(json));
             return ExitCodes.Ok;
         });
         return command;
     }
+
+    private static Uri ExternalBroker(string broker, string option) =>
+        Uri.TryCreate(broker, UriKind.Absolute, out var uri) && uri.Scheme is "mqtt" or "mqtts"
+            ? uri
+            : throw new CliUsageException($"{option} needs --broker mqtt://host:port (the external broker the instances share), not '{broker}'");
 
     private static Command Storm()
     {
@@ -119,7 +142,7 @@ internal static class BenchCommand
 
         if (database is not null)
         {
-            throw new CliUsageException("--database applies to the embedded server only (--broker embedded); start an external server with enroll server --database");
+            throw new CliUsageException("--database applies to the embedded server (--broker embedded) or to the instances --instances starts; start an external server with enroll server --database");
         }
 
         if (!Uri.TryCreate(broker, UriKind.Absolute, out var uri) || uri.Scheme is not ("mqtt" or "mqtts"))

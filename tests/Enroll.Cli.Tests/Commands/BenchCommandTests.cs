@@ -25,6 +25,46 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task RegisterOnTwoInstances_OfMosquittoAndPostgreSql_MeasuresThroughBoth()
+    {
+        await using var broker = await MosquittoBroker.StartAsync();
+        var postgres = new PostgresServer();
+        await postgres.InitializeAsync();
+        try
+        {
+            var database = await postgres.CreateDatabaseAsync("bench");
+
+            using var report = await RunAsync("bench", "register", "--devices", "8", "--duration", "2s", "--warmup", "1s", "--runs", "1", "--broker", broker.Endpoint.ToString(), "--database", database, "--instances", "2");
+
+            Assert.True(Median(report, "registrations, 8 devices, QoS 1") > 0);
+            var notes = report.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()!).ToList();
+            Assert.DoesNotContain(notes, n => n.Contains("failed or timed out", StringComparison.Ordinal));
+            foreach (var instance in new[] { "instance 1 (bench-srv1)", "instance 2 (bench-srv2)" })
+            {
+                var cpu = Assert.Single(notes, n => n.StartsWith(instance, StringComparison.Ordinal));
+                Assert.DoesNotContain(" 0.0 s", cpu, StringComparison.Ordinal);
+            }
+        }
+        finally
+        {
+            await postgres.DisposeAsync();
+        }
+    }
+
+    [Theory]
+    [InlineData("embedded", "--database", "x", "--instances needs --broker mqtt://")]
+    [InlineData("mqtt://127.0.0.1:1", null, null, "--instances needs --database")]
+    public async Task RegisterOnInstances_WithoutAnExternalBrokerAndADatabase_IsAUsageError(string broker, string? option, string? value, string message)
+    {
+        string[] args = ["bench", "register", "--instances", "2", "--broker", broker, "--dir", _scratch.Path, .. option is null ? Array.Empty<string>() : [option, value!]];
+
+        var (exit, _, error) = await CliRunner.RunAsync(args);
+
+        Assert.NotEqual(0, exit);
+        Assert.Contains(message, error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Storm_AgainstAServerProcess_RegistersEveryDevice_AndReportsItsMemory()
     {
         using var report = await RunAsync("bench", "storm", "--devices", "100", "--rate", "1000", "--timeout", "60s");

@@ -26,8 +26,228 @@ internal sealed partial class PostgresRegistry
     public async Task<int> CountDevicesAsync(CancellationToken cancellationToken = default) =>
         (await ReadAsync("SELECT COUNT(*) FROM devices", r => (int)r.GetInt64(0), cancellationToken).ConfigureAwait(false)).Single();
 
+    /// <summary>Concurrent registrations share transactions (group commit): see <see cref="RegisterBatchAsync"/>.</summary>
     public Task<RegisterDeviceOutcome> RegisterDeviceAsync(RegisterDeviceCommand command, CancellationToken cancellationToken = default) =>
+        _registrations.RunAsync(command, cancellationToken);
+
+    /// <summary>Registration batches so far: commits, registrations they carried, batches run again one command per transaction.</summary>
+    public (long Batches, long Commands, long Fallbacks) RegistrationStatistics => _registrations.Statistics;
+
+    /// <summary>Registrations waiting for the next batch now.</summary>
+    public int QueuedRegistrations => _registrations.Queued;
+
+    private PostgresWriteBatch<RegisterDeviceCommand, RegisterDeviceOutcome> NewRegistrationBatch() =>
+        new(RegisterBatchAsync, RegisterAloneAsync, maxBatch: 128, capacity: 4096);
+
+    /// <summary>One registration in its own transaction: the way back when its batch failed.</summary>
+    private Task<RegisterDeviceOutcome> RegisterAloneAsync(RegisterDeviceCommand command, CancellationToken cancellationToken) =>
         TransactAsync((connection, transaction) => RegisterAsync(connection, transaction, command, cancellationToken), cancellationToken);
+
+    /// <summary>
+    /// Registers <paramref name="commands"/> in order in one transaction, with the outcomes <see cref="RegisterAsync"/> would
+    /// give them one after the other, in three round trips: (1) every device the commands name or whose client they name,
+    /// and every Provisioning Token they count a use of, read and locked (<c>FOR UPDATE</c>); (2) the checks, in memory,
+    /// each command seeing what the earlier ones did; (3) the writes of the commands that write, pipelined in one
+    /// <see cref="NpgsqlBatch"/>, then the commit. A new client's device is a plain <c>INSERT</c>: when a concurrent
+    /// instance created that client's device since (1), the insert fails, the batch rolls back and its commands run again
+    /// alone (<see cref="PostgresWriteBatch{TCommand, TResult}"/>), where the retry sees that device.
+    /// </summary>
+    private async Task<IReadOnlyList<RegisterDeviceOutcome>> RegisterBatchAsync(IReadOnlyList<RegisterDeviceCommand> commands)
+    {
+        await using var connection = await _dataSource.OpenConnectionAsync().ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.ReadCommitted).ConfigureAwait(false);
+        var state = await LockBatchRowsAsync(connection, transaction, commands).ConfigureAwait(false);
+
+        var outcomes = new RegisterDeviceOutcome[commands.Count];
+        await using var writes = new NpgsqlBatch(connection, transaction);
+        var uses = new Dictionary<string, int>(StringComparer.Ordinal);
+        for (var i = 0; i < commands.Count; i++)
+        {
+            outcomes[i] = Decide(commands[i], state, writes, uses);
+        }
+
+        foreach (var (tokenId, count) in uses)
+        {
+            writes.BatchCommands.Add(BatchCommand("UPDATE provisioning_tokens SET uses = uses + $2 WHERE id = $1", tokenId, count));
+        }
+
+        if (writes.BatchCommands.Count == 0)
+        {
+            await transaction.RollbackAsync().ConfigureAwait(false);
+            return outcomes;
+        }
+
+        await writes.ExecuteNonQueryAsync().ConfigureAwait(false);
+        await transaction.CommitAsync().ConfigureAwait(false);
+        return outcomes;
+    }
+
+    /// <summary>What a registration batch knows of the rows it locked, and what its earlier commands did to them.</summary>
+    private sealed class BatchState
+    {
+        public Dictionary<string, DeviceRecord> ById { get; } = new(StringComparer.Ordinal);
+
+        public Dictionary<(string OrgId, string ClientId), DeviceRecord> ByClient { get; } = [];
+
+        /// <summary>Provisioning Token ID → (uses, max uses) as the batch's commands leave them.</summary>
+        public Dictionary<string, (long Uses, long? MaxUses)> Tokens { get; } = new(StringComparer.Ordinal);
+
+        public void Put(DeviceRecord device)
+        {
+            ById[device.DeviceId] = device;
+            ByClient[(device.OrgId, device.ClientId)] = device;
+        }
+    }
+
+    /// <summary>Round trip (1) of <see cref="RegisterBatchAsync"/>: the rows the commands may touch, locked until commit.</summary>
+    private static async Task<BatchState> LockBatchRowsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<RegisterDeviceCommand> commands)
+    {
+        await using var reads = new NpgsqlBatch(connection, transaction);
+        var ids = new HashSet<string>(StringComparer.Ordinal);
+        var clients = new HashSet<(string, string)>();
+        foreach (var command in commands)
+        {
+            if (command.DeviceId is { } id)
+            {
+                if (ids.Add(id))
+                {
+                    reads.BatchCommands.Add(BatchCommand($"SELECT {DeviceColumns} FROM devices WHERE device_id = $1 FOR UPDATE", id));
+                }
+            }
+            else if (clients.Add((command.OrgId, command.ClientId)))
+            {
+                reads.BatchCommands.Add(BatchCommand($"SELECT {DeviceColumns} FROM devices WHERE org_id = $1 AND client_id = $2 FOR UPDATE", command.OrgId, command.ClientId));
+            }
+        }
+
+        var tokenIds = commands.Select(c => c.ProvisioningTokenId).OfType<string>().Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToArray();
+        if (tokenIds.Length > 0)
+        {
+            reads.BatchCommands.Add(BatchCommand("SELECT id, uses, max_uses FROM provisioning_tokens WHERE id = ANY($1) ORDER BY id FOR UPDATE", [tokenIds]));
+        }
+
+        var state = new BatchState();
+        await using var reader = await reads.ExecuteReaderAsync().ConfigureAwait(false);
+        for (var result = 0; result < reads.BatchCommands.Count; result++)
+        {
+            var tokens = tokenIds.Length > 0 && result == reads.BatchCommands.Count - 1;
+            while (await reader.ReadAsync().ConfigureAwait(false))
+            {
+                if (tokens)
+                {
+                    state.Tokens[reader.GetString(0)] = (reader.GetInt64(1), reader.IsDBNull(2) ? null : reader.GetInt64(2));
+                }
+                else
+                {
+                    state.Put(ReadDevice(reader));
+                }
+            }
+
+            await reader.NextResultAsync().ConfigureAwait(false);
+        }
+
+        return state;
+    }
+
+    /// <summary>Step (2) of <see cref="RegisterBatchAsync"/> for one command: the checks of <see cref="RegisterAsync"/> on the batch's state, its writes added to <paramref name="writes"/>.</summary>
+    private static RegisterDeviceOutcome Decide(RegisterDeviceCommand command, BatchState state, NpgsqlBatch writes, Dictionary<string, int> uses)
+    {
+        DeviceRecord? existing;
+        if (command.DeviceId is { } id)
+        {
+            if (!state.ById.TryGetValue(id, out existing))
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
+            }
+        }
+        else
+        {
+            state.ByClient.TryGetValue((command.OrgId, command.ClientId), out existing);
+        }
+
+        var now = ToUnix(command.Now);
+        var token = command.RegistrationToken;
+        if (existing is not null)
+        {
+            if (existing.OrgId != command.OrgId)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
+            }
+
+            if (existing.ClientId != command.ClientId)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing);
+            }
+
+            if (!existing.IsActive)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
+            }
+
+            if (token is not null && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter))
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing);
+            }
+
+            writes.BatchCommands.Add(BatchCommand(UpdateRegisteredSql, command.Name, command.MetadataJson, now, existing.DeviceId));
+            AddIssued(writes, token);
+            var updated = existing with
+            {
+                Name = command.Name ?? existing.Name,
+                MetadataJson = command.MetadataJson ?? existing.MetadataJson,
+                UpdatedAt = command.Now,
+                LastRegisteredAt = command.Now,
+            };
+            state.Put(updated);
+            return new RegisterDeviceOutcome(RegisterDeviceResult.Updated, updated);
+        }
+
+        if (token is not null && token.DeviceId != command.NewDeviceId)
+        {
+            return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, null);
+        }
+
+        if (command.ProvisioningTokenId is { } tokenId)
+        {
+            if (!state.Tokens.TryGetValue(tokenId, out var counter) || counter.Uses >= counter.MaxUses)
+            {
+                return new RegisterDeviceOutcome(RegisterDeviceResult.TokenUsedUp, null);
+            }
+
+            state.Tokens[tokenId] = (counter.Uses + 1, counter.MaxUses);
+            uses[tokenId] = uses.GetValueOrDefault(tokenId) + 1;
+        }
+
+        writes.BatchCommands.Add(BatchCommand(
+            $"INSERT INTO devices ({DeviceColumns}) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7, $7, NULL, NULL)",
+            command.NewDeviceId,
+            command.OrgId,
+            command.ClientId,
+            command.Name,
+            command.MetadataJson,
+            command.ProvisioningTokenId,
+            now));
+        AddIssued(writes, token);
+        var created = command.NewDevice();
+        state.Put(created);
+        return new RegisterDeviceOutcome(RegisterDeviceResult.Created, created);
+    }
+
+    private static void AddIssued(NpgsqlBatch writes, RegistrationTokenRecord? token)
+    {
+        if (token is not null)
+        {
+            writes.BatchCommands.Add(BatchCommand(InsertRegistrationTokenSql, token.TokenId, token.DeviceId, ToUnix(token.IssuedAt), ToUnix(token.ExpiresAt)));
+        }
+    }
+
+    /// <summary>A re-registration's update: $1 name, $2 metadata (each kept when null), $3 now, $4 Device ID.</summary>
+    private const string UpdateRegisteredSql =
+        """
+        UPDATE devices SET device_name = COALESCE($1, device_name), metadata = COALESCE($2, metadata),
+            updated_at = $3, last_registered_at = $3
+        WHERE device_id = $4
+        """;
 
     private static async Task<(RegisterDeviceOutcome, End)> RegisterAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RegisterDeviceCommand command, CancellationToken cancellationToken)
     {
@@ -69,11 +289,7 @@ internal sealed partial class PostgresRegistry
             await ExecuteAsync(
                 connection,
                 transaction,
-                """
-                UPDATE devices SET device_name = COALESCE($1, device_name), metadata = COALESCE($2, metadata),
-                    updated_at = $3, last_registered_at = $3
-                WHERE device_id = $4
-                """,
+                UpdateRegisteredSql,
                 cancellationToken,
                 command.Name,
                 command.MetadataJson,
@@ -125,6 +341,18 @@ internal sealed partial class PostgresRegistry
 
         await RecordIssuedAsync(connection, transaction, token, cancellationToken).ConfigureAwait(false);
         return (new RegisterDeviceOutcome(RegisterDeviceResult.Created, command.NewDevice()), End.Commit);
+    }
+
+    /// <summary>A statement of an <see cref="NpgsqlBatch"/>, with positional parameters as <see cref="Command"/> has them.</summary>
+    private static NpgsqlBatchCommand BatchCommand(string sql, params object?[] values)
+    {
+        var command = new NpgsqlBatchCommand(sql);
+        foreach (var value in values)
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = value ?? DBNull.Value });
+        }
+
+        return command;
     }
 
     private static async Task RecordIssuedAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, RegistrationTokenRecord? token, CancellationToken cancellationToken)

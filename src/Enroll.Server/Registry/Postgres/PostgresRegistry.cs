@@ -18,6 +18,7 @@ internal sealed partial class PostgresRegistry : IRegistry
     private const int MaxAttempts = 10;
 
     private readonly NpgsqlDataSource _dataSource;
+    private readonly PostgresWriteBatch<RegisterDeviceCommand, RegisterDeviceOutcome> _registrations;
 
     /// <summary>Opens the store and brings its schema up to date (see <see cref="PostgresMigrations"/>).</summary>
     public PostgresRegistry(string connectionString, string? password = null)
@@ -29,6 +30,12 @@ internal sealed partial class PostgresRegistry : IRegistry
         }
 
         builder.ConnectionStringBuilder.ApplicationName ??= "enroll-server";
+        if (builder.ConnectionStringBuilder.MaxAutoPrepare == 0)
+        {
+            // The store's statements are few and fixed: prepared once per connection, they skip parse and plan.
+            builder.ConnectionStringBuilder.MaxAutoPrepare = 64;
+        }
+
         _dataSource = builder.Build();
         try
         {
@@ -39,13 +46,19 @@ internal sealed partial class PostgresRegistry : IRegistry
             _dataSource.Dispose();
             throw;
         }
+
+        _registrations = NewRegistrationBatch();
     }
 
     /// <summary>The store for <see cref="EnrollServerOptions.Database"/>, its password from <see cref="PasswordVariable"/> when set (else a passfile).</summary>
     public static PostgresRegistry FromOptions(string connectionString) =>
         new(connectionString, Environment.GetEnvironmentVariable(PasswordVariable));
 
-    public ValueTask DisposeAsync() => _dataSource.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        await _registrations.DisposeAsync().ConfigureAwait(false);
+        await _dataSource.DisposeAsync().ConfigureAwait(false);
+    }
 
     /// <summary>A command with positional parameters <c>$1, $2, ...</c>; null is sent as SQL NULL (the SQL casts where the type is not evident).</summary>
     private static NpgsqlCommand Command(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, params object?[] values)
