@@ -79,7 +79,10 @@ internal sealed class EnrollInstance : IAsyncDisposable
     public int RegistrationsOf(string clientId) => Registrations.Count(l => l.Contains($" by client {clientId} in ", StringComparison.Ordinal));
 
     /// <summary>Messages this instance took from its ingest session and stored (event 46, Debug).</summary>
-    public int MessagesStored => Lines.Count(l => l.Contains("from the external broker: Stored", StringComparison.Ordinal));
+    public int MessagesStored => Count("from the external broker: Stored");
+
+    /// <summary>Messages this instance took again after they had been stored already (a redelivery, de-duplicated).</summary>
+    public int MessagesDuplicate => Count("from the external broker: Duplicate");
 
     /// <summary>Starts the process and waits until its HTTP API answers and both broker connections subscribed.</summary>
     public async Task StartAsync()

@@ -54,8 +54,8 @@ internal sealed class FleetDevice : IAsyncDisposable
         }
     }
 
-    public static FleetDevice Create(ScaleOutCluster cluster, string clientId, string provisioningToken, int maxAttempts = 10) =>
-        new(DeviceHarness.Create(cluster.Mosquitto.Endpoint, clientId, cluster.Scratch(clientId), provisioningToken, output: null, o =>
+    public static FleetDevice Create(ScaleOutCluster cluster, string clientId, string provisioningToken, int maxAttempts = 10, Xunit.Abstractions.ITestOutputHelper? output = null) =>
+        new(DeviceHarness.Create(cluster.Mosquitto.Endpoint, clientId, cluster.Scratch(clientId), provisioningToken, output, o =>
         {
             o.EncryptRequests = true;
             o.MaxAttempts = maxAttempts;
