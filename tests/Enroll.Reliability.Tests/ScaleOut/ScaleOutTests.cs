@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Net.Http.Json;
 using Enroll.Device;
 using Enroll.Testing;
 using Xunit.Abstractions;
@@ -182,5 +184,104 @@ public sealed class ScaleOutTests(PostgresServer postgres, ITestOutputHelper out
         Assert.Equal(expected.Order(), stored.Keys.Order());
         Assert.True(storedByAAfterRestart > 0, "A's persistent ingest session was given nothing queued while it was away");
         Assert.All(_cluster.Instances, i => Assert.NotEmpty(i.Registrations));
+    }
+
+    [Fact]
+    public async Task ADeviceRevokedThroughInstanceA_IsDroppedByMosquittoAndRefused_WhileInstanceBKeepsServing()
+    {
+        var token = await _cluster.A.CreateTokenAsync(autoApprove: true);
+        var first = Enumerable.Range(0, 4).Select(i => Device($"revoke-{i}", token)).ToList();
+        await Task.WhenAll(first.Select(d => d.RegisterAsync(Patience)));
+
+        // The device to revoke is one whose registration B served: the decision through A must still reach Mosquitto.
+        var victim = first.FirstOrDefault(d => _cluster.B.RegistrationsOf(d.ClientId) > 0) ?? first[0];
+        var credentials = (await victim.Harness.Store.LoadAsync())!;
+        _devices.Remove(victim);
+        await victim.DisposeAsync();
+        await using var session = await RawMqttClient.ConnectAsync(_cluster.Mosquitto.Endpoint, credentials.ClientId, credentials.DeviceId, credentials.AccessToken);
+        Assert.True(session.Client.IsConnected);
+
+        var revoked = await _cluster.A.RevokeDeviceAsync(credentials.DeviceId!);
+
+        Assert.Equal("disconnected", revoked.Disconnect);
+        await Eventually.ReturnsAsync(() => Task.FromResult(session.Client.IsConnected), connected => !connected, TimeSpan.FromSeconds(5), "Mosquitto dropped the revoked device");
+        Assert.Equal(MQTTnet.MqttClientConnectResultCode.NotAuthorized,
+            await RawMqttClient.TryConnectAsync(_cluster.Mosquitto.Endpoint, credentials.ClientId, credentials.DeviceId, credentials.AccessToken));
+
+        // Both instances keep serving: new devices register, through B among others.
+        var servedByB = _cluster.B.Registrations.Count;
+        var later = Enumerable.Range(0, 4).Select(i => Device($"after-revoke-{i}", token)).ToList();
+        await Task.WhenAll(later.Select(d => d.RegisterAsync(Patience)));
+        await Eventually.ReturnsAsync(() => Task.FromResult(_cluster.B.Registrations.Count), n => n > servedByB, Patience, "B served one of the registrations after the revocation");
+        Assert.Equal("revoked", (await _cluster.B.Http.GetFromJsonAsync($"/api/devices/{credentials.DeviceId}", Enroll.Protocol.Admin.AdminJsonContext.Default.DeviceInfo))!.Status);
+    }
+
+    [Fact]
+    public async Task OneClientsRegistrationsPublishedAtOnceOverSeveralConnections_ReachBothInstances_AndMakeOneDevice()
+    {
+        const int Racers = 4; // below the client's failure limit (5): the limiter reserves one per credential check in flight
+        var token = await _cluster.A.CreateTokenAsync(autoApprove: true);
+        var keys = (await _cluster.A.Http.GetFromJsonAsync("/.well-known/jwks.json", Enroll.Protocol.Admin.AdminJsonContext.Default.ServerKeySet))!;
+        var encryption = keys.Keys.First(k => k.Use == "enc");
+        using var serverKey = System.Security.Cryptography.ECDiffieHellman.Create(new System.Security.Cryptography.ECParameters
+        {
+            Curve = System.Security.Cryptography.ECCurve.NamedCurves.nistP256,
+            Q = new System.Security.Cryptography.ECPoint { X = System.Buffers.Text.Base64Url.DecodeFromChars(encryption.X), Y = System.Buffers.Text.Base64Url.DecodeFromChars(encryption.Y) },
+        });
+
+        var replies = Enroll.Protocol.Topics.EnrollTopics.ClientResponses("racer");
+        await using var listener = await RawMqttClient.ConnectAsync(_cluster.Mosquitto.Endpoint, "racer-listener");
+        Assert.Equal(MQTTnet.MqttClientSubscribeResultCode.GrantedQoS1, await listener.SubscribeAsync(replies));
+        var connections = new List<RawMqttClient>();
+        try
+        {
+            for (var i = 0; i < Racers; i++)
+            {
+                connections.Add(await RawMqttClient.ConnectAsync(_cluster.Mosquitto.Endpoint, $"racer-connection-{i}"));
+            }
+
+            var responseKeys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+            var requests = connections.Select((connection, i) =>
+            {
+                var plaintext = System.Text.Encoding.UTF8.GetBytes($$"""{"client_id":"racer","provisioning_token":"{{token}}"}""");
+                var sealedRequest = Enroll.Protocol.Encryption.JweEnvelope.SealRequest(plaintext, serverKey, encryption.Kid);
+                var correlation = $"race-{i}";
+                responseKeys[correlation] = sealedRequest.ResponseKey;
+                var message = new MQTTnet.MqttApplicationMessageBuilder()
+                    .WithTopic(Enroll.Protocol.Topics.EnrollTopics.Register)
+                    .WithPayload(System.Text.Encoding.ASCII.GetBytes(sealedRequest.Compact))
+                    .WithContentType(Enroll.Protocol.Encryption.JweEnvelope.ContentType)
+                    .WithResponseTopic(replies)
+                    .WithCorrelationData(System.Text.Encoding.UTF8.GetBytes(correlation))
+                    .WithQualityOfServiceLevel(MQTTnet.Protocol.MqttQualityOfServiceLevel.AtLeastOnce)
+                    .Build();
+                return connection.Client.PublishAsync(message);
+            }).ToList();
+            Assert.All(await Task.WhenAll(requests), r => Assert.True(r.IsSuccess, r.ReasonString));
+
+            var deviceIds = new List<string>();
+            for (var i = 0; i < Racers; i++)
+            {
+                var answer = await listener.ReceiveAsync(Patience);
+                var key = responseKeys[System.Text.Encoding.UTF8.GetString(answer.CorrelationData)];
+                Assert.True(Enroll.Protocol.Encryption.JweEnvelope.TryOpenResponse(answer.Payload.ToArray(), key, out var opened, out var why), why);
+                using var body = System.Text.Json.JsonDocument.Parse(opened);
+                Assert.False(body.RootElement.TryGetProperty("error", out _), body.RootElement.GetRawText());
+                deviceIds.Add(body.RootElement.GetProperty("device_id").GetString()!);
+            }
+
+            Assert.Single(deviceIds.Distinct());
+            Assert.Equal(1, (await _cluster.DevicesPerClientAsync())["racer"]);
+            // Each instance logs what it took (its log may trail its answer by a moment).
+            await Eventually.ReturnsAsync(() => Task.FromResult(_cluster.Instances.Sum(i => i.RegistrationsOf("racer"))), n => n == Racers, Patience, "both instances logged the registrations they took");
+            Assert.All(_cluster.Instances, i => Assert.True(i.RegistrationsOf("racer") > 0, $"{i.Name} took none of the racing registrations"));
+        }
+        finally
+        {
+            foreach (var connection in connections)
+            {
+                await connection.DisposeAsync();
+            }
+        }
     }
 }
