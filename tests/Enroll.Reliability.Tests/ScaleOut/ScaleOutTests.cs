@@ -140,8 +140,11 @@ public sealed class ScaleOutTests(PostgresServer postgres, ITestOutputHelper out
         });
 
         // Mid-load, with registrations in flight: SIGKILL instance A.
-        await Eventually.ReturnsAsync(() => Task.FromResult((Volatile.Read(ref registered), fleet.Count(d => d.InFlight))), s => s.Item1 >= Fleet / 3 && s.Item2 >= 1, Patience, "a third of the fleet registered with more in flight");
-        var inFlightAtKill = fleet.Where(d => d.InFlight).Select(d => d.ClientId).ToList();
+        var (_, inFlightAtKill) = await Eventually.ReturnsAsync(
+            () => Task.FromResult((Registered: Volatile.Read(ref registered), InFlight: fleet.Where(d => d.InFlight).Select(d => d.ClientId).ToList())),
+            s => s.Registered >= Fleet / 3 && s.InFlight.Count > 0,
+            Patience,
+            "a third of the fleet registered with more in flight");
         await _cluster.A.KillAsync();
         var storedByABeforeKill = _cluster.A.MessagesStored;
 
