@@ -115,6 +115,7 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
                 // Not cancelled on stop: a commit under way finishes, and its message is acknowledged before the disconnect.
                 var (result, reason) = await _ingest.IngestAsync(message, encoding, CancellationToken.None).ConfigureAwait(false);
                 _diskFull.Succeeded();
+                LogIngested(_logger, message.DeviceId, message.MessageId, result);
                 if (result == IngestResult.Invalid)
                 {
                     e.ReasonCode = MqttApplicationMessageReceivedReasonCode.PayloadFormatInvalid;
@@ -181,6 +182,9 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
 
     [LoggerMessage(44, LogLevel.Warning, "Could not store message {MessageId} of device {DeviceId} from the external broker; not acknowledged, trying again in {Delay}")]
     private static partial void LogCommitFailed(ILogger logger, string deviceId, string messageId, TimeSpan delay, Exception exception);
+
+    [LoggerMessage(46, LogLevel.Debug, "Took message {MessageId} of device {DeviceId} from the external broker: {Result}")]
+    private static partial void LogIngested(ILogger logger, string deviceId, string messageId, IngestResult result);
 
     [LoggerMessage(45, LogLevel.Warning, "Could not acknowledge message {MessageId} of device {DeviceId} to the external broker ({Reason}); it was stored, and its redelivery will be stored once")]
     private static partial void LogAcknowledgeFailed(ILogger logger, string deviceId, string messageId, string reason);
