@@ -67,6 +67,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<RequestQueue>();
         services.TryAddSingleton<RegistrationTokenService>();
         services.TryAddSingleton<FailureRateLimiter>();
+        services.TryAddKeyedSingleton(FailureRateLimiter.AdminKeys, (sp, _) => FailureRateLimiter.ForAdminKeys(sp));
         services.TryAddSingleton<OperationService>();
         services.AddRequestHandlers();
         services.AddHostedService<OperationExpirySweeper>();

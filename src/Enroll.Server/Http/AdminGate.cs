@@ -5,6 +5,7 @@ using Enroll.Server.Registry;
 using Enroll.Server.Security;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -28,7 +29,7 @@ internal sealed partial class AdminGate
     private readonly RepeatedCondition _limited;
     private readonly int _maxBodyBytes;
 
-    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, ICredentialFailureStore failureStore, ILogger<AdminGate> logger)
+    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter failures, ILogger<AdminGate> logger)
     {
         _key = key;
         _diskFull = diskFull;
@@ -36,16 +37,10 @@ internal sealed partial class AdminGate
         _logger = logger;
         var settings = options.Value;
         _maxBodyBytes = settings.MaxAdminRequestBytes;
-        _failures = new FailureRateLimiter(timeProvider, settings.AdminKeyFailureLimit, settings.AdminKeyFailureLimit, settings.FailureWindow, failureStore, logger, KeyPrefix);
+        _failures = failures;
         _unauthorized = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
         _limited = new RepeatedCondition(timeProvider, RepeatedCondition.DefaultInterval);
     }
-
-    /// <summary>The prefix of the admin-key limiter's keys in the registry (<c>admin-source:{address}</c>), apart from the devices' keys.</summary>
-    public const string KeyPrefix = "admin-";
-
-    /// <summary>Wrong admin keys per remote address, shared by every instance on the registry.</summary>
-    internal FailureRateLimiter Failures => _failures;
 
     public async Task InvokeAsync(HttpContext context, RequestDelegate next)
     {

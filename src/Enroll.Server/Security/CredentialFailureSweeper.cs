@@ -1,5 +1,5 @@
-using Enroll.Server.Http;
 using Enroll.Server.Registry;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -11,7 +11,7 @@ namespace Enroll.Server.Security;
 /// deleted from the registry (<see cref="ICredentialFailureStore.PurgeCredentialFailuresAsync"/>), so the table holds
 /// only keys with failures to pay off. Any instance may sweep; sweeps of several instances delete the same rows.
 /// </summary>
-internal sealed partial class CredentialFailureSweeper(FailureRateLimiter devices, AdminGate admin, ICredentialFailureStore store, TimeProvider timeProvider, ILogger<CredentialFailureSweeper> logger) : BackgroundService
+internal sealed partial class CredentialFailureSweeper(FailureRateLimiter devices, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter adminKeys, ICredentialFailureStore store, TimeProvider timeProvider, ILogger<CredentialFailureSweeper> logger) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 
@@ -20,7 +20,7 @@ internal sealed partial class CredentialFailureSweeper(FailureRateLimiter device
         try
         {
             await devices.LoadAsync(cancellationToken).ConfigureAwait(false);
-            await admin.Failures.LoadAsync(cancellationToken).ConfigureAwait(false);
+            await adminKeys.LoadAsync(cancellationToken).ConfigureAwait(false);
         }
 #pragma warning disable CA1031 // a registry that cannot be read now must not keep the server from starting: the limits then start empty
         catch (Exception ex) when (ex is not OperationCanceledException)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Registry;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -15,7 +16,7 @@ namespace Enroll.Server.Security;
 /// (<see cref="ReserveAsync"/>); a valid credential gives the reservation back (<see cref="Refund"/>), a refused one is
 /// recorded in the store (<see cref="FailedAsync"/>), whose answer — the key's bucket after every instance's failures —
 /// this instance keeps, so its later attempts are refused here without a query. At start the instance loads the buckets
-/// that are not full (<see cref="LoadAsync"/>, run by <see cref="CredentialFailureSweeper"/>), so a restart or a new
+/// that are not full (<see cref="LoadAsync"/>, run by <see cref="CredentialFailureSweeper"/> before the broker listens), so a restart or a new
 /// instance knows every key limited until then.
 /// </para>
 /// <para>
@@ -51,6 +52,12 @@ internal sealed partial class FailureRateLimiter
     private readonly int _sourceLimit;
     private readonly TimeSpan _window;
 
+    /// <summary>The service key of the HTTP API's limiter of wrong admin keys per remote address (<see cref="ForAdminKeys"/>).</summary>
+    public const string AdminKeys = "admin-keys";
+
+    /// <summary>The prefix of the admin-key limiter's keys in the registry (<c>admin-source:{address}</c>), apart from the devices' keys.</summary>
+    public const string AdminKeyPrefix = "admin-";
+
     public FailureRateLimiter(TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ICredentialFailureStore store, ILogger<FailureRateLimiter> logger)
         : this(timeProvider, options.Value.ClientFailureLimit, options.Value.SourceFailureLimit, options.Value.FailureWindow, store, logger, keyPrefix: "")
     {
@@ -71,6 +78,20 @@ internal sealed partial class FailureRateLimiter
         _clientLimit = clientFailureLimit;
         _sourceLimit = sourceFailureLimit;
         _window = failureWindow;
+    }
+
+    /// <summary>The limiter of wrong admin keys: <see cref="EnrollServerOptions.AdminKeyFailureLimit"/> per remote address and <see cref="EnrollServerOptions.FailureWindow"/>.</summary>
+    public static FailureRateLimiter ForAdminKeys(IServiceProvider services)
+    {
+        var options = services.GetRequiredService<IOptions<EnrollServerOptions>>().Value;
+        return new FailureRateLimiter(
+            services.GetRequiredService<TimeProvider>(),
+            options.AdminKeyFailureLimit,
+            options.AdminKeyFailureLimit,
+            options.FailureWindow,
+            services.GetRequiredService<ICredentialFailureStore>(),
+            services.GetRequiredService<ILogger<FailureRateLimiter>>(),
+            AdminKeyPrefix);
     }
 
     /// <summary>True when the source may not try now; <paramref name="retryAfter"/> says how long to wait.</summary>
