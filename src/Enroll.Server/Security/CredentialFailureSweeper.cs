@@ -54,9 +54,9 @@ internal sealed partial class CredentialFailureSweeper(FailureRateLimiter device
         }
     }
 
-    [LoggerMessage(EventId = 1701, Level = LogLevel.Warning, Message = "The failed-credential counters could not be loaded from the registry; this instance starts with empty ones: {Reason}")]
+    [LoggerMessage(EventId = 1721, Level = LogLevel.Warning, Message = "The failed-credential counters could not be loaded from the registry; this instance starts with empty ones: {Reason}")]
     private static partial void LogLoadFailed(ILogger logger, string reason);
 
-    [LoggerMessage(EventId = 1702, Level = LogLevel.Warning, Message = "Deleting full failed-credential counters failed; trying again in a minute: {Reason}")]
+    [LoggerMessage(EventId = 1722, Level = LogLevel.Warning, Message = "Deleting full failed-credential counters failed; trying again in a minute: {Reason}")]
     private static partial void LogSweepFailed(ILogger logger, string reason);
 }

@@ -267,7 +267,7 @@ internal sealed partial class FailureRateLimiter
         }
     }
 
-    [LoggerMessage(EventId = 1700, Level = LogLevel.Warning, Message = "Failed credential attempts could not be recorded in the registry ({Count} since the last line); this instance limits them on its own until it can: {Reason}")]
+    [LoggerMessage(EventId = 1720, Level = LogLevel.Warning, Message = "Failed credential attempts could not be recorded in the registry ({Count} since the last line); this instance limits them on its own until it can: {Reason}")]
     private static partial void LogStoreFailed(ILogger logger, long count, string reason);
 
     /// <summary>
