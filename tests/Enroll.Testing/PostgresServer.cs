@@ -13,7 +13,7 @@ namespace Enroll.Testing;
 /// </summary>
 public sealed class PostgresServer : IAsyncLifetime
 {
-    private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan ToolTimeout = TimeSpan.FromMinutes(3); // initdb took over a minute on a starved 2-core machine
     private readonly TempDirectory _folder = new("enroll-postgres");
     private string? _bin;
     private int _databases;

@@ -5,8 +5,12 @@ using Xunit.Abstractions;
 
 namespace Enroll.Reliability.Tests.ScaleOut;
 
-/// <summary>One PostgreSQL server for the scale-out tests (each test takes a database of its own).</summary>
-[CollectionDefinition(Name)]
+/// <summary>
+/// One PostgreSQL server for the scale-out tests (each test takes a database of its own). Not run in parallel with other
+/// collections: two servers, Mosquitto, PostgreSQL and a fleet of devices load the machine enough to disturb the fault
+/// matrix's timing windows, and its child processes would slow the failover test's fleet.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
 public sealed class ScaleOutGroup : ICollectionFixture<PostgresServer>
 {
     public const string Name = "scale-out";
