@@ -79,7 +79,8 @@ internal sealed class ScaleOutCluster : IAsyncDisposable
         var environment = new Dictionary<string, string>
         {
             ["ENROLL_BROKER_PASSWORD"] = ServerPassword,
-            // The shared key-encryption key every instance is given (keys at rest in the registry).
+            // The key-encryption key every instance is given: the signing and encryption keys are in the registry, sealed
+            // under it, so both instances sign, verify and publish the same keys.
             ["ENROLL_KEY_ENCRYPTION_KEY"] = Convert.ToBase64String(RandomNumberGenerator.GetBytes(32)),
         };
         A = new EnrollInstance("srvA", _folder.Combine("srvA"), arguments, environment, output);
@@ -89,13 +90,6 @@ internal sealed class ScaleOutCluster : IAsyncDisposable
         // Every instance answers to the same admin key.
         Directory.CreateDirectory(B.DataDirectory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         CopyOwnerOnly(Path.Combine(A.DataDirectory, "admin.key"), Path.Combine(B.DataDirectory, "admin.key"));
-
-        // Until keys live in the registry: B signs and decrypts with A's keys, so both publish the same key set.
-        var keys = Directory.CreateDirectory(Path.Combine(B.DataDirectory, "keys"), UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        foreach (var file in Directory.EnumerateFiles(Path.Combine(A.DataDirectory, "keys"), "*.pem"))
-        {
-            CopyOwnerOnly(file, Path.Combine(keys.FullName, Path.GetFileName(file)));
-        }
 
         await B.StartAsync();
     }
