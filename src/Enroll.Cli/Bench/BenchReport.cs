@@ -144,6 +144,8 @@ internal sealed record BenchJsonRatio
     public bool Met { get; init; }
 }
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true)]
+// A run that completed nothing has no percentile (NaN) and its ratios divide by zero: written as "NaN" / "Infinity"
+// rather than failing the whole report.
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = true, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(BenchJson))]
 internal sealed partial class BenchJsonContext : JsonSerializerContext;

@@ -34,7 +34,8 @@ public sealed class BenchCommandTests : IDisposable
         {
             var database = await postgres.CreateDatabaseAsync("bench");
 
-            using var report = await RunAsync("bench", "register", "--devices", "8", "--duration", "2s", "--warmup", "1s", "--runs", "1", "--broker", broker.Endpoint.ToString(), "--database", database, "--instances", "2");
+            // A long warm-up: two freshly started server processes compile their first registrations on a loaded machine.
+            using var report = await RunAsync("bench", "register", "--devices", "8", "--duration", "3s", "--warmup", "5s", "--runs", "1", "--broker", broker.Endpoint.ToString(), "--database", database, "--instances", "2");
 
             Assert.True(Median(report, "registrations, 8 devices, QoS 1") > 0);
             var notes = report.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()!).ToList();
