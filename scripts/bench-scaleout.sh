@@ -11,7 +11,7 @@
 # then, for each INSTANCES count (default: 1 then 2), runs
 #   enroll bench register --broker mqtt://127.0.0.1:PORT --database ... --instances N BENCH OPTIONS
 # which starts N enroll server processes (--broker, --database, --broker-client-id bench-srvI) sharing the first one's
-# admin key and signing keys (copied into the other data folders before they start: until keys live in the registry),
+# admin key and one key-encryption key (ENROLL_KEY_ENCRYPTION_KEY, made here once, so every count finds the keys it sealed),
 # runs the raw echo and the registrations on Mosquitto, and reports the CPU time each instance used.
 # Everything is stopped and removed on exit. The enroll it runs is src/Enroll.Cli's Release build (ENROLL=... to override).
 set -euo pipefail
@@ -64,6 +64,8 @@ if [ ${#as_postgres[@]} -gt 0 ]; then chown postgres "$work/pg/data" "$work/pg/r
   -o "-p $pg_port -k $work/pg/run -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200" start >/dev/null
 "${as_postgres[@]}" "$pg_bin/psql" -h "$work/pg/run" -p "$pg_port" -U postgres -qc "CREATE DATABASE bench" postgres
 database="Host=127.0.0.1;Port=$pg_port;Database=bench;Username=postgres"
+# The servers' keys are sealed in the database under this key; every count's instances are given the same one.
+export ENROLL_KEY_ENCRYPTION_KEY=${ENROLL_KEY_ENCRYPTION_KEY:-$(head -c 32 /dev/urandom | base64)}
 # WAL flushes (fsyncs) and write transactions' commits: how many registrations each commit carried.
 wal_syncs() { "${as_postgres[@]}" "$pg_bin/psql" -h "$work/pg/run" -p "$pg_port" -U postgres -tAc "SELECT wal_sync FROM pg_stat_wal" postgres; }
 

@@ -44,6 +44,18 @@ internal sealed class BenchEnvironment : IAsyncDisposable
             HttpPort = 0,
         };
         configure?.Invoke(options);
+        if (options.Database is not null && options.KeyEncryptionKeyFile is null && Environment.GetEnvironmentVariable("ENROLL_KEY_ENCRYPTION_KEY") is null)
+        {
+            // A PostgreSQL registry keeps the server keys sealed under a key-encryption key the operator gives; the
+            // benchmark's server gets a fresh one in its scratch folder.
+            options.KeyEncryptionKeyFile = Path.Combine(scratch, "key-encryption.key");
+            await File.WriteAllTextAsync(options.KeyEncryptionKeyFile, ServerProcess.NewKeyEncryptionKey());
+            if (!OperatingSystem.IsWindows())
+            {
+                File.SetUnixFileMode(options.KeyEncryptionKeyFile, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+        }
+
         var host = await EnrollServerHost.StartAsync(options, logging => logging.SetMinimumLevel(LogLevel.Warning).AddFilter("Microsoft", LogLevel.Error).AddSimpleConsole());
         var key = (await File.ReadAllTextAsync(host.AdminKeyPath)).Trim();
         return new BenchEnvironment(host, host.MqttEndpoint, host.HttpEndpoint, key, scratch);

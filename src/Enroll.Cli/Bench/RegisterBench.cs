@@ -105,13 +105,15 @@ internal static class RegisterBench
     /// <summary>
     /// <see cref="RunAsync"/> through <paramref name="count"/> <c>enroll server</c> processes on one external broker and one
     /// PostgreSQL registry (a scale-out deployment on one machine): each with its own <c>--broker-client-id</c>, all with
-    /// the first one's admin key and signing keys (until keys live in the registry). The load clients connect to the
+    /// the first one's admin key and one key-encryption key, so all sign with the keys sealed in the registry and publish
+    /// the same key set, as a deployment does (docs/operations.md §9). The load clients connect to the
     /// broker, which shares the requests out among the instances; the report adds the CPU time each instance used, which
     /// shows that each served registrations.
     /// </summary>
     public static async Task<BenchReport> RunOnInstancesAsync(Uri broker, string database, int count, string scratch, Settings settings, Action<string> progress, CancellationToken cancellationToken)
     {
         var servers = new List<ServerProcess>();
+        var sharedEnvironment = new Dictionary<string, string> { ["ENROLL_KEY_ENCRYPTION_KEY"] = Environment.GetEnvironmentVariable("ENROLL_KEY_ENCRYPTION_KEY") ?? ServerProcess.NewKeyEncryptionKey() };
         try
         {
             for (var i = 1; i <= count; i++)
@@ -121,7 +123,8 @@ internal static class RegisterBench
                     scratch,
                     ["--broker", broker.ToString(), "--database", database, "--broker-client-id", $"bench-srv{i}"],
                     cancellationToken,
-                    sameKeysAs: servers.FirstOrDefault()));
+                    sameAdminKeyAs: servers.FirstOrDefault(),
+                    environment: sharedEnvironment));
             }
 
             var cpuBefore = servers.Select(s => s.CpuTime()).ToArray();

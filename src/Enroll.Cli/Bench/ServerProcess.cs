@@ -33,16 +33,17 @@ internal sealed class ServerProcess : IAsyncDisposable
     public string DataDirectory => _dataDirectory;
 
     /// <summary>
-    /// Starts <c>enroll server</c> with <paramref name="extraArguments"/>. With <paramref name="sameKeysAs"/> (another
-    /// instance of one deployment) its data folder starts with that instance's admin key and signing keys, so both accept
-    /// the same admin key and sign and verify with the same keys — until keys live in the registry.
+    /// Starts <c>enroll server</c> with <paramref name="extraArguments"/> and <paramref name="environment"/> (for one
+    /// deployment of several instances, the same <c>ENROLL_KEY_ENCRYPTION_KEY</c>, under which their shared keys are
+    /// sealed in the registry). With <paramref name="sameAdminKeyAs"/> (another instance of that deployment) its data
+    /// folder starts with that instance's admin key, so both accept it, as an operator would copy it.
     /// </summary>
-    public static async Task<ServerProcess> StartAsync(string scratchParent, IEnumerable<string> extraArguments, CancellationToken cancellationToken, ServerProcess? sameKeysAs = null)
+    public static async Task<ServerProcess> StartAsync(string scratchParent, IEnumerable<string> extraArguments, CancellationToken cancellationToken, ServerProcess? sameAdminKeyAs = null, IReadOnlyDictionary<string, string>? environment = null)
     {
         var dataDirectory = Path.Combine(Path.GetFullPath(scratchParent), $"enroll-bench-server-{Guid.NewGuid():N}");
-        if (sameKeysAs is not null)
+        if (sameAdminKeyAs is not null)
         {
-            CopyKeys(sameKeysAs._dataDirectory, dataDirectory);
+            CopyAdminKey(sameAdminKeyAs._dataDirectory, dataDirectory);
         }
 
         var mqttPort = FreePort();
@@ -53,6 +54,10 @@ internal sealed class ServerProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            start.Environment[name] = value;
+        }
 
         // Run the same enroll that runs this benchmark: the apphost itself, or `dotnet enroll.dll`.
         var entry = typeof(ServerProcess).Assembly.Location;
@@ -135,18 +140,18 @@ internal sealed class ServerProcess : IAsyncDisposable
         return TimeSpan.FromSeconds(ticks / 100.0);
     }
 
-    private static void CopyKeys(string from, string to)
+    /// <summary>A new key-encryption key as the server reads it (base64 of 32 random bytes).</summary>
+    public static string NewKeyEncryptionKey() => Convert.ToBase64String(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+
+    private static void CopyAdminKey(string from, string to)
     {
-        foreach (var file in Directory.EnumerateFiles(Path.Combine(from, "keys"), "*.pem").Select(f => Path.Combine("keys", Path.GetFileName(f))).Prepend("admin.key"))
+        Directory.CreateDirectory(to);
+        var target = Path.Combine(to, "admin.key");
+        File.Copy(Path.Combine(from, "admin.key"), target);
+        if (!OperatingSystem.IsWindows())
         {
-            var target = Path.Combine(to, file);
-            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-            File.Copy(Path.Combine(from, file), target);
-            if (!OperatingSystem.IsWindows())
-            {
-                // The server refuses key files others can read.
-                File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            }
+            // The server refuses an admin key others can read.
+            File.SetUnixFileMode(target, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
     }
 

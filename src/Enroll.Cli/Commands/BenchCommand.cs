@@ -35,10 +35,10 @@ internal static class BenchCommand
         var runs = RunsOption();
         var directory = DirectoryOption();
         var json = CliOptions.Json();
-        var database = new Option<string?>("--database") { Description = "Keep the registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite: the embedded server's, or with --instances every instance's" };
+        var database = new Option<string?>("--database") { Description = "Keep the registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite: the embedded server's, or with --instances every instance's; its keys are sealed under ENROLL_KEY_ENCRYPTION_KEY, or a new key each run, so set it to measure twice on one database" };
         var instances = new Option<int>("--instances")
         {
-            Description = "Start this many enroll server processes on the external broker given with --broker mqtt://... and the database given with --database, sharing their admin and signing keys, and measure through them",
+            Description = "Start this many enroll server processes on the external broker given with --broker mqtt://... and the database given with --database, sharing the first one's admin key and one key-encryption key, and measure through them",
         };
         var command = new Command("register", "Registrations/s and p50/p99 latency against a raw MQTT request/response echo on the same broker")
         {
