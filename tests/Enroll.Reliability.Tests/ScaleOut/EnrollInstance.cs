@@ -154,6 +154,24 @@ internal sealed class EnrollInstance : IAsyncDisposable
     }
 
     /// <summary>SIGKILL: no shutdown, no flush, no DISCONNECT; the broker sees the connections drop.</summary>
+    /// <summary>
+    /// SIGSTOP: the process stops reading its sockets but keeps them open, so the broker goes on handing it requests and
+    /// messages that it never answers — an instance hung with work in flight. <see cref="KillAsync"/> ends it.
+    /// </summary>
+    public async Task FreezeAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException($"{Name} has not started");
+        using var stop = Process.Start(new ProcessStartInfo("kill", ["-STOP", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]) { UseShellExecute = false })
+            ?? throw new InvalidOperationException("cannot run kill");
+        await stop.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(10));
+        if (stop.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -STOP {process.Id} exited with {stop.ExitCode}");
+        }
+
+        Write($"{Name}: ---- frozen (SIGSTOP) ----");
+    }
+
     public async Task KillAsync()
     {
         var process = _process ?? throw new InvalidOperationException($"{Name} has not started");

@@ -139,12 +139,15 @@ public sealed class ScaleOutTests(PostgresServer postgres, ITestOutputHelper out
             }
         });
 
-        // Mid-load, with registrations in flight: SIGKILL instance A.
+        // Mid-load, A hangs (SIGSTOP) and then dies (SIGKILL): the requests the broker handed it while it hung are in
+        // flight at the kill and are never answered by it. A third of the fleet is registered first, so both served.
+        await Eventually.ReturnsAsync(() => Task.FromResult(Volatile.Read(ref registered)), n => n >= Fleet / 3, Patience, "a third of the fleet registered");
+        await _cluster.A.FreezeAsync();
         var (_, inFlightAtKill) = await Eventually.ReturnsAsync(
             () => Task.FromResult((Registered: Volatile.Read(ref registered), InFlight: fleet.Where(d => d.InFlight).Select(d => d.ClientId).ToList())),
-            s => s.Registered >= Fleet / 3 && s.InFlight.Count > 0,
+            s => s.InFlight.Count >= 3,
             Patience,
-            "a third of the fleet registered with more in flight");
+            "requests in flight while A hangs");
         await _cluster.A.KillAsync();
         var storedByABeforeKill = _cluster.A.MessagesStored;
 
@@ -178,6 +181,7 @@ public sealed class ScaleOutTests(PostgresServer postgres, ITestOutputHelper out
             $"registrations served A {_cluster.A.Registrations.Count} B {_cluster.B.Registrations.Count}");
 
         Assert.NotEmpty(inFlightAtKill);
+        Assert.True(fleet.Any(d => d.Retried && inFlightAtKill.Contains(d.ClientId)), "no request in flight at the kill had to be retried: the kill did not cut any off");
         Assert.Equal(0, lost);
         Assert.Equal(0, duplicates);
         Assert.Equal(fleet.Select(d => d.ClientId).Order(), devices.Keys.Order());
