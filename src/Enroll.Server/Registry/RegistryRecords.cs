@@ -95,6 +95,35 @@ internal sealed record RegisterDeviceCommand
     /// </summary>
     public RegistrationTokenRecord? RegistrationToken { get; init; }
 
+    /// <summary>
+    /// Why this command may not register again as <paramref name="existing"/> (the device it names, or its client's), or
+    /// null when it may. The same rules for every store: another organisation's device is not revealed (not found); the
+    /// device belongs to another client; it is revoked; the command's Registration Token was signed for another device or
+    /// before the device's tokens were revoked (stale).
+    /// </summary>
+    public RegisterDeviceOutcome? RefusalFor(DeviceRecord existing)
+    {
+        ArgumentNullException.ThrowIfNull(existing);
+        if (existing.OrgId != OrgId)
+        {
+            return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
+        }
+
+        if (existing.ClientId != ClientId)
+        {
+            return new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing);
+        }
+
+        if (!existing.IsActive)
+        {
+            return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
+        }
+
+        return RegistrationToken is { } token && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter)
+            ? new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing)
+            : null;
+    }
+
     /// <summary>The device this command creates when it registers a new one: active, registered now.</summary>
     public DeviceRecord NewDevice() => new()
     {

@@ -44,25 +44,9 @@ internal sealed partial class SqliteRegistry
         var token = command.RegistrationToken;
         if (existing is not null)
         {
-            if (existing.OrgId != command.OrgId)
+            if (command.RefusalFor(existing) is { } refused)
             {
-                // Another organisation's device: do not reveal that it exists.
-                return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
-            }
-
-            if (existing.ClientId != command.ClientId)
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing);
-            }
-
-            if (!existing.IsActive)
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
-            }
-
-            if (token is not null && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter))
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing);
+                return refused;
             }
 
             context.Execute(

@@ -169,24 +169,9 @@ internal sealed partial class PostgresRegistry
         var token = command.RegistrationToken;
         if (existing is not null)
         {
-            if (existing.OrgId != command.OrgId)
+            if (command.RefusalFor(existing) is { } refused)
             {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null);
-            }
-
-            if (existing.ClientId != command.ClientId)
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing);
-            }
-
-            if (!existing.IsActive)
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing);
-            }
-
-            if (token is not null && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter))
-            {
-                return new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing);
+                return refused;
             }
 
             writes.BatchCommands.Add(BatchCommand(UpdateRegisteredSql, command.Name, command.MetadataJson, now, existing.DeviceId));
@@ -265,25 +250,9 @@ internal sealed partial class PostgresRegistry
         var token = command.RegistrationToken;
         if (existing is not null)
         {
-            if (existing.OrgId != command.OrgId)
+            if (command.RefusalFor(existing) is { } refused)
             {
-                // Another organisation's device: do not reveal that it exists.
-                return (new RegisterDeviceOutcome(RegisterDeviceResult.NotFound, null), End.Rollback);
-            }
-
-            if (existing.ClientId != command.ClientId)
-            {
-                return (new RegisterDeviceOutcome(RegisterDeviceResult.OtherClient, existing), End.Rollback);
-            }
-
-            if (!existing.IsActive)
-            {
-                return (new RegisterDeviceOutcome(RegisterDeviceResult.Revoked, existing), End.Rollback);
-            }
-
-            if (token is not null && (token.DeviceId != existing.DeviceId || token.IssuedAt < existing.TokensValidAfter))
-            {
-                return (new RegisterDeviceOutcome(RegisterDeviceResult.Stale, existing), End.Rollback);
+                return (refused, End.Rollback);
             }
 
             await ExecuteAsync(
