@@ -40,6 +40,7 @@ internal static class RegistryServices
         services.AddSingleton<IMessageStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IKeyStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICredentialFailureStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<ITwinStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

@@ -112,6 +112,24 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX credential_failures_full_at ON credential_failures (full_at);
         """,
+        """
+        CREATE TABLE twins (
+            device_id TEXT PRIMARY KEY,
+            desired TEXT NOT NULL,
+            desired_version INTEGER NOT NULL,
+            reported TEXT NOT NULL,
+            reported_version INTEGER NOT NULL,
+            updated_at INTEGER
+        );
+        CREATE TABLE twin_desired_patches (
+            device_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            patch TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (device_id, version)
+        );
+        CREATE INDEX twin_desired_patches_created_at ON twin_desired_patches (created_at);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

@@ -113,6 +113,24 @@ internal static class PostgresMigrations
         );
         CREATE INDEX credential_failures_full_at ON credential_failures (full_at);
         """,
+        """
+        CREATE TABLE twins (
+            device_id text PRIMARY KEY,
+            desired text NOT NULL,
+            desired_version bigint NOT NULL,
+            reported text NOT NULL,
+            reported_version bigint NOT NULL,
+            updated_at bigint
+        );
+        CREATE TABLE twin_desired_patches (
+            device_id text NOT NULL,
+            version bigint NOT NULL,
+            patch text NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (device_id, version)
+        );
+        CREATE INDEX twin_desired_patches_created_at ON twin_desired_patches (created_at);
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
