@@ -102,7 +102,7 @@ public sealed class MosquittoBroker : IAsyncDisposable
             Acl("subscribePattern", "enroll/v1/clients/+/responses"),
             Acl("subscribePattern", "enroll/v1/server/keys"),
             Acl("unsubscribePattern", "#"));
-        foreach (var topic in Enroll.Protocol.Topics.EnrollTopics.RequestTopics)
+        foreach (var topic in Enroll.Protocol.Requests.EnrollRequests.Open.Select(r => r.Topic))
         {
             anonymousAcls.Add(Acl("publishClientSend", topic));
         }

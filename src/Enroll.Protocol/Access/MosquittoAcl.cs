@@ -30,7 +30,7 @@ public static class MosquittoAcl
         acl.Append("# subscription is acknowledged but delivers nothing.\n");
         acl.Append('\n');
         acl.Append("# Every client, signed in or not: send requests, read the server's public keys, read its own client topics.\n");
-        foreach (var request in EnrollRequests.All)
+        foreach (var request in EnrollRequests.Open)
         {
             acl.Append("pattern write ").Append(request.Topic).Append('\n');
         }

@@ -10,16 +10,67 @@ namespace Enroll.Protocol.Requests;
 /// </summary>
 public abstract class EnrollRequest
 {
+    /// <summary>The place of the Device ID in the topic of a device-scoped request.</summary>
+    public const string DeviceIdPlaceholder = "{device_id}";
+
+    private const string DeviceNamespacePrefix = "enroll/v1/devices/" + DeviceIdPlaceholder + "/";
+
     private protected EnrollRequest(string topic, string name)
     {
         ArgumentException.ThrowIfNullOrEmpty(topic);
         ArgumentException.ThrowIfNullOrEmpty(name);
         Topic = topic;
         Name = name;
+        if (topic.Contains(DeviceIdPlaceholder, StringComparison.Ordinal))
+        {
+            if (!topic.StartsWith(DeviceNamespacePrefix, StringComparison.Ordinal) || topic.Length == DeviceNamespacePrefix.Length
+                || topic.AsSpan(DeviceNamespacePrefix.Length).ContainsAny('+', '#', '{'))
+            {
+                throw new ArgumentException($"a device-scoped request's topic is '{DeviceNamespacePrefix}' and a fixed suffix", nameof(topic));
+            }
+
+            DeviceSuffix = topic[DeviceNamespacePrefix.Length..];
+        }
     }
 
-    /// <summary>The topic the request is published to, under <c>enroll/v1/</c>.</summary>
+    /// <summary>
+    /// The topic the request is published to, under <c>enroll/v1/</c>; for a device-scoped request a template with
+    /// <see cref="DeviceIdPlaceholder"/> (<see cref="TopicFor"/> fills it in).
+    /// </summary>
     public string Topic { get; }
+
+    /// <summary>
+    /// True when the request is published under the sending device's own namespace
+    /// (<c>enroll/v1/devices/{device_id}/...</c>): the topic names the device, the broker lets only that device publish
+    /// there, and the answer goes to <c>enroll/v1/devices/{device_id}/responses</c>. Such a request carries no client ID
+    /// and no token.
+    /// </summary>
+    public bool IsDeviceScoped => DeviceSuffix is not null;
+
+    /// <summary>What follows <c>enroll/v1/devices/{device_id}/</c> in a device-scoped request's topic; null otherwise.</summary>
+    public string? DeviceSuffix { get; }
+
+    /// <summary>
+    /// The subscription filter that receives every request of this type: the topic itself, or for a device-scoped request
+    /// the topic with <c>+</c> in place of the Device ID.
+    /// </summary>
+    public string Filter => IsDeviceScoped ? Topic.Replace(DeviceIdPlaceholder, "+", StringComparison.Ordinal) : Topic;
+
+    /// <summary>The topic <paramref name="deviceId"/> publishes this request to.</summary>
+    public string TopicFor(string? deviceId)
+    {
+        if (!IsDeviceScoped)
+        {
+            return Topic;
+        }
+
+        if (!EnrollIdentifiers.IsValid(deviceId))
+        {
+            throw new ArgumentException($"a device-scoped request needs a Device ID that is {EnrollIdentifiers.Rule}", nameof(deviceId));
+        }
+
+        return Topic.Replace(DeviceIdPlaceholder, deviceId, StringComparison.Ordinal);
+    }
 
     /// <summary>A short name for logs and metrics (<c>registration</c>, <c>token_refresh</c>, ...).</summary>
     public string Name { get; }

@@ -25,11 +25,26 @@ public static class EnrollTopics
     /// <summary>Retained message with the server's public keys as a JSON Web Key Set.</summary>
     public const string ServerKeys = "enroll/v1/server/keys";
 
-    /// <summary>The topics the server answers requests on: those of <see cref="EnrollRequests.All"/>.</summary>
-    public static IReadOnlyList<string> RequestTopics { get; } = [.. EnrollRequests.All.Select(r => r.Topic)];
+    /// <summary>
+    /// The subscription filters that receive every request of <see cref="EnrollRequests.All"/>: the fixed topics, and
+    /// <c>enroll/v1/devices/+/...</c> for the device-scoped ones.
+    /// </summary>
+    public static IReadOnlyList<string> RequestFilters { get; } = [.. EnrollRequests.All.Select(r => r.Filter)];
 
-    /// <summary>Returns true when <paramref name="topic"/> is the topic of one of <see cref="EnrollRequests.All"/>.</summary>
+    /// <summary>Returns true when <paramref name="topic"/> is the topic of one of <see cref="EnrollRequests.All"/>, for any device.</summary>
     public static bool IsRequestTopic(string topic) => EnrollRequests.TryFind(topic, out _);
+
+    /// <summary>Returns true when <paramref name="topic"/> is the fixed topic of one of <see cref="EnrollRequests.Open"/>, which every client may publish.</summary>
+    public static bool IsOpenRequestTopic(string topic) => EnrollRequests.TryFind(topic, out var request) && !request.IsDeviceScoped;
+
+    /// <summary>The topic template of a device-scoped request: <c>enroll/v1/devices/{device_id}/</c> and <paramref name="suffix"/>.</summary>
+    public static string DeviceRequest(string suffix) => "enroll/v1/devices/" + EnrollRequest.DeviceIdPlaceholder + "/" + suffix;
+
+    /// <summary>Where the server pushes desired twin patches to a device (SPEC §2.5).</summary>
+    public static string DeviceTwinDesired(string deviceId) => $"enroll/v1/devices/{deviceId}/twin/desired";
+
+    /// <summary>Where the server publishes commands for a device (SPEC §2.6).</summary>
+    public static string DeviceCommands(string deviceId) => $"enroll/v1/devices/{deviceId}/commands";
 
     /// <summary>The response topic of a device that has a Device ID: <c>enroll/v1/devices/{deviceId}/responses</c>.</summary>
     public static string DeviceResponses(string deviceId) => $"enroll/v1/devices/{deviceId}/responses";

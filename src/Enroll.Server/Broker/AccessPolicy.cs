@@ -13,7 +13,7 @@ namespace Enroll.Server.Broker;
 internal static class AccessPolicy
 {
     public static bool CanPublish(string topic, string clientId, string? deviceId) =>
-        EnrollTopics.IsRequestTopic(topic)
+        EnrollTopics.IsOpenRequestTopic(topic)
         || (deviceId is not null && IsInside(topic, EnrollTopics.DeviceNamespace(deviceId)))
         || (EnrollIdentifiers.IsValid(clientId) && IsInside(topic, EnrollTopics.ClientNamespace(clientId)));
 

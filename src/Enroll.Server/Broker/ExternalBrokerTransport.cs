@@ -34,7 +34,7 @@ internal sealed partial class ExternalBrokerTransport : ExternalBrokerConnection
     protected override async Task OnConnectedAsync(MqttClientConnectResult result, CancellationToken cancellationToken)
     {
         var shared = result.SharedSubscriptionAvailable;
-        await SubscribeAsync(EnrollTopics.RequestTopics.Select(topic => Shared(topic, shared)), cancellationToken).ConfigureAwait(false);
+        await SubscribeAsync(EnrollTopics.RequestFilters.Select(filter => Shared(filter, shared)), cancellationToken).ConfigureAwait(false);
         LogConnected(_logger, Endpoint.ToString(), shared);
         await PublishKeysAsync().ConfigureAwait(false);
     }

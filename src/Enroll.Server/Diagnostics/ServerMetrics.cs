@@ -50,13 +50,20 @@ internal sealed class ServerMetrics
 
     public void RequestHandled(string topic, string outcome, TimeSpan duration)
     {
-        var tags = new TagList { { "topic", topic }, { "outcome", outcome } };
+        var tags = new TagList { { "topic", TopicTag(topic) }, { "outcome", outcome } };
         _requests.Add(1, tags);
         _duration.Record(duration.TotalSeconds, tags);
     }
 
     public void RequestRejected(string topic, string reason) =>
-        _rejected.Add(1, new TagList { { "topic", topic }, { "reason", reason } });
+        _rejected.Add(1, new TagList { { "topic", TopicTag(topic) }, { "reason", reason } });
+
+    /// <summary>
+    /// The declared topic of the request type published to <paramref name="topic"/> (a device-scoped request's template,
+    /// so the Device ID never becomes a metric tag), or <c>other</c>.
+    /// </summary>
+    private static string TopicTag(string topic) =>
+        Protocol.Requests.EnrollRequests.TryFind(topic, out var request) ? request.Topic : "other";
 
     public void ConnectionAccepted(string kind) => _connections.Add(1, new KeyValuePair<string, object?>("kind", kind));
 

@@ -39,4 +39,13 @@ internal sealed record RequestContext(string? SenderClientId, string? SenderDevi
     public string? SenderAddress { get; init; }
 
     public CertificateIdentity? SenderCertificate { get; init; }
+
+    /// <summary>
+    /// For a device-scoped request (<see cref="Protocol.Requests.EnrollRequest.IsDeviceScoped"/>), the Device ID its topic
+    /// names: the device it is for and from, as the broker's access rules vouch.
+    /// </summary>
+    public string? TopicDeviceId { get; init; }
+
+    /// <summary>The device a device-scoped request is for; throws for any other request (a handler bug).</summary>
+    public string DeviceId => TopicDeviceId ?? throw new InvalidOperationException("not a device-scoped request");
 }

@@ -90,7 +90,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         string outcome;
         try
         {
-            outcome = _routes.TryGetValue(request.Topic, out var route)
+            outcome = Protocol.Requests.EnrollRequests.TryFind(request.Topic, out var declared) && _routes.TryGetValue(declared.Topic, out var route)
                 ? await route.AcceptAsync(this, request, cancellationToken).ConfigureAwait(false)
                 : "unknown_topic";
         }
@@ -144,6 +144,11 @@ internal sealed partial class RequestDispatcher : BackgroundService
             return "malformed";
         }
 
+        if (declaration.IsDeviceScoped)
+        {
+            return await DispatchDeviceScopedAsync(route, request, decoded, responseKey, cancellationToken).ConfigureAwait(false);
+        }
+
         var (deviceId, clientId, requestId) = declaration.Identifiers(decoded);
         if (string.IsNullOrEmpty(clientId))
         {
@@ -183,11 +188,59 @@ internal sealed partial class RequestDispatcher : BackgroundService
             return "invalid";
         }
 
+        var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress, SenderCertificate = request.SenderCertificate };
+        return await HandleAndAnswerAsync(route, request, decoded, context, responseTopic, clientId, requestId, responseKey, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A request under a device's own namespace: the topic names the device (the broker lets only that device publish
+    /// there), so the payload carries neither client ID nor token, and the answer goes only to the device's response topic.
+    /// </summary>
+    private async Task<string> DispatchDeviceScopedAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, TRequest decoded, byte[]? responseKey, CancellationToken cancellationToken)
+        where TRequest : class, IEnrollRequest
+        where TResponse : class, IEnrollResponse
+    {
+        var requestId = decoded.RequestId;
+        Protocol.Requests.EnrollRequests.TryFind(request.Topic, out _, out var topicDeviceId);
+        var deviceId = topicDeviceId!;
+        if (request.SenderDeviceId is { } senderDeviceId && !string.Equals(senderDeviceId, deviceId, StringComparison.Ordinal))
+        {
+            // The embedded broker's access policy already refuses this publish; a transport that lets it through still
+            // gets no answer to the other device's topic.
+            await SendErrorAsync(EnrollTopics.DeviceResponses(senderDeviceId), request.CorrelationData, new ErrorBody(ErrorCodes.Forbidden, $"a device sends requests only under its own namespace ('{EnrollTopics.DeviceNamespace(senderDeviceId)}')"), requestId, responseKey, cancellationToken).ConfigureAwait(false);
+            _metrics.RequestRejected(request.Topic, "device_mismatch");
+            LogRejected(_logger, route.Name, senderDeviceId, ErrorCodes.Forbidden, $"published to device '{deviceId}'");
+            return ErrorCodes.Forbidden;
+        }
+
+        var own = EnrollTopics.DeviceResponses(deviceId);
+        var responseTopic = request.ResponseTopic ?? own;
+        if (!string.Equals(responseTopic, own, StringComparison.Ordinal))
+        {
+            await SendErrorAsync(own, request.CorrelationData, new ErrorBody(ErrorCodes.InvalidRequest, $"the response topic must be '{own}'"), requestId, responseKey, cancellationToken).ConfigureAwait(false);
+            _metrics.RequestRejected(request.Topic, "response_topic");
+            return "invalid";
+        }
+
+        var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt)
+        {
+            SenderAddress = request.SenderAddress,
+            SenderCertificate = request.SenderCertificate,
+            TopicDeviceId = deviceId,
+        };
+        return await HandleAndAnswerAsync(route, request, decoded, context, responseTopic, deviceId, requestId, responseKey, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs the handler and publishes its answer, or the error it was refused with.</summary>
+    private async Task<string> HandleAndAnswerAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, TRequest decoded, RequestContext context, string responseTopic, string sender, string? requestId, byte[]? responseKey, CancellationToken cancellationToken)
+        where TRequest : class, IEnrollRequest
+        where TResponse : class, IEnrollResponse
+    {
+        var declaration = route.Request;
         byte[] answer;
         string outcome;
         try
         {
-            var context = new RequestContext(request.SenderClientId, request.SenderDeviceId, request.ReceivedAt) { SenderAddress = request.SenderAddress, SenderCertificate = request.SenderCertificate };
             var response = await route.Handler.HandleAsync(decoded, context, cancellationToken).ConfigureAwait(false);
             answer = JsonSerializer.SerializeToUtf8Bytes(response, declaration.ResponseType);
             outcome = "ok";
@@ -195,7 +248,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         }
         catch (RejectedException rejected)
         {
-            LogRejected(_logger, route.Name, clientId, rejected.Code, rejected.Message);
+            LogRejected(_logger, route.Name, sender, rejected.Code, rejected.Message);
             _metrics.RequestRejected(request.Topic, rejected.Code);
             answer = ErrorAnswer(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;

@@ -13,6 +13,8 @@ internal static class RequestHandlerServices
         services.AddRequestHandler(EnrollRequests.ProvisioningInit, sp => ActivatorUtilities.CreateInstance<ProvisioningInitHandler>(sp));
         services.AddRequestHandler(EnrollRequests.ProvisioningComplete, sp => ActivatorUtilities.CreateInstance<ProvisioningCompleteHandler>(sp));
         services.AddRequestHandler(EnrollRequests.TokensRefresh, sp => ActivatorUtilities.CreateInstance<TokenRefreshHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.TwinGet, sp => ActivatorUtilities.CreateInstance<TwinGetHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.TwinReport, sp => ActivatorUtilities.CreateInstance<TwinReportHandler>(sp));
         return services;
     }
 
@@ -36,7 +38,7 @@ internal static class RequestHandlerServices
         var byTopic = new Dictionary<string, RequestRoute>(StringComparer.Ordinal);
         foreach (var route in routes)
         {
-            if (!EnrollRequests.TryFind(route.Topic, out var declared) || !ReferenceEquals(declared, route.Request))
+            if (!EnrollRequests.All.Contains(route.Request))
             {
                 throw new InvalidOperationException($"the handler for {route.Request} serves a request that is not in EnrollRequests.All");
             }

@@ -11,7 +11,7 @@ public sealed class ErrorResponseTests
 {
     private static readonly ErrorBody RateLimited = new(ErrorCodes.RateLimited, "too many failed attempts from this address; wait before trying again") { RetryAfterSeconds = 7 };
 
-    public static TheoryData<string> RequestTopics => [.. EnrollRequests.All.Select(r => r.Topic)];
+    public static TheoryData<string> RequestTopics => [.. EnrollRequests.All.Select(r => r.TopicFor("dev_1"))];
 
     [Fact]
     public void ErrorResponse_WithoutRequestId_IsTheBytesOfTodaysBrokerAnswer()

@@ -21,16 +21,47 @@ public sealed class EnrollRequestsTests
         EnrollTopics.ClientResponses("c1"),
         EnrollTopics.DeviceResponses("d1"),
         EnrollTopics.DeviceMessages("d1", "telemetry"),
+        EnrollTopics.DeviceTwinDesired("d1"),
+        EnrollTopics.DeviceCommands("d1"),
+        "enroll/v1/devices/+/twin/get",
+        "enroll/v1/devices/{device_id}/twin/get",
+        "enroll/v1/devices//twin/get",
+        "enroll/v1/devices/d1/twin/get/",
+        "enroll/v1/devices/d1/twin",
+        "enroll/v1/devices/d1/x/twin/get",
+        "enroll/v1/devices/d 1/twin/get",
         string.Empty,
     };
 
     [Fact]
-    public void Table_HasTheFourRequestsOfProtocolV1_InOrder()
+    public void Table_HasTheFourOpenRequestsOfProtocolV1_InOrder_ThenTheDeviceScopedOnes()
     {
         Assert.Equal(
             [EnrollTopics.Register, EnrollTopics.ProvisioningInit, EnrollTopics.ProvisioningComplete, EnrollTopics.TokensRefresh],
-            EnrollRequests.All.Select(r => r.Topic));
-        Assert.Equal(["registration", "provisioning_init", "provisioning_complete", "token_refresh"], EnrollRequests.All.Select(r => r.Name));
+            EnrollRequests.Open.Select(r => r.Topic));
+        Assert.Equal(["registration", "provisioning_init", "provisioning_complete", "token_refresh"], EnrollRequests.Open.Select(r => r.Name));
+        Assert.Equal(EnrollRequests.Open.Concat(EnrollRequests.DeviceScoped), EnrollRequests.All);
+        Assert.All(EnrollRequests.DeviceScoped, r => Assert.StartsWith("enroll/v1/devices/{device_id}/", r.Topic, StringComparison.Ordinal));
+        Assert.Contains(EnrollRequests.TwinGet, EnrollRequests.DeviceScoped);
+        Assert.Contains(EnrollRequests.TwinReport, EnrollRequests.DeviceScoped);
+    }
+
+    [Fact]
+    public void DeviceScopedRequest_TopicNamesTheDevice_AndTryFindReadsItBack()
+    {
+        Assert.Equal("enroll/v1/devices/dev_1/twin/get", EnrollRequests.TwinGet.TopicFor("dev_1"));
+        Assert.Equal("enroll/v1/devices/+/twin/get", EnrollRequests.TwinGet.Filter);
+        Assert.True(EnrollRequests.TryFind("enroll/v1/devices/dev_1/twin/report", out var found, out var deviceId));
+        Assert.Same(EnrollRequests.TwinReport, found);
+        Assert.Equal("dev_1", deviceId);
+        Assert.True(EnrollTopics.IsRequestTopic("enroll/v1/devices/dev_1/twin/get"));
+        Assert.False(EnrollTopics.IsOpenRequestTopic("enroll/v1/devices/dev_1/twin/get"));
+        Assert.True(EnrollTopics.IsOpenRequestTopic(EnrollTopics.Register));
+        Assert.Throws<ArgumentException>(() => EnrollRequests.TwinGet.TopicFor("bad/id"));
+        Assert.Throws<ArgumentException>(() => EnrollRequests.TwinGet.TopicFor(null));
+        Assert.Equal(EnrollTopics.Register, EnrollRequests.Register.TopicFor(null));
+        Assert.True(EnrollRequests.TryFind(EnrollTopics.Register, out _, out var none));
+        Assert.Null(none);
     }
 
     [Fact]
@@ -41,6 +72,7 @@ public sealed class EnrollRequestsTests
         Assert.All(EnrollRequests.All, r =>
         {
             Assert.StartsWith(EnrollTopics.Root, r.Topic, StringComparison.Ordinal);
+            Assert.Equal(r.IsDeviceScoped, r.Topic.Contains(EnrollRequest.DeviceIdPlaceholder, StringComparison.Ordinal));
             Assert.DoesNotContain('+', r.Topic);
             Assert.DoesNotContain('#', r.Topic);
             Assert.False(r.Topic.EndsWith('/'), r.Topic);
@@ -48,9 +80,9 @@ public sealed class EnrollRequestsTests
     }
 
     [Fact]
-    public void RequestTopics_AreTheTablesTopics()
+    public void RequestFilters_AreTheTablesTopics_WithAWildcardForTheDevice()
     {
-        Assert.Equal(EnrollRequests.All.Select(r => r.Topic), EnrollTopics.RequestTopics);
+        Assert.Equal(EnrollRequests.All.Select(r => r.Topic.Replace("{device_id}", "+", StringComparison.Ordinal)), EnrollTopics.RequestFilters);
     }
 
     [Fact]
@@ -58,8 +90,8 @@ public sealed class EnrollRequestsTests
     {
         Assert.All(EnrollRequests.All, r =>
         {
-            Assert.True(EnrollTopics.IsRequestTopic(r.Topic), r.Topic);
-            Assert.True(EnrollRequests.TryFind(r.Topic, out var found));
+            Assert.True(EnrollTopics.IsRequestTopic(r.TopicFor("dev_1")), r.Topic);
+            Assert.True(EnrollRequests.TryFind(r.TopicFor("dev_1"), out var found));
             Assert.Same(r, found);
         });
     }
@@ -68,7 +100,7 @@ public sealed class EnrollRequestsTests
     [MemberData(nameof(NotRequestTopics))]
     public void IsRequestTopic_IsFalseForATopicOutsideTheTable(string topic)
     {
-        Assert.DoesNotContain(topic, EnrollRequests.All.Select(r => r.Topic));
+        Assert.DoesNotContain(topic, EnrollRequests.Open.Select(r => r.Topic));
         Assert.False(EnrollTopics.IsRequestTopic(topic));
         Assert.False(EnrollRequests.TryFind(topic, out _));
     }

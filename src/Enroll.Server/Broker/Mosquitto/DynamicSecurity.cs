@@ -97,7 +97,7 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
     {
         var own = EnrollTopics.DeviceNamespace(deviceId) + "#";
         var acls = new List<(string, string)> { ("publishClientSend", own), ("publishClientReceive", own), ("subscribePattern", own), ("unsubscribePattern", own) };
-        acls.AddRange(EnrollRequests.All.Select(request => ("publishClientSend", request.Topic)));
+        acls.AddRange(EnrollRequests.Open.Select(request => ("publishClientSend", request.Topic)));
         acls.Add(("subscribePattern", EnrollTopics.ServerKeys));
         acls.Add(("publishClientReceive", EnrollTopics.ServerKeys));
         return acls;
