@@ -17,6 +17,7 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         ExternalTools.Require("mosquitto_rr", "mosquitto-clients");
         var examples = Examples(await File.ReadAllTextAsync(MosquittoBroker.RepositoryFile("docs/protocol.md")));
         await using var server = await TestServer.StartAsync(output);
+        var ran = new HashSet<string>(StringComparer.Ordinal);
         var env = new Dictionary<string, string>
         {
             ["TOKEN"] = (await server.CreateTokenAsync("demo", autoApprove: true)).Token!,
@@ -39,6 +40,7 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         {
             Assert.Equal("req-0001", legacy.RootElement.GetProperty("request_id").GetString());
             Assert.StartsWith("dev_", legacy.RootElement.GetProperty("device_id").GetString(), StringComparison.Ordinal);
+            env["OTHER_DEVICE_ID"] = legacy.RootElement.GetProperty("device_id").GetString()!;
         }
 
         using (var malformed = await RunJsonAsync("register-malformed"))
@@ -82,8 +84,40 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
             Assert.Contains(keys.RootElement.GetProperty("keys").EnumerateArray(), k => k.GetProperty("use").GetString() == "sig");
         }
 
+        const string reported = """{"firmware":"1.4.2","led":"off","sensors":{"temperature":true}}""";
+        using (var report = await RunJsonAsync("twin-report"))
+        {
+            Assert.Equal(1, report.RootElement.GetProperty("reported_version").GetInt64());
+        }
+
+        using (var refused = await RunJsonAsync("twin-report-refused"))
+        {
+            var error = refused.RootElement.GetProperty("error");
+            Assert.Equal("invalid_request", error.GetProperty("code").GetString());
+            Assert.Contains("'/network.ip': a member name must not contain '$' or '.'", error.GetProperty("message").GetString(), StringComparison.Ordinal);
+        }
+
+        Assert.Equal(("{}", 0L, reported, 1L), await server.TwinInStoreAsync(env["DEVICE_ID"]));
+        Assert.Equal(1, await server.PatchDesiredInStoreAsync(env["DEVICE_ID"], """{"led":"on","interval_s":30}"""));
+        Assert.Equal(2, await server.PatchDesiredInStoreAsync(env["DEVICE_ID"], """{"interval_s":10}"""));
+        using (var twin = await RunJsonAsync("twin-get"))
+        {
+            Assert.Equal(
+                """{"desired_version":2,"patches":[{"version":1,"patch":{"led":"on","interval_s":30}},{"version":2,"patch":{"interval_s":10}}],"reported_version":1,"reported":""" + reported + "}",
+                twin.RootElement.GetRawText());
+        }
+
+        var otherDevice = await RunAsync("twin-other-device");
+        Assert.Contains("Warning: Publish 1 failed: Not authorized.", otherDevice.StandardError, StringComparison.Ordinal);
+        Assert.Contains("All subscription requests were denied.", otherDevice.StandardError, StringComparison.Ordinal);
+        Assert.Equal(("{}", 0L, "{}", 0L), await server.TwinInStoreAsync(env["OTHER_DEVICE_ID"]));
+
+        // A new example on the page is a new step above, so no example goes stale unrun.
+        Assert.Equal(examples.Keys.Order(StringComparer.Ordinal), ran.Order(StringComparer.Ordinal));
+
         async Task<ProcessResult> RunAsync(string name)
         {
+            ran.Add(name);
             var script = examples[name].Replace("-p 1883", $"-p {server.MqttPort}", StringComparison.Ordinal);
             var result = await ExternalTools.RunAsync("bash", ["-c", script], TimeSpan.FromSeconds(20), environment: env);
             output.WriteLine($"--- {name}\n{result}");
