@@ -33,6 +33,9 @@ internal sealed class BenchEnvironment : IAsyncDisposable
 
     public EnrollServerHost? Host => _host;
 
+    /// <summary>The server's operator API, signed in with the admin key (base address: the HTTP endpoint).</summary>
+    public HttpClient Admin => _http;
+
     public static async Task<BenchEnvironment> EmbeddedAsync(string scratchParent, Action<EnrollServerOptions>? configure = null)
     {
         var scratch = Path.Combine(Path.GetFullPath(scratchParent), $"enroll-bench-{Guid.NewGuid():N}");

@@ -113,8 +113,8 @@ internal sealed class LoadClient : IAsyncDisposable
     /// Runs every client in a loop for <paramref name="duration"/> (after <paramref name="warmup"/>, which is not
     /// counted), each sending its next request as soon as the last one is answered.
     /// </summary>
-    public static async Task<LoadResult> RunAsync(
-        IReadOnlyList<LoadClient> clients, TimeSpan warmup, TimeSpan duration, Func<LoadClient, Task<bool>> request)
+    public static async Task<LoadResult> RunAsync<TClient>(
+        IReadOnlyList<TClient> clients, TimeSpan warmup, TimeSpan duration, Func<TClient, Task<bool>> request)
     {
         var latencies = clients.Select(_ => new List<double>(4096)).ToArray();
         long failed = 0;

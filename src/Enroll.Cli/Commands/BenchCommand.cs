@@ -14,6 +14,7 @@ internal static class BenchCommand
         command.Subcommands.Add(Storm());
         command.Subcommands.Add(Outbox());
         command.Subcommands.Add(Ingest());
+        command.Subcommands.Add(Commands());
         return command;
     }
 
@@ -198,6 +199,46 @@ internal static class BenchCommand
         {
             var output = new Output(parse);
             var report = await OutboxBench.RunIngestAsync(parse.GetValue(directory)!, parse.GetValue(count), Math.Max(1, parse.GetValue(runs)), Math.Max(1, parse.GetValue(window)), line => output.Error.WriteLine(line));
+            report.Print(output, parse.GetValue(json));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Commands()
+    {
+        var broker = BrokerOption("embedded", "'embedded' (a server in this process, on free loopback ports) or the mqtt:// address of a running server, with --server");
+        var devices = new Option<int>("--devices") { Description = "Devices connected as devices, each with one round trip outstanding", DefaultValueFactory = _ => 64 };
+        var duration = CliOptions.Duration("--duration", "How long each phase is measured", "10s");
+        var warmup = CliOptions.Duration("--warmup", "Load before each measurement that is not counted", "2s", allowZero: true);
+        var payload = new Option<int>("--payload-bytes") { Description = "Bytes of data in each command's payload and in each result", DefaultValueFactory = _ => 100 };
+        var paths = new Option<string[]>("--paths")
+        {
+            Description = "What to measure against the echo floor: command (HTTP POST with wait, answered by the device), report (twin/report), desired (PATCH desired until the device holds the push)",
+            DefaultValueFactory = _ => CommandsBench.Paths,
+            AllowMultipleArgumentsPerToken = true,
+        };
+        paths.AcceptOnlyFromAmong(CommandsBench.Paths);
+        var runs = RunsOption();
+        var directory = DirectoryOption();
+        var json = CliOptions.Json();
+        var command = new Command("commands", "Command round trips/s and p99, twin/report round trips and desired-patch-to-device p99, against a raw echo through the same broker at the same concurrency")
+        {
+            broker, devices, duration, warmup, payload, paths, runs, directory, json,
+        };
+        var admin = AdminClient.AddOptions(command);
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var settings = new CommandsBench.Settings(
+                Math.Max(1, parse.GetValue(devices)),
+                parse.GetDuration(duration),
+                parse.GetDurationOrZero(warmup),
+                Math.Max(1, parse.GetValue(runs)),
+                Math.Clamp(parse.GetValue(payload), 0, 60 * 1024),
+                parse.GetValue(paths)!);
+            await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!);
+            var report = await CommandsBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
             report.Print(output, parse.GetValue(json));
             return ExitCodes.Ok;
         });

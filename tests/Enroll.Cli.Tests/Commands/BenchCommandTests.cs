@@ -25,6 +25,17 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Commands_MeasuresTheEchoFloorAndTwinReportsOfDevicesConnectedAsDevices_AndReportsTheirRatios()
+    {
+        using var report = await RunAsync("bench", "commands", "--devices", "4", "--duration", "1s", "--warmup", "0s", "--runs", "1", "--paths", "report");
+
+        Assert.True(Median(report, "raw echo through the broker (2 traversals), 4 devices, QoS 1") > 0);
+        Assert.True(Median(report, "twin/report round trips, 4 devices") > 0);
+        Assert.Equal(["twin/report / raw echo (rate)", "twin/report p99 / raw echo p99"], RatioNames(report));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
     public async Task RegisterOnTwoInstances_OfMosquittoAndPostgreSql_MeasuresThroughBoth()
     {
         await using var broker = await MosquittoBroker.StartAsync();
