@@ -32,6 +32,9 @@ internal sealed record TwinFilter(string OrgId, IReadOnlyList<TwinCondition> Con
 
         return true;
     }
+
+    /// <summary>The conditions as the operator wrote them, for logs.</summary>
+    public override string ToString() => Conditions.Count == 0 ? "(every device)" : string.Join(" and ", Conditions);
 }
 
 /// <summary>The document a <see cref="TwinCondition"/> looks in.</summary>
