@@ -76,6 +76,21 @@ internal sealed class AdminClient : IDisposable
     public Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) =>
         SendAsync(new HttpRequestMessage(HttpMethod.Get, path), type, cancellationToken);
 
+    /// <summary>A <c>PATCH</c> with a JSON merge patch (RFC 7396) as the body, and <c>If-Match</c> when <paramref name="ifMatch"/> is given.</summary>
+    public Task<T> PatchAsync<T>(string path, string mergePatch, string? ifMatch, JsonTypeInfo<T> type, CancellationToken cancellationToken)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Patch, path)
+        {
+            Content = new StringContent(mergePatch, System.Text.Encoding.UTF8, "application/merge-patch+json"),
+        };
+        if (ifMatch is not null)
+        {
+            request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+        }
+
+        return SendAsync(request, type, cancellationToken);
+    }
+
     /// <summary>How many items <see cref="GetAllAsync"/> asks for per request (the server's maximum for messages).</summary>
     public const int PageSize = 1000;
 
@@ -219,7 +234,7 @@ internal sealed class AdminClient : IDisposable
 
                 var code = response.StatusCode switch
                 {
-                    HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Conflict => ExitCodes.Refused,
+                    HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.PreconditionFailed => ExitCodes.Refused,
                     HttpStatusCode.BadRequest => ExitCodes.Usage,
                     HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout
                         or HttpStatusCode.InsufficientStorage => ExitCodes.Unreachable,

@@ -72,6 +72,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.AddRequestHandlers();
         services.AddHostedService<OperationExpirySweeper>();
         services.AddHostedService<CredentialFailureSweeper>();
+        services.AddEnrollTwins();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();

@@ -39,6 +39,7 @@ internal static class AdminApi
             return TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo);
         });
         api.MapGet("/messages", ListMessagesAsync);
+        api.MapTwinApi();
         api.MapGet("/provisioning-operations", ListOperationsAsync);
         api.MapGet("/provisioning-operations/{id}", GetOperationAsync);
         api.MapPost("/provisioning-operations/{id}/approve", (string id, OperationService operations, HttpRequest http, CancellationToken ct) => DecideAsync(id, true, operations, http, ct));

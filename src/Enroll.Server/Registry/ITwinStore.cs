@@ -26,6 +26,15 @@ internal interface ITwinStore
     Task<DesiredPatchOutcome> PatchDesiredAsync(string deviceId, JsonObject patch, long? ifVersion, DateTimeOffset at, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Applies <paramref name="patch"/> to the desired document of every active device <paramref name="filter"/> matches,
+    /// walking the organisation's devices in Device ID order, <see cref="TwinFleet.BatchSize"/> to a transaction: each
+    /// device gets its own next version and history row, as <see cref="PatchDesiredAsync"/> would give it. A device whose
+    /// document the patch would take over <see cref="TwinLimits"/> is left unchanged and counted as refused. Devices
+    /// registered or reported while the walk runs may or may not be included.
+    /// </summary>
+    Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch, DateTimeOffset at, CancellationToken cancellationToken = default);
+
+    /// <summary>
     /// What a device at desired <paramref name="version"/> needs to catch up: the stored patches after it, in version order
     /// (none when it is current), or the whole document (<see cref="DesiredSince.IsWholeDocument"/>) when the history no
     /// longer reaches back to <c>version + 1</c> or <paramref name="version"/> is ahead of the store's (the device's state

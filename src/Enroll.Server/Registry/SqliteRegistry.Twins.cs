@@ -45,6 +45,78 @@ internal sealed partial class SqliteRegistry
             },
             cancellationToken);
 
+    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        var touched = new List<FleetPatched>();
+        var refused = 0;
+        string? firstRefusal = null;
+        var after = "";
+        while (true)
+        {
+            // One write per batch: the one writer serialises it with single-device patches, as PatchDesiredAsync is.
+            // The batch's results are taken only after its commit (a write that throws is rolled back, and so is not counted).
+            var batch = await _database.WriteAsync(
+                context =>
+                {
+                    var patched = new List<FleetPatched>();
+                    var refusedHere = 0;
+                    string? reason = null;
+                    var rows = new List<(TwinRecord Twin, string? Metadata)>();
+                    using (var reader = context.Command(
+                        """
+                        SELECT d.device_id, t.desired, t.desired_version, t.reported, t.reported_version, t.updated_at, d.metadata
+                        FROM devices d LEFT JOIN twins t ON t.device_id = d.device_id
+                        WHERE d.org_id = $org AND d.status = $active AND d.device_id > $after
+                        ORDER BY d.device_id LIMIT $limit
+                        """,
+                        ("$org", filter.OrgId),
+                        ("$active", DeviceStatuses.Active),
+                        ("$after", after),
+                        ("$limit", TwinFleet.BatchSize)).ExecuteReader())
+                    {
+                        while (reader.Read())
+                        {
+                            rows.Add((TwinRecord.Read(reader), reader.IsDBNull(6) ? null : reader.GetString(6)));
+                        }
+                    }
+
+                    foreach (var (twin, metadata) in rows.Where(r => filter.Matches(r.Metadata, r.Twin.Reported)))
+                    {
+                        var (document, refusal) = TwinRecord.Merge(twin.Desired, patch);
+                        if (document is null)
+                        {
+                            refusedHere++;
+                            reason ??= refusal;
+                            continue;
+                        }
+
+                        var version = twin.DesiredVersion + 1;
+                        StoreTwin(context, twin with { Desired = document, DesiredVersion = version, UpdatedAt = at });
+                        context.Execute(
+                            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($id, $version, $patch, $at)",
+                            ("$id", twin.DeviceId),
+                            ("$version", version),
+                            ("$patch", patch.ToJsonString()),
+                            ("$at", ToUnix(at)));
+                        patched.Add(new FleetPatched(twin.DeviceId, version));
+                    }
+
+                    return (Scanned: rows.Count, Last: rows.Count == 0 ? after : rows[^1].Twin.DeviceId, Patched: patched, Refused: refusedHere, Reason: reason);
+                },
+                cancellationToken).ConfigureAwait(false);
+            touched.AddRange(batch.Patched);
+            refused += batch.Refused;
+            firstRefusal ??= batch.Reason;
+            if (batch.Scanned < TwinFleet.BatchSize)
+            {
+                return new FleetPatchOutcome(touched, refused, firstRefusal);
+            }
+
+            after = batch.Last;
+        }
+    }
+
     public Task<DesiredSince?> DesiredSinceAsync(string deviceId, long version, CancellationToken cancellationToken = default)
     {
         // The history is read only up to the version the twin read saw: a patch committed in between is not half in the

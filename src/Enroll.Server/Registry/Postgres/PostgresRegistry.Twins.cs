@@ -55,6 +55,94 @@ internal sealed partial class PostgresRegistry
             },
             cancellationToken);
 
+    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch, DateTimeOffset at, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        var touched = new List<FleetPatched>();
+        var refused = 0;
+        string? firstRefusal = null;
+        var after = "";
+        while (true)
+        {
+            // One transaction per batch; each device's twin is locked (in Device ID order, so two walks never deadlock) as a
+            // single-device patch locks it, and the reported condition is checked on the locked row.
+            var batch = await TransactAsync(
+                async (connection, transaction) =>
+                {
+                    var patched = new List<FleetPatched>();
+                    var refusedHere = 0;
+                    string? reason = null;
+                    var devices = await QueryAsync(
+                        connection,
+                        transaction,
+                        """
+                        SELECT d.device_id, t.desired, t.desired_version, t.reported, t.reported_version, t.updated_at, d.metadata
+                        FROM devices d LEFT JOIN twins t ON t.device_id = d.device_id
+                        WHERE d.org_id = $1 AND d.status = $2 AND d.device_id > $3
+                        ORDER BY d.device_id LIMIT $4
+                        """,
+                        r => (Twin: TwinRecord.Read(r), Metadata: r.IsDBNull(6) ? null : r.GetString(6)),
+                        cancellationToken,
+                        filter.OrgId,
+                        DeviceStatuses.Active,
+                        after,
+                        TwinFleet.BatchSize).ConfigureAwait(false);
+                    foreach (var (seen, metadata) in devices.Where(d => filter.Matches(d.Metadata, d.Twin.Reported)))
+                    {
+                        // Locked now, the reported document may have changed since the read: it must still match.
+                        var deviceId = seen.DeviceId;
+                        if (await LockTwinAsync(connection, transaction, deviceId, cancellationToken).ConfigureAwait(false) is not { } twin
+                            || !filter.Matches(metadata, twin.Reported))
+                        {
+                            continue;
+                        }
+
+                        var (document, refusal) = TwinRecord.Merge(twin.Desired, patch);
+                        if (document is null)
+                        {
+                            refusedHere++;
+                            reason ??= refusal;
+                            continue;
+                        }
+
+                        var version = twin.DesiredVersion + 1;
+                        await ExecuteAsync(
+                            connection,
+                            transaction,
+                            "UPDATE twins SET desired = $2, desired_version = $3, updated_at = $4 WHERE device_id = $1",
+                            cancellationToken,
+                            deviceId,
+                            document,
+                            version,
+                            ToUnix(at)).ConfigureAwait(false);
+                        await ExecuteAsync(
+                            connection,
+                            transaction,
+                            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($1, $2, $3, $4)",
+                            cancellationToken,
+                            deviceId,
+                            version,
+                            patch.ToJsonString(),
+                            ToUnix(at)).ConfigureAwait(false);
+                        patched.Add(new FleetPatched(deviceId, version));
+                    }
+
+                    var last = devices.Count == 0 ? after : devices[^1].Twin.DeviceId;
+                    return ((Scanned: devices.Count, Last: last, Patched: patched, Refused: refusedHere, Reason: reason), End.Commit);
+                },
+                cancellationToken).ConfigureAwait(false);
+            touched.AddRange(batch.Patched);
+            refused += batch.Refused;
+            firstRefusal ??= batch.Reason;
+            if (batch.Scanned < TwinFleet.BatchSize)
+            {
+                return new FleetPatchOutcome(touched, refused, firstRefusal);
+            }
+
+            after = batch.Last;
+        }
+    }
+
     public async Task<DesiredSince?> DesiredSinceAsync(string deviceId, long version, CancellationToken cancellationToken = default)
     {
         // The history is read only up to the version the twin read saw: a patch committed in between is not half in the
