@@ -30,6 +30,9 @@ public static class CommandLimits
     /// <summary>The time to live of a command sent without one.</summary>
     public static readonly TimeSpan DefaultTtl = TimeSpan.FromHours(1);
 
+    /// <summary>Longest an HTTP caller may wait for a command's result (<c>?wait=</c>).</summary>
+    public static readonly TimeSpan MaxWait = TimeSpan.FromMinutes(5);
+
     /// <summary>Why <paramref name="name"/> may not name a command (1 to <see cref="MaxNameLength"/> printable characters, no spaces), or null when it may.</summary>
     public static string? CheckName(string? name)
     {

@@ -41,7 +41,10 @@ internal interface ICommandStore
     /// <summary>Cancels a queued or sent command; a finished one keeps its state (<see cref="CommandResultOutcome.AlreadyFinished"/>).</summary>
     Task<CommandChangeOutcome> CancelCommandAsync(string commandId, DateTimeOffset at, CancellationToken cancellationToken = default);
 
-    /// <summary>Marks every queued or sent command whose expiry is at or before <paramref name="now"/> expired; returns them.</summary>
+    /// <summary>
+    /// Marks queued or sent commands whose expiry is at or before <paramref name="now"/> expired — at most
+    /// <see cref="CommandRecord.ExpiryBatch"/>, soonest expiry first — and returns them.
+    /// </summary>
     Task<IReadOnlyList<CommandRecord>> ExpireDueCommandsAsync(DateTimeOffset now, CancellationToken cancellationToken = default);
 
     /// <summary>The command, or null.</summary>
@@ -71,6 +74,9 @@ internal sealed record CommandRecord(
 {
     /// <summary>The columns both stores select, in the order <see cref="Read"/> reads them.</summary>
     public const string Columns = "command_id, device_id, name, payload, state, created_at, expires_at, sent_at, finished_at, result_payload, result_message, rollout_id";
+
+    /// <summary>Most commands one <see cref="ICommandStore.ExpireDueCommandsAsync"/> marks; the sweeper calls again at once while a call is full.</summary>
+    public const int ExpiryBatch = 1000;
 
     private const string IdAlphabet = "abcdefghijkmnpqrstuvwxyz23456789";
 

@@ -9,9 +9,6 @@ internal sealed partial class SqliteRegistry
 {
     private const string CommandSelect = "SELECT " + CommandRecord.Columns + " FROM commands";
 
-    /// <summary>Most commands one expiry sweep marks; the sweeper runs again at once while a sweep is full.</summary>
-    internal const int ExpiryBatch = 1000;
-
     public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default) =>
         // The one writer serialises enqueues: the count and the insert below see no other write in between.
         _database.WriteAsync(
@@ -130,7 +127,7 @@ internal sealed partial class SqliteRegistry
                     context,
                     CommandSelect + " WHERE state IN ('queued', 'sent') AND expires_at <= $now ORDER BY expires_at LIMIT $batch",
                     ("$now", ToUnix(now)),
-                    ("$batch", ExpiryBatch));
+                    ("$batch", CommandRecord.ExpiryBatch));
                 foreach (var command in due)
                 {
                     context.Execute(

@@ -8,9 +8,6 @@ internal sealed partial class PostgresRegistry
 {
     private const string CommandSelect = "SELECT " + CommandRecord.Columns + " FROM commands";
 
-    /// <summary>Most commands one expiry sweep marks; the sweeper runs again at once while a sweep is full.</summary>
-    internal const int ExpiryBatch = 1000;
-
     public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default) =>
         TransactAsync(
             async (connection, transaction) =>
@@ -145,7 +142,7 @@ internal sealed partial class PostgresRegistry
             CommandRecord.Read,
             cancellationToken,
             ToUnix(now),
-            (long)ExpiryBatch).ConfigureAwait(false);
+            (long)CommandRecord.ExpiryBatch).ConfigureAwait(false);
     }
 
     public async Task<CommandRecord?> GetCommandAsync(string commandId, CancellationToken cancellationToken = default) =>
