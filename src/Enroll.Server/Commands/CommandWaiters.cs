@@ -13,8 +13,8 @@ internal sealed class CommandWaiters : IDisposable
     /// <summary>The change-feed kind announced when a command finished; its ID is the command's.</summary>
     public const string ChangeKind = "command_result";
 
-    /// <summary>The longest a waiter sleeps without re-reading the store (covers a notification that never came).</summary>
-    public static readonly TimeSpan Recheck = TimeSpan.FromSeconds(5);
+    /// <summary>The longest a waiter sleeps without re-reading the store (covers a notification that never came); 5 s.</summary>
+    public TimeSpan Recheck { get; set; } = TimeSpan.FromSeconds(5);
 
     private readonly ICommandStore _store;
     private readonly IRegistryChanges _changes;
