@@ -45,7 +45,7 @@ public static class EnrollRequests
         EnrollTopics.DeviceRequest("commands/result"), "command_result", EnrollJsonContext.Default.CommandResultRequest, EnrollJsonContext.Default.CommandResultResponse);
 
     /// <summary>Every request type, in the order of the protocol description.</summary>
-    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport];
+    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport, CommandsPending, CommandResult];
 
     /// <summary>The requests any client may publish, signed in or not (their topics are fixed).</summary>
     public static IReadOnlyList<EnrollRequest> Open { get; } = [.. All.Where(r => !r.IsDeviceScoped)];

@@ -178,6 +178,23 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         }
     }
 
+    /// <summary>
+    /// True when <paramref name="deviceId"/> has a session here as <paramref name="clientId"/> (connected, or a persistent
+    /// one that queues QoS 1 messages): a message published to it now reaches the device.
+    /// </summary>
+    internal async Task<bool> HasSessionAsync(string deviceId, string clientId)
+    {
+        try
+        {
+            var session = await Server.GetSessionAsync(clientId).ConfigureAwait(false);
+            return session.Items[BrokerSession.DeviceId] as string == deviceId;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
     private async Task InterceptPublishAsync(InterceptingPublishEventArgs e)
     {
         if (e.ClientId == BrokerSession.ServerClientId)

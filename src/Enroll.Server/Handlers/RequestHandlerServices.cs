@@ -15,6 +15,8 @@ internal static class RequestHandlerServices
         services.AddRequestHandler(EnrollRequests.TokensRefresh, sp => ActivatorUtilities.CreateInstance<TokenRefreshHandler>(sp));
         services.AddRequestHandler(EnrollRequests.TwinGet, sp => ActivatorUtilities.CreateInstance<TwinGetHandler>(sp));
         services.AddRequestHandler(EnrollRequests.TwinReport, sp => ActivatorUtilities.CreateInstance<TwinReportHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.CommandsPending, sp => ActivatorUtilities.CreateInstance<CommandsPendingHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.CommandResult, sp => ActivatorUtilities.CreateInstance<CommandResultHandler>(sp));
         return services;
     }
 

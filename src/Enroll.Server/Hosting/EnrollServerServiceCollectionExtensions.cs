@@ -73,6 +73,12 @@ public static class EnrollServerServiceCollectionExtensions
         services.AddHostedService<OperationExpirySweeper>();
         services.AddHostedService<CredentialFailureSweeper>();
         services.AddEnrollTwins();
+        services.TryAddSingleton(sp => new Enroll.Server.Commands.CommandDelivery(
+            sp.GetRequiredService<IResponsePublisher>(),
+            sp.GetService<EmbeddedBroker>() is { } embedded ? device => embedded.HasSessionAsync(device.DeviceId, device.ClientId) : null));
+        services.TryAddSingleton<Enroll.Server.Commands.CommandWaiters>();
+        services.TryAddSingleton<Enroll.Server.Commands.CommandService>();
+        services.AddHostedService<Enroll.Server.Commands.CommandExpirySweeper>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();

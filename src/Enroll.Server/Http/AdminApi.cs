@@ -31,6 +31,7 @@ internal static class AdminApi
         api.MapGet("/devices", ListDevicesAsync);
         api.MapGet("/devices/{id}", GetDeviceAsync);
         api.MapPost("/devices/{id}/revoke", RevokeDeviceAsync);
+        api.MapCommandApi();
         api.MapGet("/keys", (SigningKeyRing signing, EncryptionKeyRing encryption) => TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo));
         api.MapPost("/keys/rotate", async (PublishedKeys keys, SigningKeyRing signing, EncryptionKeyRing encryption, ILogger<SigningKeyRing> logger, CancellationToken cancellationToken) =>
         {

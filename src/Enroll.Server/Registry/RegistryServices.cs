@@ -41,6 +41,7 @@ internal static class RegistryServices
         services.AddSingleton<IKeyStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICredentialFailureStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ITwinStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<ICommandStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

@@ -130,6 +130,26 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX twin_desired_patches_created_at ON twin_desired_patches (created_at);
         """,
+        """
+        CREATE TABLE commands (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            command_id TEXT NOT NULL UNIQUE,
+            device_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT,
+            state TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            sent_at INTEGER,
+            finished_at INTEGER,
+            result_payload TEXT,
+            result_message TEXT,
+            rollout_id TEXT
+        );
+        CREATE INDEX commands_device ON commands (device_id, seq);
+        CREATE INDEX commands_state ON commands (state, seq);
+        CREATE INDEX commands_open_expiry ON commands (expires_at) WHERE state IN ('queued', 'sent');
+        """,
     ];
 
     private readonly SqliteDatabase _database;

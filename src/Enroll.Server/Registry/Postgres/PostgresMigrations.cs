@@ -131,6 +131,26 @@ internal static class PostgresMigrations
         );
         CREATE INDEX twin_desired_patches_created_at ON twin_desired_patches (created_at);
         """,
+        """
+        CREATE TABLE commands (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            command_id text NOT NULL UNIQUE,
+            device_id text NOT NULL,
+            name text NOT NULL,
+            payload text,
+            state text NOT NULL,
+            created_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            sent_at bigint,
+            finished_at bigint,
+            result_payload text,
+            result_message text,
+            rollout_id text
+        );
+        CREATE INDEX commands_device ON commands (device_id, seq);
+        CREATE INDEX commands_state ON commands (state, seq);
+        CREATE INDEX commands_open_expiry ON commands (expires_at) WHERE state IN ('queued', 'sent');
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
