@@ -259,11 +259,11 @@ internal static class CommandsBench
         /// <summary>A command through the operator API with <c>wait</c>: true when the call returned the device's result.</summary>
         public async Task<bool> CommandAsync(HttpClient admin, TimeSpan timeout)
         {
-            using var body = JsonContent.Create(new JsonObject { ["name"] = "bench", ["payload"] = Payload(), ["ttl"] = "60s", ["wait"] = "30s" });
+            using var body = JsonContent.Create(new JsonObject { ["name"] = "bench", ["payload"] = Payload(), ["ttl"] = "60s" });
             using var cancel = new CancellationTokenSource(timeout);
             try
             {
-                using var response = await admin.PostAsync(new Uri($"/api/devices/{_deviceId}/commands", UriKind.Relative), body, cancel.Token);
+                using var response = await admin.PostAsync(new Uri($"/api/devices/{_deviceId}/commands?wait=30s", UriKind.Relative), body, cancel.Token);
                 if (!response.IsSuccessStatusCode)
                 {
                     throw new InvalidOperationException($"POST /api/devices/{_deviceId}/commands answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancel.Token)}");

@@ -36,6 +36,23 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Commands_MeasuresCommandRoundTripsAndDesiredPushes_AgainstTheEchoFloor()
+    {
+        using var report = await RunAsync("bench", "commands", "--devices", "3", "--duration", "1s", "--warmup", "0s", "--runs", "1");
+
+        Assert.True(Median(report, "commands: HTTP POST with wait → device → result recorded → HTTP answer, 3 devices") > 0);
+        Assert.True(Median(report, "desired patches: HTTP PATCH → push held by the device, 3 devices") > 0);
+        Assert.Equal(
+            [
+                "commands / raw echo (rate)", "command p99 / raw echo p99", "twin/report / raw echo (rate)", "twin/report p99 / raw echo p99",
+                "desired patches / raw echo (rate)", "desired patch to device p99 / raw echo p99",
+            ],
+            RatioNames(report));
+        Assert.DoesNotContain(report.RootElement.GetProperty("notes").EnumerateArray(), n => n.GetString()!.Contains("failed or timed out", StringComparison.Ordinal));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
     public async Task RegisterOnTwoInstances_OfMosquittoAndPostgreSql_MeasuresThroughBoth()
     {
         await using var broker = await MosquittoBroker.StartAsync();
