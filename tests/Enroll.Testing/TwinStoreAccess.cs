@@ -32,3 +32,34 @@ public static class TwinStoreAccess
 
     private static ITwinStore Store(TestServer server) => server.Host.Services.GetRequiredService<ITwinStore>();
 }
+
+/// <summary>What a test server's embedded broker knows of its clients' subscriptions.</summary>
+public static class BrokerSubscriptions
+{
+    /// <summary>
+    /// Waits until client <paramref name="clientId"/> holds a granted subscription to <paramref name="filter"/> — so that a
+    /// push the test triggers next reaches it (the embedded broker keeps no session after a client leaves).
+    /// </summary>
+    public static Task WaitForSubscriptionAsync(this TestServer server, string clientId, string filter, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(server);
+        var broker = server.Host.Services.GetRequiredService<Enroll.Server.Broker.EmbeddedBroker>();
+        return Eventually.ReturnsAsync(
+            async () =>
+            {
+                try
+                {
+                    var session = await broker.Server.GetSessionAsync(clientId);
+                    return session.Items[Enroll.Server.Broker.BrokerSession.Subscriptions] is System.Collections.Concurrent.ConcurrentDictionary<string, MQTTnet.Protocol.MqttQualityOfServiceLevel> filters
+                        && filters.ContainsKey(filter);
+                }
+                catch (InvalidOperationException)
+                {
+                    return false; // not connected yet
+                }
+            },
+            subscribed => subscribed,
+            timeout,
+            $"{clientId} subscribed to {filter}");
+    }
+}

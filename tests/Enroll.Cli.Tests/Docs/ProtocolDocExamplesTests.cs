@@ -107,6 +107,55 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
                 twin.RootElement.GetRawText());
         }
 
+        // A push reaches the device subscribed at the time: the example runs while the operator acts.
+        var pushed = RunAsync("twin-desired");
+        await server.WaitForSubscriptionAsync("sensor-1", $"enroll/v1/devices/{env["DEVICE_ID"]}/twin/desired", TimeSpan.FromSeconds(15));
+        using (var patch = new StringContent("""{"led":"off"}""", System.Text.Encoding.UTF8, "application/merge-patch+json"))
+        using (var patched = await server.Http.PatchAsync(new Uri($"/api/devices/{env["DEVICE_ID"]}/twin/desired", UriKind.Relative), patch))
+        {
+            Assert.True(patched.IsSuccessStatusCode, await patched.Content.ReadAsStringAsync());
+        }
+
+        using (var push = Json("twin-desired", await pushed))
+        {
+            Assert.Equal("""{"version":3,"patch":{"led":"off"}}""", push.RootElement.GetRawText());
+        }
+
+        var received = RunAsync("commands-receive");
+        await server.WaitForSubscriptionAsync("sensor-1", $"enroll/v1/devices/{env["DEVICE_ID"]}/commands", TimeSpan.FromSeconds(15));
+        using (var body = new StringContent("""{"name":"reboot","payload":{"delay_s":5},"ttl":"10m"}""", System.Text.Encoding.UTF8, "application/json"))
+        using (var queued = await server.Http.PostAsync(new Uri($"/api/devices/{env["DEVICE_ID"]}/commands", UriKind.Relative), body))
+        {
+            Assert.True(queued.IsSuccessStatusCode, await queued.Content.ReadAsStringAsync());
+        }
+
+        using (var command = Json("commands-receive", await received))
+        {
+            env["COMMAND_ID"] = command.RootElement.GetProperty("command_id").GetString()!;
+            Assert.StartsWith("cmd_", env["COMMAND_ID"], StringComparison.Ordinal);
+            Assert.Equal("reboot", command.RootElement.GetProperty("name").GetString());
+            Assert.Equal("""{"delay_s":5}""", command.RootElement.GetProperty("payload").GetRawText());
+            Assert.True(command.RootElement.GetProperty("expires_at").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(9));
+        }
+
+        for (var attempt = 0; attempt < 2; attempt++)
+        {
+            using var result = await RunJsonAsync("command-result");
+            Assert.Equal(env["COMMAND_ID"], result.RootElement.GetProperty("command_id").GetString());
+            Assert.Equal("succeeded", result.RootElement.GetProperty("state").GetString());
+        }
+
+        using (var pending = await RunJsonAsync("commands-pending"))
+        {
+            Assert.Equal(0, pending.RootElement.GetProperty("delivered").GetInt32());
+        }
+
+        using (var recorded = JsonDocument.Parse(await server.Http.GetStringAsync(new Uri($"/api/commands/{env["COMMAND_ID"]}", UriKind.Relative))))
+        {
+            Assert.Equal("succeeded", recorded.RootElement.GetProperty("state").GetString());
+            Assert.Equal("""{"rebooting_in_s":5}""", recorded.RootElement.GetProperty("result").GetRawText());
+        }
+
         var otherDevice = await RunAsync("twin-other-device");
         Assert.Contains("Warning: Publish 1 failed: Not authorized.", otherDevice.StandardError, StringComparison.Ordinal);
         Assert.Contains("All subscription requests were denied.", otherDevice.StandardError, StringComparison.Ordinal);
@@ -124,9 +173,10 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
             return result;
         }
 
-        async Task<JsonDocument> RunJsonAsync(string name)
+        async Task<JsonDocument> RunJsonAsync(string name) => Json(name, await RunAsync(name));
+
+        static JsonDocument Json(string name, ProcessResult result)
         {
-            var result = await RunAsync(name);
             Assert.True(result.ExitCode == 0, $"{name} failed: {result}");
             return JsonDocument.Parse(result.StandardOutput.Trim());
         }
