@@ -20,6 +20,7 @@ internal static class EnrollCli
         root.Subcommands.Add(TokensCommand.Create());
         root.Subcommands.Add(OpsCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(CommandsCommand.Create());
         root.Subcommands.Add(DeviceCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
         root.Subcommands.Add(MessagesCommand.Create());

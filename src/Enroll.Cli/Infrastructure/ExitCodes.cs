@@ -30,4 +30,7 @@ internal static class ExitCodes
 
     /// <summary>A database in the device's state folder is corrupt or unreadable (<c>enroll device status</c>).</summary>
     public const int Damaged = 6;
+
+    /// <summary>A command sent with <c>enroll commands send --wait</c> finished without succeeding (failed, rejected, expired, canceled).</summary>
+    public const int CommandNotSucceeded = 7;
 }
