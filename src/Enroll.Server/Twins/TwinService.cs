@@ -24,29 +24,38 @@ internal sealed partial class TwinService
     public const string PushFailures = "enroll.server.twins.desired_push_failures";
 
     private readonly ITwinStore _store;
+    private readonly IDeviceStore _devices;
     private readonly IResponsePublisher _publisher;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<TwinService> _logger;
     private readonly Counter<long> _pushFailures;
 
-    public TwinService(ITwinStore store, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
+    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         _store = store;
+        _devices = devices;
         _publisher = publisher;
         _timeProvider = timeProvider;
         _logger = logger;
         _pushFailures = meterFactory.Create(ServerInstruments.MeterName).CreateCounter<long>(PushFailures, "{push}", "Desired twin patches committed but not taken by the broker (the device catches up with twin/get)");
     }
 
-    /// <summary>Patches one device's desired twin (<see cref="ITwinStore.PatchDesiredAsync"/>) and, when applied, pushes the patch to it.</summary>
+    /// <summary>
+    /// Patches one device's desired twin (<see cref="ITwinStore.PatchDesiredAsync"/>) and, when applied, pushes the patch
+    /// to it, unless it is revoked (its twin may still be patched, but nothing is sent where a session it still holds on
+    /// an external broker could read it).
+    /// </summary>
     public async Task<DesiredPatchOutcome> PatchDesiredAsync(string deviceId, JsonObject patch, long? ifVersion, CancellationToken cancellationToken = default)
     {
         var outcome = await _store.PatchDesiredAsync(deviceId, patch, ifVersion, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (outcome.Result == DesiredPatchResult.Applied)
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
-            await PushAsync(deviceId, outcome.Version, patch).ConfigureAwait(false);
+            if ((await _devices.FindDeviceAsync(deviceId, cancellationToken).ConfigureAwait(false))?.IsActive == true)
+            {
+                await PushAsync(deviceId, outcome.Version, patch).ConfigureAwait(false);
+            }
         }
 
         return outcome;
