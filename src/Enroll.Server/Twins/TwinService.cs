@@ -52,7 +52,8 @@ internal sealed partial class TwinService
         if (outcome.Result == DesiredPatchResult.Applied)
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
-            if ((await _devices.FindDeviceAsync(deviceId, cancellationToken).ConfigureAwait(false))?.IsActive == true)
+            // Committed: the caller going away now must not keep the device from being told.
+            if ((await _devices.FindDeviceAsync(deviceId, CancellationToken.None).ConfigureAwait(false))?.IsActive == true)
             {
                 await PushAsync(deviceId, outcome.Version, patch).ConfigureAwait(false);
             }
@@ -61,11 +62,15 @@ internal sealed partial class TwinService
         return outcome;
     }
 
-    /// <summary>Patches the desired twin of every device <paramref name="filter"/> matches (<see cref="ITwinStore.PatchDesiredWhereAsync"/>) and pushes the patch to each it changed.</summary>
-    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Patches the desired twin of every device <paramref name="filter"/> matches
+    /// (<see cref="ITwinStore.PatchDesiredWhereAsync"/>) and pushes the patch to each it changed. Once begun the walk runs
+    /// to its end even when the caller goes away: it commits batch by batch, and every committed patch must be pushed.
+    /// </summary>
+    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch)
     {
         ArgumentNullException.ThrowIfNull(filter);
-        var outcome = await _store.PatchDesiredWhereAsync(filter, patch, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        var outcome = await _store.PatchDesiredWhereAsync(filter, patch, _timeProvider.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
         LogFleetPatched(_logger, filter.OrgId, filter, outcome.Touched.Count, outcome.Refused);
         foreach (var patched in outcome.Touched)
         {
