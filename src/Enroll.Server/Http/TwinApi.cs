@@ -188,7 +188,7 @@ internal static class TwinApi
             return AdminApi.Problem(StatusCodes.Status400BadRequest, "over the twin limits", refusal);
         }
 
-        var outcome = await service.PatchDesiredWhereAsync(new TwinFilter(org!, conditions), patch, cancellationToken).ConfigureAwait(false);
+        var outcome = await service.PatchDesiredWhereAsync(new TwinFilter(org!, conditions), patch).ConfigureAwait(false);
         return TypedResults.Json(
             new FleetTwinPatchResult { Touched = outcome.Touched.Count, Refused = outcome.Refused, Refusal = outcome.FirstRefusal },
             TwinAdminJsonContext.Default.FleetTwinPatchResult);

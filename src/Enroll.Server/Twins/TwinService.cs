@@ -24,39 +24,53 @@ internal sealed partial class TwinService
     public const string PushFailures = "enroll.server.twins.desired_push_failures";
 
     private readonly ITwinStore _store;
+    private readonly IDeviceStore _devices;
     private readonly IResponsePublisher _publisher;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<TwinService> _logger;
     private readonly Counter<long> _pushFailures;
 
-    public TwinService(ITwinStore store, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
+    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         _store = store;
+        _devices = devices;
         _publisher = publisher;
         _timeProvider = timeProvider;
         _logger = logger;
         _pushFailures = meterFactory.Create(ServerInstruments.MeterName).CreateCounter<long>(PushFailures, "{push}", "Desired twin patches committed but not taken by the broker (the device catches up with twin/get)");
     }
 
-    /// <summary>Patches one device's desired twin (<see cref="ITwinStore.PatchDesiredAsync"/>) and, when applied, pushes the patch to it.</summary>
+    /// <summary>
+    /// Patches one device's desired twin (<see cref="ITwinStore.PatchDesiredAsync"/>) and, when applied, pushes the patch
+    /// to it, unless it is revoked (its twin may still be patched, but nothing is sent where a session it still holds on
+    /// an external broker could read it).
+    /// </summary>
     public async Task<DesiredPatchOutcome> PatchDesiredAsync(string deviceId, JsonObject patch, long? ifVersion, CancellationToken cancellationToken = default)
     {
         var outcome = await _store.PatchDesiredAsync(deviceId, patch, ifVersion, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (outcome.Result == DesiredPatchResult.Applied)
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
-            await PushAsync(deviceId, outcome.Version, patch).ConfigureAwait(false);
+            // Committed: the caller going away now must not keep the device from being told.
+            if ((await _devices.FindDeviceAsync(deviceId, CancellationToken.None).ConfigureAwait(false))?.IsActive == true)
+            {
+                await PushAsync(deviceId, outcome.Version, patch).ConfigureAwait(false);
+            }
         }
 
         return outcome;
     }
 
-    /// <summary>Patches the desired twin of every device <paramref name="filter"/> matches (<see cref="ITwinStore.PatchDesiredWhereAsync"/>) and pushes the patch to each it changed.</summary>
-    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Patches the desired twin of every device <paramref name="filter"/> matches
+    /// (<see cref="ITwinStore.PatchDesiredWhereAsync"/>) and pushes the patch to each it changed. Once begun the walk runs
+    /// to its end even when the caller goes away: it commits batch by batch, and every committed patch must be pushed.
+    /// </summary>
+    public async Task<FleetPatchOutcome> PatchDesiredWhereAsync(TwinFilter filter, JsonObject patch)
     {
         ArgumentNullException.ThrowIfNull(filter);
-        var outcome = await _store.PatchDesiredWhereAsync(filter, patch, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        var outcome = await _store.PatchDesiredWhereAsync(filter, patch, _timeProvider.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
         LogFleetPatched(_logger, filter.OrgId, filter, outcome.Touched.Count, outcome.Refused);
         foreach (var patched in outcome.Touched)
         {

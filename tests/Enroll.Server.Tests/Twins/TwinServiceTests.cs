@@ -52,7 +52,7 @@ public sealed class TwinServiceTests : IAsyncLifetime
     }
 
     private TwinService Service(IResponsePublisher publisher) =>
-        new(_registry, publisher, new FakeTimeProvider(T0), NullLogger<TwinService>.Instance, _metrics.GetRequiredService<IMeterFactory>());
+        new(_registry, _registry, publisher, new FakeTimeProvider(T0), NullLogger<TwinService>.Instance, _metrics.GetRequiredService<IMeterFactory>());
 
     [Fact]
     public async Task AppliedPatch_IsPushedAfterItsCommit_ToTheDevicesDesiredTopic_NotRetained()
@@ -98,6 +98,19 @@ public sealed class TwinServiceTests : IAsyncLifetime
 
         Assert.Equal([DesiredPatchResult.VersionMismatch, DesiredPatchResult.Refused, DesiredPatchResult.NoDevice], new[] { stale.Result, refused.Result, unknown.Result });
         Assert.Empty(broker.Published);
+    }
+
+    [Fact]
+    public async Task PatchToARevokedDevice_IsApplied_ButNotPushed()
+    {
+        var broker = new RecordingPublisher(_registry);
+        await _registry.RevokeDeviceAsync("dev-svc-2", T0);
+
+        var outcome = await Service(broker).PatchDesiredAsync("dev-svc-2", new JsonObject { ["a"] = 1 }, null);
+
+        Assert.Equal(DesiredPatchResult.Applied, outcome.Result);
+        Assert.Empty(broker.Published);
+        Assert.Equal(1, (await _registry.GetTwinAsync("dev-svc-2"))!.DesiredVersion);
     }
 
     /// <summary>Records each push with the desired version the registry held when it was published (so a push before the commit shows).</summary>
