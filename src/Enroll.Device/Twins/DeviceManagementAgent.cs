@@ -179,7 +179,7 @@ internal sealed class DeviceManagementAgent : BackgroundService
                         await SendResultAsync(link, result, stoppingToken).ConfigureAwait(false);
                     }
 
-                    if (wanted != pendingAskedIn && wanted == link.Generation)
+                    if (wanted != pendingAskedIn && wanted == link.Generation && _options.ReceiveCommands)
                     {
                         await SubscribeAsync(link, stoppingToken).ConfigureAwait(false);
                         var answer = await _sender.SendAsync(
@@ -220,7 +220,9 @@ internal sealed class DeviceManagementAgent : BackgroundService
 
     private Task SubscribeAsync(DeviceLink link, CancellationToken cancellationToken) =>
         _channel.EnsureSubscribedAsync(
-            [EnrollTopics.DeviceResponses(link.DeviceId), EnrollTopics.DeviceTwinDesired(link.DeviceId), EnrollTopics.DeviceCommands(link.DeviceId)],
+            _options.ReceiveCommands
+                ? [EnrollTopics.DeviceResponses(link.DeviceId), EnrollTopics.DeviceTwinDesired(link.DeviceId), EnrollTopics.DeviceCommands(link.DeviceId)]
+                : [EnrollTopics.DeviceResponses(link.DeviceId), EnrollTopics.DeviceTwinDesired(link.DeviceId)],
             1,
             cancellationToken);
 
@@ -331,7 +333,7 @@ internal sealed class DeviceManagementAgent : BackgroundService
                 Log.UnreadableManagementMessage(_logger, message.Topic, error ?? "not a desired patch");
             }
         }
-        else if (message.Topic == EnrollTopics.DeviceCommands(deviceId))
+        else if (message.Topic == EnrollTopics.DeviceCommands(deviceId) && _options.ReceiveCommands)
         {
             if (EnrollJson.TryDeserialize(message.Payload, EnrollJsonContext.Default.DeviceCommand, out var command, out var error)
                 && command.CommandId is { Length: > 0 } commandId)
