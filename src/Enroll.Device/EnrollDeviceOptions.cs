@@ -165,6 +165,13 @@ public sealed class EnrollDeviceOptions
 
     /// <summary>Include the host's network, storage, memory and OS facts in requests. The default value is true.</summary>
     public bool SendMetadata { get; set; } = true;
+
+    /// <summary>
+    /// Receive commands: subscribe to the device's command topic and ask for the pending commands on every connect. A
+    /// process that connects only to deliver something (<c>enroll device report</c>) turns this off, so it never answers
+    /// a command it has no handler for. The default value is true.
+    /// </summary>
+    public bool ReceiveCommands { get; set; } = true;
 }
 
 /// <summary>MQTT protocol versions the device can speak.</summary>

@@ -28,9 +28,13 @@ public sealed class DeviceHarness : IAsyncDisposable
 
     public OutboxPublisher Publisher => _provider.GetRequiredService<OutboxPublisher>();
 
+    public DeviceTwin Twin => _provider.GetRequiredService<DeviceTwin>();
+
+    public DeviceCommands Commands => _provider.GetRequiredService<DeviceCommands>();
+
     private List<Microsoft.Extensions.Hosting.IHostedService>? _agents;
 
-    /// <summary>Starts the hosted services a Generic Host app would run: the registration agent and the outbox publisher.</summary>
+    /// <summary>Starts the hosted services a Generic Host app would run: the registration agent, the outbox publisher, the twin and commands agent.</summary>
     public async Task StartAgentsAsync()
     {
         _agents = _provider.GetServices<Microsoft.Extensions.Hosting.IHostedService>().ToList();

@@ -19,6 +19,8 @@ internal static class DeviceCommand
         command.Subcommands.Add(Run());
         command.Subcommands.Add(Send());
         command.Subcommands.Add(Status());
+        command.Subcommands.Add(DeviceManagementCommands.Twin());
+        command.Subcommands.Add(DeviceManagementCommands.Report());
         return command;
     }
 
@@ -84,7 +86,7 @@ internal static class DeviceCommand
         /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
         /// nothing, so that its failure is the one line the CLI contract promises.
         /// </summary>
-        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null)
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null, Action<EnrollDeviceOptions>? configure = null)
         {
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
@@ -123,6 +125,7 @@ internal static class DeviceCommand
                 o.ClientCertificateFile = parse.GetValue(Cert);
                 o.ClientKeyFile = parse.GetValue(Key);
                 o.OutboxMaxMessages = parse.GetValue(OutboxMaxMessages);
+                configure?.Invoke(o);
             });
             if (lifetime is not null)
             {
@@ -230,9 +233,16 @@ internal static class DeviceCommand
     private static Command Run()
     {
         var options = new DeviceOptions();
+        var commandHandler = new Option<string?>("--command-handler")
+        {
+            Description = "Hand every command to PROGRAM: the command name is its argument, the payload JSON its standard input; exit 0 succeeds with standard output as the result, any other exit fails with standard error as the message; killed when the command expires",
+        };
         var command = new Command(
             "run",
-            "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed; ends with exit code 3 when the device is refused for good");
+            "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed, keep the twin in step and run commands; ends with exit code 3 when the device is refused for good")
+        {
+            commandHandler,
+        };
         options.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -248,8 +258,14 @@ internal static class DeviceCommand
                     return output.Fail(ExitCodes.Refused, $"the state folder {statePath} is in use by process {health.Pid} (a running device agent); stop it first, or give this one another --state");
                 }
 
+                var handlerProgram = parse.GetValue(commandHandler) is { } program ? new CommandHandlerProgram(ResolveProgram(program)) : null;
                 using var lifetime = new AgentLifetime(cancellationToken);
                 await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
+                if (handlerProgram is not null)
+                {
+                    provider.GetRequiredService<DeviceCommands>().OnAnyCommand(handlerProgram.RunAsync);
+                }
+
                 var registration = provider.GetRequiredService<RegistrationService>();
                 registration.StatusChanged += (_, e) =>
                 {
@@ -299,6 +315,31 @@ internal static class DeviceCommand
             });
         });
         return command;
+    }
+
+    /// <summary>
+    /// The <c>--command-handler</c> program: a path is checked now (so a typo is exit 2 rather than a failed command later)
+    /// and made absolute; a bare name that is no file here is looked up on PATH when it runs.
+    /// </summary>
+    private static string ResolveProgram(string program)
+    {
+        if (!program.Contains(Path.DirectorySeparatorChar, StringComparison.Ordinal) && !File.Exists(program))
+        {
+            return program;
+        }
+
+        var path = Path.GetFullPath(program);
+        if (!File.Exists(path))
+        {
+            throw new CliUsageException($"--command-handler {program}: {path} does not exist");
+        }
+
+        if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) == 0)
+        {
+            throw new CliUsageException($"--command-handler {program}: {path} is not executable (chmod +x it)");
+        }
+
+        return path;
     }
 
     /// <summary>

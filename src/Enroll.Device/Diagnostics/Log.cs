@@ -121,4 +121,52 @@ internal static partial class Log
 
     [LoggerMessage(46, LogLevel.Information, "Outbox delivery resumed after {Failures} failed attempt(s)")]
     public static partial void PublisherResumed(ILogger logger, int failures);
+
+    [LoggerMessage(200, LogLevel.Information, "Twin synchronized with the server at desired version {Version}")]
+    public static partial void TwinSynchronized(ILogger logger, long version);
+
+    [LoggerMessage(201, LogLevel.Debug, "Applied desired version {Version} (whole document: {WholeDocument})")]
+    public static partial void DesiredApplied(ILogger logger, long version, bool wholeDocument);
+
+    [LoggerMessage(202, LogLevel.Information, "A desired patch with version {Version} does not follow the applied version {Applied}; asking the server for what was missed")]
+    public static partial void TwinVersionGap(ILogger logger, long applied, long version);
+
+    [LoggerMessage(203, LogLevel.Error, "A desired-change handler failed for version {Version}; the version counts as applied")]
+    public static partial void DesiredHandlerFailed(ILogger logger, long version, Exception exception);
+
+    [LoggerMessage(204, LogLevel.Warning, "Twin synchronization failed ({Reason}); trying again in {Delay}")]
+    public static partial void TwinRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(205, LogLevel.Debug, "The server acknowledged the reported state at version {Version}")]
+    public static partial void ReportAcknowledged(ILogger logger, long version);
+
+    [LoggerMessage(206, LogLevel.Warning, "The server refused a reported patch for good: {Reason}")]
+    public static partial void ReportRefused(ILogger logger, string reason);
+
+    [LoggerMessage(207, LogLevel.Warning, "Ignoring an unreadable message on {Topic}: {Reason}")]
+    public static partial void UnreadableManagementMessage(ILogger logger, string topic, string reason);
+
+    [LoggerMessage(210, LogLevel.Information, "Command {CommandId} ({Name}) finished: {Status}")]
+    public static partial void CommandFinished(ILogger logger, string commandId, string name, string status);
+
+    [LoggerMessage(211, LogLevel.Information, "Command {CommandId} was delivered again; it already ran ({Status}), so its stored result is sent again")]
+    public static partial void CommandRedelivered(ILogger logger, string commandId, string status);
+
+    [LoggerMessage(212, LogLevel.Debug, "The server acknowledged the result of command {CommandId} ({Status}; recorded as {State})")]
+    public static partial void ResultAcknowledged(ILogger logger, string commandId, string status, string state);
+
+    [LoggerMessage(213, LogLevel.Warning, "The server refused the result of command {CommandId} for good: {Reason}")]
+    public static partial void ResultRefused(ILogger logger, string commandId, string reason);
+
+    [LoggerMessage(214, LogLevel.Warning, "Commands: {Reason}; trying again in {Delay}")]
+    public static partial void CommandsRetry(ILogger logger, string reason, TimeSpan delay);
+
+    [LoggerMessage(215, LogLevel.Debug, "The server delivered {Count} pending command(s)")]
+    public static partial void CommandsPending(ILogger logger, int count);
+
+    [LoggerMessage(216, LogLevel.Warning, "{Count} command(s) were running when the device last stopped; they are answered failed, not run again")]
+    public static partial void CommandsInterrupted(ILogger logger, int count);
+
+    [LoggerMessage(217, LogLevel.Error, "The result of command {CommandId} could not be recorded")]
+    public static partial void CommandNotRecorded(ILogger logger, string commandId, Exception exception);
 }

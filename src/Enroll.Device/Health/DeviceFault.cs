@@ -66,6 +66,12 @@ public static class DeviceComponents
     /// <summary>The outbox store (writes by <c>SendAsync</c>).</summary>
     public const string Outbox = "outbox";
 
+    /// <summary>The twin: catching up with the desired state and sending reports.</summary>
+    public const string Twin = "twin";
+
+    /// <summary>Commands: asking for pending ones and sending results.</summary>
+    public const string Commands = "commands";
+
     /// <summary>The agent loop.</summary>
     public const string Agent = "agent";
 }

@@ -18,7 +18,8 @@ public static class EnrollDeviceServiceCollectionExtensions
     /// Adds the Enroll device services configured by <paramref name="configure"/>, including the
     /// <see cref="Enroll.Device.EnrollDeviceAgent"/> hosted service that registers the device and keeps it registered, and the
     /// <see cref="Enroll.Device.OutboxPublisher"/> that delivers what <see cref="Enroll.Device.DeviceOutbox"/> stores.
-    /// Options are validated at start.
+    /// The <see cref="Enroll.Device.DeviceTwin"/> and <see cref="Enroll.Device.DeviceCommands"/> are kept in step with the
+    /// server by a hosted service on the device's connection. Options are validated at start.
     /// Replace <see cref="Enroll.Device.ICredentialStore"/> or <see cref="Enroll.Device.IDeviceInfoProvider"/> by registering
     /// your own before or after this call.
     /// </summary>
@@ -118,6 +119,27 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<Enroll.Device.Jitter>(),
             sp.GetRequiredService<OutboxMetrics>()));
         services.AddHostedService(sp => sp.GetRequiredService<Enroll.Device.OutboxPublisher>());
+        services.TryAddSingleton(sp => new Enroll.Device.State.ManagementStoreHandle(() => new Enroll.Device.State.ManagementStore(
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.StatePath,
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.State.ManagementStore>>())));
+        services.TryAddSingleton(sp => new Enroll.Device.DeviceTwin(
+            sp.GetRequiredService<Enroll.Device.State.ManagementStoreHandle>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.DeviceTwin>>()));
+        services.TryAddSingleton(_ => new Enroll.Device.DeviceCommands());
+        services.AddHostedService(sp => new Enroll.Device.DeviceManagementAgent(
+            sp.GetRequiredService<DeviceSession>(),
+            sp.GetRequiredService<IDeviceConnection>(),
+            sp.GetRequiredService<RequestChannel>(),
+            sp.GetRequiredService<ServerRequestSender>(),
+            sp.GetRequiredService<Enroll.Device.DeviceTwin>(),
+            sp.GetRequiredService<Enroll.Device.DeviceCommands>(),
+            sp.GetRequiredService<Enroll.Device.State.ManagementStoreHandle>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.DeviceManagementAgent>>(),
+            sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
+            sp.GetRequiredService<Enroll.Device.Jitter>()));
         return services;
     }
 

@@ -136,8 +136,13 @@ public sealed partial class RegistrationService
     /// <summary>Picks operation status pushes out of the messages no request was waiting for.</summary>
     private Task OnUnsolicitedAsync(IncomingMessage message)
     {
-        if (!message.Topic.EndsWith("/responses", StringComparison.Ordinal)
-            || !EnrollJson.TryDeserialize(message.Payload, EnrollJsonContext.Default.ProvisioningCompleteResponse, out var status, out _)
+        if (!message.Topic.EndsWith("/responses", StringComparison.Ordinal))
+        {
+            // Twin pushes and commands: the management agent's.
+            return Task.CompletedTask;
+        }
+
+        if (!EnrollJson.TryDeserialize(message.Payload, EnrollJsonContext.Default.ProvisioningCompleteResponse, out var status, out _)
             || status.OperationId is not { } operationId)
         {
             Log.UnmatchedResponse(_logger, message.Topic);

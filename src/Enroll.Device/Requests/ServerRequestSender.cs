@@ -58,6 +58,10 @@ internal sealed class ServerRequestSender
 
     /// <summary>
     /// Sends a <paramref name="request"/> built by <paramref name="build"/> (given the attempt's request ID) to its topic.
+    /// A device-scoped request (<see cref="EnrollRequest.IsDeviceScoped"/>) goes to the topic of the Device ID the
+    /// connection is authenticated as, and its answer comes on that device's response topic (whatever
+    /// <paramref name="responseTopic"/> says); it needs authenticated <paramref name="credentials"/> and never falls back to
+    /// an anonymous connection, since the broker lets only the device itself publish under its namespace.
     /// </summary>
     public async Task<TResponse> SendAsync<TRequest, TResponse>(
         EnrollRequest<TRequest, TResponse> request,
@@ -71,6 +75,11 @@ internal sealed class ServerRequestSender
     {
         var name = request.Name;
         var topic = request.Topic;
+        if (request.IsDeviceScoped && !credentials().IsAuthenticated)
+        {
+            throw new InvalidOperationException($"the {name} request is sent only on a connection authenticated as the device");
+        }
+
         using var exchange = _channel.Open();
         var responseKeys = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         var refetchKey = false;
@@ -97,7 +106,7 @@ internal sealed class ServerRequestSender
                     {
                         await _channel.Connection.ConnectAsync(connectWith, token).ConfigureAwait(false);
                     }
-                    catch (EnrollConnectionException ex) when (ex.CredentialsRefused && connectWith.IsAuthenticated)
+                    catch (EnrollConnectionException ex) when (ex.CredentialsRefused && connectWith.IsAuthenticated && !request.IsDeviceScoped)
                     {
                         // The broker no longer accepts the access token (revoked or expired): requests need no
                         // credentials of the connection, so ask anonymously; the answer will say what to do next.
@@ -106,7 +115,18 @@ internal sealed class ServerRequestSender
                         await _channel.Connection.ConnectAsync(connectWith, token).ConfigureAwait(false);
                     }
 
-                    var answerTopic = responseTopic(connectWith);
+                    string answerTopic;
+                    if (request.IsDeviceScoped)
+                    {
+                        // The topic names the device; the credentials say which (the broker checks they are its own).
+                        topic = request.TopicFor(connectWith.Username);
+                        answerTopic = EnrollTopics.DeviceResponses(connectWith.Username!);
+                    }
+                    else
+                    {
+                        answerTopic = responseTopic(connectWith);
+                    }
+
                     await _channel.EnsureSubscribedAsync(SubscriptionsFor(answerTopic), _options.QualityOfService, token).ConfigureAwait(false);
 
                     var requestId = exchange.NextRequestId();
