@@ -71,10 +71,23 @@ internal static class TwinApi
         return false;
     }
 
-    private static async Task<IResult> GetTwinAsync(string id, ITwinStore twins, HttpResponse response, CancellationToken cancellationToken)
+    /// <summary>The twin; with <c>If-None-Match</c> naming its current ETag, 304 Not Modified and no body (a poller's cheap "still the same?").</summary>
+    private static async Task<IResult> GetTwinAsync(string id, ITwinStore twins, HttpRequest http, CancellationToken cancellationToken)
     {
         var twin = await twins.GetTwinAsync(id, cancellationToken).ConfigureAwait(false);
-        return twin is null ? NoDevice(id) : Twin(twin, response);
+        if (twin is null)
+        {
+            return NoDevice(id);
+        }
+
+        var etag = ETagOf(twin);
+        if (http.Headers.IfNoneMatch.SelectMany(v => (v ?? string.Empty).Split(',', StringSplitOptions.TrimEntries)).Any(v => v == "*" || v == etag || v == "W/" + etag))
+        {
+            http.HttpContext.Response.Headers.ETag = etag;
+            return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+        }
+
+        return Twin(twin, http.HttpContext.Response);
     }
 
     private static async Task<IResult> PatchDesiredAsync(string id, HttpRequest http, TwinService service, ITwinStore twins, CancellationToken cancellationToken)

@@ -97,6 +97,32 @@ public sealed class TwinApiTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task GetTwin_WithIfNoneMatchOfTheCurrentETag_Is304_UntilEitherDocumentChanges()
+    {
+        var device = await DeviceAsync();
+        (await PatchAsync(device, """{"a":1}""")).Dispose();
+
+        async Task<HttpResponseMessage> GetIfNoneMatch(string etag)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, $"/api/devices/{device}/twin");
+            request.Headers.TryAddWithoutValidation("If-None-Match", etag);
+            return await _server.Http.SendAsync(request);
+        }
+
+        using var same = await GetIfNoneMatch("\"d1-r0\"");
+        using var older = await GetIfNoneMatch("\"d0-r0\"");
+        await Registry.PatchReportedAsync(device, new JsonObject { ["up"] = true }, DateTimeOffset.UnixEpoch.AddDays(20_001));
+        using var afterReport = await GetIfNoneMatch("\"d1-r0\"");
+
+        Assert.Equal(HttpStatusCode.NotModified, same.StatusCode);
+        Assert.Equal("\"d1-r0\"", same.Headers.ETag?.ToString());
+        Assert.Empty(await same.Content.ReadAsByteArrayAsync());
+        Assert.Equal(1, (await TwinOf(older)).DesiredVersion);
+        Assert.Equal("\"d1-r1\"", afterReport.Headers.ETag?.ToString());
+        Assert.Equal(1, (await TwinOf(afterReport)).ReportedVersion);
+    }
+
+    [Fact]
     public async Task Twin_OfAnUnknownDevice_Is404ForGetAndPatch()
     {
         using var get = await _server.Http.GetAsync("/api/devices/dev-nobody/twin");
