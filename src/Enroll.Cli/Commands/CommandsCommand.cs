@@ -25,13 +25,19 @@ internal static class CommandsCommand
 
     private static Command Send()
     {
-        var device = new Argument<string>("device") { Description = "The Device ID" };
-        var name = new Argument<string>("name") { Description = "The command's name (the device's handler)" };
+        var device = new Argument<string>("device") { Description = "The Device ID (with --org, the command's name instead)" };
+        var name = new Argument<string?>("name") { Description = "The command's name (the device's handler)", Arity = ArgumentArity.ZeroOrOne };
         var payload = new Option<string?>("--payload") { Description = "The command's input, as JSON (at most 64 KiB)" };
         var ttl = new Option<string?>("--ttl") { Description = "How long the command stays deliverable: 1s to 7d (default 1h)" };
         var wait = new Option<string?>("--wait") { Description = "Wait this long (at most 5m) for the result; the exit code then says whether the command succeeded" };
+        var org = new Option<string?>("--org") { Description = "Send to every active device of this organisation (a fleet command): enroll commands send --org ORG [--where K=V] NAME --rate 100/min" };
+        var where = new Option<string[]>("--where") { Description = "With --org: only devices with this value, as metadata.NAME=VALUE or reported.NAME=VALUE (repeat for more; all must match)" };
+        var rate = new Option<string?>("--rate") { Description = "With --org: devices per minute, as 100/min, 5/s or 100 (default 60/min)" };
         var json = CliOptions.Json();
-        var command = new Command("send", "Send a command to a device: delivered at once when it is connected, else when it next connects") { device, name, payload, ttl, wait, json };
+        var command = new Command("send", "Send a command to a device (delivered at once when it is connected, else when it next connects), or with --org to a fleet at a rate")
+        {
+            device, name, payload, ttl, wait, org, where, rate, json,
+        };
         var connection = AdminClient.AddOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
@@ -59,6 +65,27 @@ internal static class CommandsCommand
                 return output.Fail(ExitCodes.Usage, $"--ttl '{ttlText}' is not a duration from 1s to 7d (write it like 30s, 15m, 1h, 7d)");
             }
 
+            var ttlElement = parse.GetValue(ttl) is { } given ? JsonSerializer.SerializeToElement(given, CommandJsonContext.Default.String) : (JsonElement?)null;
+            if (parse.GetValue(org) is { } orgId)
+            {
+                if (parse.GetValue(name) is not null || parse.GetValue(wait) is not null)
+                {
+                    return output.Fail(ExitCodes.Usage, "with --org give only the command's name (no DEVICE) and no --wait (see enroll commands send --help)");
+                }
+
+                return await SendToFleetAsync(parse, output, connection, orgId, parse.GetValue(device)!, input, ttlElement, parse.GetValue(where) ?? [], parse.GetValue(rate), parse.GetValue(json), cancellationToken);
+            }
+
+            if (parse.GetValue(name) is null)
+            {
+                return output.Fail(ExitCodes.Usage, "give the Device ID and the command's name: enroll commands send DEVICE NAME (see enroll commands send --help)");
+            }
+
+            if (parse.GetValue(where) is { Length: > 0 } || parse.GetValue(rate) is not null)
+            {
+                return output.Fail(ExitCodes.Usage, "--where and --rate go with --org (see enroll commands send --help)");
+            }
+
             var waitFor = TimeSpan.Zero;
             if (parse.GetValue(wait) is { } waitText && (!CommandLimits.TryParseDuration(waitText, out waitFor) || waitFor <= TimeSpan.Zero || waitFor > CommandLimits.MaxWait))
             {
@@ -66,12 +93,7 @@ internal static class CommandsCommand
             }
 
             var deviceId = parse.GetValue(device)!;
-            var request = new SendCommandRequest
-            {
-                Name = parse.GetValue(name),
-                Payload = input,
-                Ttl = parse.GetValue(ttl) is { } given ? JsonSerializer.SerializeToElement(given, CommandJsonContext.Default.String) : null,
-            };
+            var request = new SendCommandRequest { Name = parse.GetValue(name), Payload = input, Ttl = ttlElement };
             return await TokensCommand.Run(output, async () =>
             {
                 // The HTTP call lasts as long as the server waits, and a little more.
@@ -98,6 +120,132 @@ internal static class CommandsCommand
             });
         });
         return command;
+    }
+
+    /// <summary>How often <c>send --org</c> asks how the rollout stands.</summary>
+    internal static TimeSpan ProgressInterval { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// <c>send --org</c>: creates the rollout, then prints a progress line whenever its counts change until it is done;
+    /// exits 0 when every targeted device's command succeeded, 7 otherwise.
+    /// </summary>
+    private static async Task<int> SendToFleetAsync(
+        ParseResult parse,
+        Output output,
+        (Option<string> Server, Option<string?> Key, Option<string> DataDir) connection,
+        string orgId,
+        string name,
+        JsonNode? input,
+        JsonElement? ttl,
+        string[] where,
+        string? rateText,
+        bool json,
+        CancellationToken cancellationToken)
+    {
+        var filter = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var condition in where)
+        {
+            var equals = condition.IndexOf('=', StringComparison.Ordinal);
+            if (equals < 1)
+            {
+                return output.Fail(ExitCodes.Usage, $"--where '{condition}' is not KEY=VALUE, such as metadata.site=north or reported.fw=1.2");
+            }
+
+            filter[condition[..equals]] = condition[(equals + 1)..];
+        }
+
+        int? perMinute = null;
+        if (rateText is not null)
+        {
+            if (!TryParseRate(rateText, out var parsed))
+            {
+                return output.Fail(ExitCodes.Usage, $"--rate '{rateText}' is not a rate such as 100/min, 5/s or 100 (devices a minute)");
+            }
+
+            perMinute = parsed;
+        }
+
+        var request = new CreateRolloutRequest { Org = orgId, Where = filter, Name = name, Payload = input, Ttl = ttl, RatePerMinute = perMinute };
+        return await TokensCommand.Run(output, async () =>
+        {
+            using var client = AdminClient.Create(parse, connection);
+            var rollout = await client.PostAsync("/api/commands/rollouts", request, CommandJsonContext.Default.CreateRolloutRequest, CommandJsonContext.Default.RolloutInfo, cancellationToken);
+            if (!json)
+            {
+                output.Line($"Rollout {rollout.RolloutId}: {name} to {rollout.Total} devices of {orgId} at {rollout.RatePerMinute}/min");
+            }
+
+            var last = string.Empty;
+            while (true)
+            {
+                var line = Progress(rollout);
+                if (!json && line != last)
+                {
+                    output.Line(line);
+                    last = line;
+                }
+
+                if (rollout.Done == true)
+                {
+                    break;
+                }
+
+                await Task.Delay(ProgressInterval, cancellationToken);
+                rollout = await client.GetAsync($"/api/commands/rollouts/{Uri.EscapeDataString(rollout.RolloutId!)}", CommandJsonContext.Default.RolloutInfo, cancellationToken);
+            }
+
+            if (json)
+            {
+                output.Json(rollout, CommandJsonContext.Default.RolloutInfo);
+            }
+
+            var succeeded = rollout.States?.GetValueOrDefault(CommandStatuses.Succeeded) ?? 0;
+            return succeeded == rollout.Total
+                ? ExitCodes.Ok
+                : output.Fail(ExitCodes.CommandNotSucceeded, $"rollout {rollout.RolloutId} done: {succeeded} of {rollout.Total} devices succeeded ({Progress(rollout)})");
+        });
+    }
+
+    private static string Progress(RolloutInfo rollout)
+    {
+        var parts = new List<string> { $"{rollout.Waiting} waiting" };
+        parts.AddRange(CommandStatuses.All
+            .Where(s => rollout.States?.GetValueOrDefault(s) is > 0)
+            .Select(s => $"{rollout.States![s]} {s}"));
+        if (rollout.Refused is > 0)
+        {
+            parts.Add($"{rollout.Refused} refused (100 outstanding)");
+        }
+
+        return $"{rollout.Total - rollout.Waiting}/{rollout.Total} queued: {string.Join(", ", parts)}";
+    }
+
+    /// <summary>A rate as devices a minute: <c>100</c>, <c>100/min</c>, <c>100/m</c>, <c>5/s</c>, <c>600/h</c>.</summary>
+    internal static bool TryParseRate(string text, out int perMinute)
+    {
+        perMinute = 0;
+        var slash = text.IndexOf('/', StringComparison.Ordinal);
+        var number = slash < 0 ? text : text[..slash];
+        var unit = slash < 0 ? "min" : text[(slash + 1)..].Trim().ToLowerInvariant();
+        if (!double.TryParse(number, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var amount) || amount <= 0)
+        {
+            return false;
+        }
+
+        double? minutes = unit switch
+        {
+            "min" or "m" => amount,
+            "s" or "sec" => amount * 60,
+            "h" => amount / 60,
+            _ => null,
+        };
+        if (minutes is not { } value || value < 1 || value > 1_000_000)
+        {
+            return false;
+        }
+
+        perMinute = (int)Math.Round(value);
+        return true;
     }
 
     /// <summary>The exit code of a waited-for command: 0 when it succeeded (its result printed), else one line saying how it ended.</summary>

@@ -54,9 +54,67 @@ public sealed record CommandInfo
     public string? RolloutId { get; init; }
 }
 
+/// <summary>Body of <c>POST /api/commands/rollouts</c>: one command for every device of an organisation that matches <see cref="Where"/>, at a rate.</summary>
+public sealed record CreateRolloutRequest
+{
+    /// <summary>The organisation. Required.</summary>
+    public string? Org { get; init; }
+
+    /// <summary>Keys <c>metadata.NAME</c> or <c>reported.NAME</c> with the value (as text) a device must have; every one must match.</summary>
+    public Dictionary<string, string>? Where { get; init; }
+
+    /// <summary>The command's name. Required.</summary>
+    public string? Name { get; init; }
+
+    /// <summary>The command's input.</summary>
+    public JsonNode? Payload { get; init; }
+
+    /// <summary>Each command's time to live from when it is queued, as for one device.</summary>
+    public JsonElement? Ttl { get; init; }
+
+    /// <summary>Devices per minute, 1 to 10,000 (60 when absent).</summary>
+    public int? RatePerMinute { get; init; }
+}
+
+/// <summary>A fleet command and how far it got.</summary>
+public sealed record RolloutInfo
+{
+    public string? RolloutId { get; init; }
+
+    public string? Org { get; init; }
+
+    public Dictionary<string, string>? Where { get; init; }
+
+    public string? Name { get; init; }
+
+    public JsonNode? Payload { get; init; }
+
+    public int? RatePerMinute { get; init; }
+
+    [JsonConverter(typeof(UtcTimestampConverter))]
+    public DateTimeOffset? CreatedAt { get; init; }
+
+    /// <summary>Devices that matched the filter when the rollout was created.</summary>
+    public int? Total { get; init; }
+
+    /// <summary>Devices whose turn has not come yet.</summary>
+    public int? Waiting { get; init; }
+
+    /// <summary>Devices skipped because they had 100 outstanding commands when their turn came.</summary>
+    public int? Refused { get; init; }
+
+    /// <summary>The rollout's commands by state.</summary>
+    public Dictionary<string, int>? States { get; init; }
+
+    /// <summary>True when no device is waiting and every command is final.</summary>
+    public bool? Done { get; init; }
+}
+
 /// <summary>Source-generated JSON for the commands part of the admin API (snake_case, nulls left out, as <see cref="AdminJsonContext"/>).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(SendCommandRequest))]
 [JsonSerializable(typeof(CommandInfo))]
 [JsonSerializable(typeof(ItemList<CommandInfo>))]
+[JsonSerializable(typeof(CreateRolloutRequest))]
+[JsonSerializable(typeof(RolloutInfo))]
 public sealed partial class CommandJsonContext : JsonSerializerContext;

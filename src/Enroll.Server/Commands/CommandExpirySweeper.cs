@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using Enroll.Server.Registry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -73,13 +72,8 @@ internal sealed partial class CommandExpirySweeper(ICommandStore store, CommandS
         return total;
     }
 
-    /// <summary>The wait after <paramref name="failures"/> failed sweeps in a row: the interval doubled per failure, capped, from half to all of it.</summary>
-    public static TimeSpan Backoff(int failures)
-    {
-        var doubled = Interval * Math.Pow(2, Math.Min(failures, 16));
-        var capped = doubled < MaxBackoff ? doubled : MaxBackoff;
-        return capped * (0.5 + (RandomNumberGenerator.GetInt32(1000) / 2000.0));
-    }
+    /// <summary>The wait after <paramref name="failures"/> failed sweeps in a row.</summary>
+    public static TimeSpan Backoff(int failures) => Commands.Backoff.After(failures, Interval, MaxBackoff);
 
     [LoggerMessage(EventId = 1805, Level = LogLevel.Information, Message = "{Count} commands expired before they finished")]
     private static partial void LogExpired(ILogger logger, int count);

@@ -44,30 +44,37 @@ internal sealed partial class CommandService(
 
         var command = outcome.Command!;
         LogQueued(logger, command.CommandId, deviceId, name);
+        command = await DeliverAsync(command, device, cancellationToken).ConfigureAwait(false);
+        return new SendCommandOutcome(SendCommandResult.Queued, command);
+    }
+
+    /// <summary>
+    /// Publishes a just-queued <paramref name="command"/> when its device can be reached and marks it sent; returns it as
+    /// it now is. A publish that fails leaves it queued for the device's next commands/pending.
+    /// </summary>
+    public async Task<CommandRecord> DeliverAsync(CommandRecord command, DeviceRecord? device, CancellationToken cancellationToken)
+    {
         try
         {
-            if (await delivery.CanReachAsync(device).ConfigureAwait(false))
+            device ??= await devices.FindDeviceAsync(command.DeviceId, cancellationToken).ConfigureAwait(false);
+            if (device is null || !await delivery.CanReachAsync(device).ConfigureAwait(false))
             {
-                await delivery.PublishAsync(command, cancellationToken).ConfigureAwait(false);
-                var sentAt = timeProvider.GetUtcNow();
-                if (await commands.MarkCommandSentAsync(command.CommandId, sentAt, cancellationToken).ConfigureAwait(false))
-                {
-                    command = command with { State = Protocol.Messages.CommandStatuses.Sent, SentAt = sentAt };
-                }
-                else
-                {
-                    command = await commands.GetCommandAsync(command.CommandId, cancellationToken).ConfigureAwait(false) ?? command;
-                }
+                return command;
             }
+
+            await delivery.PublishAsync(command, cancellationToken).ConfigureAwait(false);
+            var sentAt = timeProvider.GetUtcNow();
+            return await commands.MarkCommandSentAsync(command.CommandId, sentAt, cancellationToken).ConfigureAwait(false)
+                ? command with { State = Protocol.Messages.CommandStatuses.Sent, SentAt = sentAt }
+                : await commands.GetCommandAsync(command.CommandId, cancellationToken).ConfigureAwait(false) ?? command;
         }
 #pragma warning disable CA1031 // the command is stored: a failed publish leaves it queued for the device's next commands/pending
         catch (Exception ex) when (ex is not OperationCanceledException)
 #pragma warning restore CA1031
         {
-            LogPublishFailed(logger, command.CommandId, deviceId, ex.Message);
+            LogPublishFailed(logger, command.CommandId, command.DeviceId, ex.Message);
+            return command;
         }
-
-        return new SendCommandOutcome(SendCommandResult.Queued, command);
     }
 
     /// <summary>Cancels a queued or sent command and announces it; a finished one keeps its state.</summary>

@@ -79,6 +79,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<Enroll.Server.Commands.CommandWaiters>();
         services.TryAddSingleton<Enroll.Server.Commands.CommandService>();
         services.AddHostedService<Enroll.Server.Commands.CommandExpirySweeper>();
+        services.AddHostedService<Enroll.Server.Commands.RolloutAdvancer>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();

@@ -34,6 +34,8 @@ internal static class CommandApi
         api.MapPost("/devices/{id}/commands", SendAsync);
         api.MapGet("/devices/{id}/commands", ListDeviceCommandsAsync);
         api.MapGet("/commands", ListCommandsAsync);
+        api.MapPost("/commands/rollouts", CreateRolloutAsync);
+        api.MapGet("/commands/rollouts/{id}", GetRolloutAsync);
         api.MapGet("/commands/{id}", GetAsync);
         api.MapPost("/commands/{id}/cancel", CancelAsync);
     }
@@ -47,7 +49,7 @@ internal static class CommandApi
         }
         catch (JsonException ex)
         {
-            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid body", BodyProblem(ex));
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid body", BodyProblem(ex, SendFields));
         }
 
         if (request is null)
@@ -97,6 +99,81 @@ internal static class CommandApi
         http.HttpContext.Response.Headers.Location = $"/api/commands/{command.CommandId}";
         return TypedResults.Json(ToInfo(command), CommandJsonContext.Default.CommandInfo, statusCode: command.IsFinal ? StatusCodes.Status200OK : StatusCodes.Status202Accepted);
     }
+
+    /// <summary>Most devices a minute a rollout may go at.</summary>
+    public const int MaxRatePerMinute = 10_000;
+
+    private static async Task<IResult> CreateRolloutAsync(HttpRequest http, ICommandRolloutStore rollouts, TimeProvider timeProvider, CancellationToken cancellationToken)
+    {
+        CreateRolloutRequest? request;
+        try
+        {
+            request = await JsonSerializer.DeserializeAsync(http.Body, StrictJson.CreateRolloutRequest, cancellationToken).ConfigureAwait(false);
+        }
+        catch (JsonException ex)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid body", BodyProblem(ex, "org, where, name, payload, ttl, rate_per_minute"));
+        }
+
+        if (request is null || !Enroll.Protocol.EnrollIdentifiers.IsValid(request.Org))
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid org", $"org is required and must be {Enroll.Protocol.EnrollIdentifiers.Rule}");
+        }
+
+        var where = request.Where ?? [];
+        if (where.Keys.Select(RolloutFilter.Check).FirstOrDefault(p => p is not null) is { } whereProblem)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid where", whereProblem);
+        }
+
+        if (CommandLimits.CheckName(request.Name) is { } nameProblem)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid name", nameProblem);
+        }
+
+        var payload = request.Payload?.ToJsonString();
+        if (CommandLimits.CheckPayloadText(payload) is { } payloadProblem)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "payload too large", payloadProblem);
+        }
+
+        if (!TryTtl(request.Ttl, out var ttl, out var ttlProblem))
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid ttl", ttlProblem);
+        }
+
+        if (request.RatePerMinute is < 1 or > MaxRatePerMinute)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid rate_per_minute", $"rate_per_minute must be 1 to {MaxRatePerMinute:N0} devices a minute (the limit)");
+        }
+
+        var rollout = new RolloutRecord(RolloutRecord.NewId(), request.Org!, RolloutFilter.Json(where), request.Name!, payload, ttl, request.RatePerMinute ?? 60, timeProvider.GetUtcNow());
+        var stored = await rollouts.CreateRolloutAsync(rollout, where, cancellationToken).ConfigureAwait(false);
+        var progress = await rollouts.GetRolloutAsync(stored.RolloutId, cancellationToken).ConfigureAwait(false);
+        http.HttpContext.Response.Headers.Location = $"/api/commands/rollouts/{stored.RolloutId}";
+        return TypedResults.Json(ToInfo(progress!), CommandJsonContext.Default.RolloutInfo, statusCode: StatusCodes.Status201Created);
+    }
+
+    private static async Task<IResult> GetRolloutAsync(string id, ICommandRolloutStore rollouts, CancellationToken cancellationToken) =>
+        await rollouts.GetRolloutAsync(id, cancellationToken).ConfigureAwait(false) is { } progress
+            ? TypedResults.Json(ToInfo(progress), CommandJsonContext.Default.RolloutInfo)
+            : AdminApi.Problem(StatusCodes.Status404NotFound, "not found", $"no rollout '{id}'");
+
+    internal static RolloutInfo ToInfo(RolloutProgress progress) => new()
+    {
+        RolloutId = progress.Rollout.RolloutId,
+        Org = progress.Rollout.OrgId,
+        Where = JsonSerializer.Deserialize(progress.Rollout.Filter, RegistryJsonContext.Default.DictionaryStringString),
+        Name = progress.Rollout.Name,
+        Payload = progress.Rollout.Payload is null ? null : JsonNode.Parse(progress.Rollout.Payload),
+        RatePerMinute = progress.Rollout.RatePerMinute,
+        CreatedAt = progress.Rollout.CreatedAt,
+        Total = progress.Rollout.Total,
+        Waiting = progress.Waiting,
+        Refused = progress.Refused,
+        States = new Dictionary<string, int>(progress.Commands, StringComparer.Ordinal),
+        Done = progress.IsDone,
+    };
 
     private static async Task<IResult> GetAsync(string id, ICommandStore commands, CancellationToken cancellationToken) =>
         await commands.GetCommandAsync(id, cancellationToken).ConfigureAwait(false) is { } command
@@ -181,10 +258,10 @@ internal static class CommandApi
         return true;
     }
 
-    private static string BodyProblem(JsonException ex) =>
+    private static string BodyProblem(JsonException ex, string fields) =>
         ex.Message.Contains("could not be mapped", StringComparison.Ordinal)
-            ? $"unknown field {ex.Path?.TrimStart('$', '.')} (the fields are {SendFields})"
-            : $"the body is not valid JSON of the expected shape at {ex.Path ?? "$"} ({SendFields})";
+            ? $"unknown field {ex.Path?.TrimStart('$', '.')} (the fields are {fields})"
+            : $"the body is not valid JSON of the expected shape at {ex.Path ?? "$"} ({fields})";
 
     internal static CommandInfo ToInfo(CommandRecord command) => new()
     {

@@ -42,6 +42,7 @@ internal static class RegistryServices
         services.AddSingleton<ICredentialFailureStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ITwinStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICommandStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<ICommandRolloutStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

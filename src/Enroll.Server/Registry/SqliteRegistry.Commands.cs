@@ -10,37 +10,37 @@ internal sealed partial class SqliteRegistry
     private const string CommandSelect = "SELECT " + CommandRecord.Columns + " FROM commands";
 
     public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default) =>
-        // The one writer serialises enqueues: the count and the insert below see no other write in between.
-        _database.WriteAsync(
-            context =>
-            {
-                if (context.Command("SELECT 1 FROM devices WHERE device_id = $id", ("$id", deviceId)).ExecuteScalar() is null)
-                {
-                    return new EnqueueCommandOutcome(EnqueueCommandResult.NoDevice);
-                }
+        // The one writer serialises enqueues: the count and the insert see no other write in between.
+        _database.WriteAsync(context => EnqueueIn(context, deviceId, name, payload, ttl, at, rolloutId), cancellationToken);
 
-                var outstanding = (long)context.Command(
-                    "SELECT COUNT(*) FROM commands WHERE device_id = $id AND state IN ('queued', 'sent')",
-                    ("$id", deviceId)).ExecuteScalar()!;
-                if (outstanding >= CommandLimits.MaxOutstandingPerDevice)
-                {
-                    return new EnqueueCommandOutcome(EnqueueCommandResult.TooMany);
-                }
+    private static EnqueueCommandOutcome EnqueueIn(SqliteWriteContext context, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId)
+    {
+        if (context.Command("SELECT 1 FROM devices WHERE device_id = $id", ("$id", deviceId)).ExecuteScalar() is null)
+        {
+            return new EnqueueCommandOutcome(EnqueueCommandResult.NoDevice);
+        }
 
-                var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
-                context.Execute(
-                    "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($id, $device, $name, $payload, $state, $at, $expires, $rollout)",
-                    ("$id", command.CommandId),
-                    ("$device", deviceId),
-                    ("$name", name),
-                    ("$payload", payload),
-                    ("$state", command.State),
-                    ("$at", ToUnix(at)),
-                    ("$expires", ToUnix(command.ExpiresAt)),
-                    ("$rollout", rolloutId));
-                return new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command);
-            },
-            cancellationToken);
+        var outstanding = (long)context.Command(
+            "SELECT COUNT(*) FROM commands WHERE device_id = $id AND state IN ('queued', 'sent')",
+            ("$id", deviceId)).ExecuteScalar()!;
+        if (outstanding >= CommandLimits.MaxOutstandingPerDevice)
+        {
+            return new EnqueueCommandOutcome(EnqueueCommandResult.TooMany);
+        }
+
+        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
+        context.Execute(
+            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($id, $device, $name, $payload, $state, $at, $expires, $rollout)",
+            ("$id", command.CommandId),
+            ("$device", deviceId),
+            ("$name", name),
+            ("$payload", payload),
+            ("$state", command.State),
+            ("$at", ToUnix(at)),
+            ("$expires", ToUnix(command.ExpiresAt)),
+            ("$rollout", rolloutId));
+        return new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command);
+    }
 
     public Task<IReadOnlyList<CommandRecord>> TakeDeliverableCommandsAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken = default) =>
         _database.WriteAsync<IReadOnlyList<CommandRecord>>(

@@ -149,6 +149,27 @@ internal sealed partial class SqliteRegistry : IRegistry
         CREATE INDEX commands_device ON commands (device_id, seq);
         CREATE INDEX commands_state ON commands (state, seq);
         CREATE INDEX commands_open_expiry ON commands (expires_at) WHERE state IN ('queued', 'sent');
+        CREATE INDEX commands_rollout ON commands (rollout_id, state) WHERE rollout_id IS NOT NULL;
+        CREATE TABLE command_rollouts (
+            rollout_id TEXT PRIMARY KEY,
+            org_id TEXT NOT NULL,
+            filter TEXT NOT NULL,
+            name TEXT NOT NULL,
+            payload TEXT,
+            ttl_ms INTEGER NOT NULL,
+            rate_per_minute INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            next_at INTEGER NOT NULL,
+            total INTEGER NOT NULL
+        );
+        CREATE TABLE command_rollout_targets (
+            rollout_id TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            command_id TEXT,
+            PRIMARY KEY (rollout_id, device_id)
+        );
+        CREATE INDEX command_rollout_targets_pending ON command_rollout_targets (rollout_id, state, device_id);
         """,
     ];
 

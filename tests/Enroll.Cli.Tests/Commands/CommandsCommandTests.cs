@@ -136,4 +136,34 @@ public sealed class CommandsCommandTests(ITestOutputHelper output) : IAsyncLifet
         Assert.Equal(3, exit);
         Assert.Contains("no device 'dev_nobody'", stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task SendToAnOrg_PrintsProgressUntilDone_AndExitsZeroWhenEveryDeviceSucceeded()
+    {
+        var first = await RegisterAsync("cli-fleet-1");
+        var second = await RegisterAsync("cli-fleet-2");
+        var (client1, answered1) = await AnsweringDeviceAsync("cli-fleet-1", first, """ "status":"succeeded" """);
+        var (client2, answered2) = await AnsweringDeviceAsync("cli-fleet-2", second, """ "status":"succeeded" """);
+        await using var _ = client1;
+        await using var __ = client2;
+
+        var (exit, stdout, stderr) = await CliRunner.RunAsync(Admin("commands", "send", "--org", "test-org", "ping", "--rate", "600/min", "--ttl", "5m"));
+        await Task.WhenAll(answered1, answered2);
+
+        Assert.Equal(0, exit);
+        Assert.Equal(string.Empty, stderr);
+        Assert.Contains("ping to 2 devices of test-org at 600/min", stdout, StringComparison.Ordinal);
+        Assert.Contains("2/2 queued: 0 waiting, 2 succeeded", stdout, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--where", "site")]
+    [InlineData("--rate", "fast")]
+    public async Task SendToAnOrg_WithABadOption_IsAUsageError(string option, string value)
+    {
+        var (exit, _, stderr) = await CliRunner.RunAsync(Admin("commands", "send", "--org", "test-org", "ping", option, value));
+
+        Assert.Equal(2, exit);
+        Assert.Contains(option, stderr, StringComparison.Ordinal);
+    }
 }

@@ -269,6 +269,55 @@ public sealed class CommandTests(ITestOutputHelper output) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task AFleetCommand_QueuesOneCommandPerDeviceOfTheOrg_AndReportsPerStateCounts()
+    {
+        var online = await CommandDevice.RegisterAsync(_server, _states, "fleet-online", output);
+        var offline = await CommandDevice.RegisterAsync(_server, _states, "fleet-offline", output);
+        await using var device = await CommandDevice.ConnectAsync(_server.MqttEndpoint, "fleet-online", online);
+
+        using var created = await _server.Http.PostAsync("/api/commands/rollouts", new StringContent(
+            """{"org":"test-org","name":"update","payload":{"v":2},"ttl":"10m","rate_per_minute":6000}""", Encoding.UTF8, "application/json"));
+        var rollout = await Body(created);
+        var rolloutId = rollout.GetProperty("rollout_id").GetString()!;
+        var command = await device.NextCommandAsync();
+        await device.AnswerAsync(command.GetProperty("command_id").GetString()!, CommandStatuses.Succeeded);
+        var progress = await Eventually.ReturnsAsync(
+            async () =>
+            {
+                using var response = await _server.Http.GetAsync($"/api/commands/rollouts/{rolloutId}");
+                return await Body(response);
+            },
+            p => p.GetProperty("waiting").GetInt32() == 0 && p.GetProperty("states").TryGetProperty("succeeded", out _),
+            TimeSpan.FromSeconds(30),
+            "both devices' commands queued and the online one's answered");
+
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+        Assert.Equal(2, rollout.GetProperty("total").GetInt32());
+        Assert.Equal("update", command.GetProperty("name").GetString());
+        Assert.Equal(2, command.GetProperty("payload").GetProperty("v").GetInt32());
+        Assert.Equal(1, progress.GetProperty("states").GetProperty("succeeded").GetInt32());
+        Assert.Equal(1, progress.GetProperty("states").GetProperty("queued").GetInt32());
+        Assert.False(progress.GetProperty("done").GetBoolean());
+        using var offlineCommands = await _server.Http.GetAsync($"/api/devices/{offline.DeviceId}/commands");
+        Assert.Equal(rolloutId, (await Body(offlineCommands)).GetProperty("items")[0].GetProperty("rollout_id").GetString());
+    }
+
+    [Theory]
+    [InlineData("""{"name":"x"}""", "invalid org")]
+    [InlineData("""{"org":"test-org","name":"x","where":{"site":"north"}}""", "invalid where")]
+    [InlineData("""{"org":"test-org","name":"x","rate_per_minute":0}""", "invalid rate_per_minute")]
+    [InlineData("""{"org":"test-org","name":"x","ttl":"9d"}""", "invalid ttl")]
+    public async Task AFleetCommand_WithBadInput_Is400(string json, string title)
+    {
+        using var response = await _server.Http.PostAsync("/api/commands/rollouts", new StringContent(json, Encoding.UTF8, "application/json"));
+        using var unknown = await _server.Http.GetAsync("/api/commands/rollouts/rol_nobody");
+
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        Assert.Equal(title, (await Body(response)).GetProperty("title").GetString());
+        Assert.Equal(HttpStatusCode.NotFound, unknown.StatusCode);
+    }
+
+    [Fact]
     public async Task ListingAllCommands_PagesWithALinkHeader()
     {
         var identity = await CommandDevice.RegisterAsync(_server, _states, "cmd-pages", output);

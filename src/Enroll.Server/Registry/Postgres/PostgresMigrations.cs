@@ -150,6 +150,27 @@ internal static class PostgresMigrations
         CREATE INDEX commands_device ON commands (device_id, seq);
         CREATE INDEX commands_state ON commands (state, seq);
         CREATE INDEX commands_open_expiry ON commands (expires_at) WHERE state IN ('queued', 'sent');
+        CREATE INDEX commands_rollout ON commands (rollout_id, state) WHERE rollout_id IS NOT NULL;
+        CREATE TABLE command_rollouts (
+            rollout_id text PRIMARY KEY,
+            org_id text NOT NULL,
+            filter text NOT NULL,
+            name text NOT NULL,
+            payload text,
+            ttl_ms bigint NOT NULL,
+            rate_per_minute bigint NOT NULL,
+            created_at bigint NOT NULL,
+            next_at bigint NOT NULL,
+            total bigint NOT NULL
+        );
+        CREATE TABLE command_rollout_targets (
+            rollout_id text NOT NULL,
+            device_id text NOT NULL,
+            state text NOT NULL,
+            command_id text,
+            PRIMARY KEY (rollout_id, device_id)
+        );
+        CREATE INDEX command_rollout_targets_pending ON command_rollout_targets (rollout_id, state, device_id);
         """,
     ];
 

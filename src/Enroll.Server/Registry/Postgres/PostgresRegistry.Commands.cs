@@ -12,42 +12,48 @@ internal sealed partial class PostgresRegistry
         TransactAsync(
             async (connection, transaction) =>
             {
-                // The device row is locked until the commit: concurrent enqueues to one device count one after another.
-                var device = await QueryOneAsync(connection, transaction, "SELECT device_id FROM devices WHERE device_id = $1 FOR UPDATE", r => r.GetString(0), cancellationToken, deviceId).ConfigureAwait(false);
-                if (device is null)
-                {
-                    return (new EnqueueCommandOutcome(EnqueueCommandResult.NoDevice), End.Rollback);
-                }
-
-                var outstanding = (await QueryAsync(
-                    connection,
-                    transaction,
-                    "SELECT COUNT(*) FROM commands WHERE device_id = $1 AND state IN ('queued', 'sent')",
-                    r => r.GetInt64(0),
-                    cancellationToken,
-                    deviceId).ConfigureAwait(false))[0];
-                if (outstanding >= CommandLimits.MaxOutstandingPerDevice)
-                {
-                    return (new EnqueueCommandOutcome(EnqueueCommandResult.TooMany), End.Rollback);
-                }
-
-                var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
-                await ExecuteAsync(
-                    connection,
-                    transaction,
-                    "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($1, $2, $3, $4::text, $5, $6, $7, $8::text)",
-                    cancellationToken,
-                    command.CommandId,
-                    deviceId,
-                    name,
-                    payload,
-                    command.State,
-                    ToUnix(at),
-                    ToUnix(command.ExpiresAt),
-                    rolloutId).ConfigureAwait(false);
-                return (new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command), End.Commit);
+                var outcome = await EnqueueInAsync(connection, transaction, deviceId, name, payload, ttl, at, rolloutId, cancellationToken).ConfigureAwait(false);
+                return (outcome, outcome.Result == EnqueueCommandResult.Queued ? End.Commit : End.Rollback);
             },
             cancellationToken);
+
+    private static async Task<EnqueueCommandOutcome> EnqueueInAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId, CancellationToken cancellationToken)
+    {
+        // The device row is locked until the commit: concurrent enqueues to one device count one after another.
+        var device = await QueryOneAsync(connection, transaction, "SELECT device_id FROM devices WHERE device_id = $1 FOR UPDATE", r => r.GetString(0), cancellationToken, deviceId).ConfigureAwait(false);
+        if (device is null)
+        {
+            return new EnqueueCommandOutcome(EnqueueCommandResult.NoDevice);
+        }
+
+        var outstanding = (await QueryAsync(
+            connection,
+            transaction,
+            "SELECT COUNT(*) FROM commands WHERE device_id = $1 AND state IN ('queued', 'sent')",
+            r => r.GetInt64(0),
+            cancellationToken,
+            deviceId).ConfigureAwait(false))[0];
+        if (outstanding >= CommandLimits.MaxOutstandingPerDevice)
+        {
+            return new EnqueueCommandOutcome(EnqueueCommandResult.TooMany);
+        }
+
+        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
+        await ExecuteAsync(
+            connection,
+            transaction,
+            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($1, $2, $3, $4::text, $5, $6, $7, $8::text)",
+            cancellationToken,
+            command.CommandId,
+            deviceId,
+            name,
+            payload,
+            command.State,
+            ToUnix(at),
+            ToUnix(command.ExpiresAt),
+            rolloutId).ConfigureAwait(false);
+        return new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command);
+    }
 
     public Task<IReadOnlyList<CommandRecord>> TakeDeliverableCommandsAsync(string deviceId, DateTimeOffset now, CancellationToken cancellationToken = default) =>
         TransactAsync<IReadOnlyList<CommandRecord>>(
