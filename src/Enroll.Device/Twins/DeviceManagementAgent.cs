@@ -152,6 +152,15 @@ internal sealed class DeviceManagementAgent : BackgroundService
 
                 await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
             }
+            catch (EnrollServerException ex)
+            {
+                // Refused for good (a revoked device, for one): the registration service deals with the device's standing;
+                // this loop tries again slowly, so it catches up as soon as the device is accepted again.
+                var delay = _jitter.Spread(_options.MaxBackoff);
+                Log.TwinRetry(_logger, ex.Message, delay);
+                _health.Report(DeviceComponents.Twin, DeviceFaultKind.ServerRefused, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
+                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+            }
         }
     }
 
@@ -213,6 +222,15 @@ internal sealed class DeviceManagementAgent : BackgroundService
                     _health.Report(DeviceComponents.Commands, ex is EnrollConnectionException ? DeviceFaultKind.BrokerUnreachable : DeviceFaultKind.ServerBusy, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
                 }
 
+                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+            }
+            catch (EnrollServerException ex)
+            {
+                // Refused for good (a revoked device, for one): the registration service deals with the device's standing;
+                // this loop tries again slowly, so it catches up as soon as the device is accepted again.
+                var delay = _jitter.Spread(_options.MaxBackoff);
+                Log.CommandsRetry(_logger, ex.Message, delay);
+                _health.Report(DeviceComponents.Commands, DeviceFaultKind.ServerRefused, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
                 await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
             }
         }

@@ -23,6 +23,7 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
           echo) printf '{"got":%s,"id":"%s"}' "$payload" "$ENROLL_COMMAND_ID" ;;
           words) echo "plain words" ;;
           fail) echo "the disk is on fire" >&2; exit 3 ;;
+          hang) echo $$ > "$HANDLER_PID_FILE"; exec sleep 60 ;;
           *) echo "unknown $1" >&2; exit 64 ;;
         esac
         """;
@@ -36,11 +37,11 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
         return identity.RootElement.GetProperty("device_id").GetString()!;
     }
 
-    private static DeviceCommand Command(string id, string name, JsonNode? payload = null) =>
-        new() { CommandId = id, Name = name, Payload = payload, ExpiresAt = DateTimeOffset.UtcNow.AddMinutes(5) };
+    private static DeviceCommand Command(string id, string name, JsonNode? payload = null, TimeSpan? ttl = null) =>
+        new() { CommandId = id, Name = name, Payload = payload, ExpiresAt = DateTimeOffset.UtcNow + (ttl ?? TimeSpan.FromMinutes(5)) };
 
     [Fact]
-    public async Task RunWithCommandHandler_ExitZeroSucceedsWithStdoutAsTheResult_NonZeroFailsWithStderrAsTheMessage()
+    public async Task RunWithCommandHandler_ExitZeroSucceedsWithStdoutAsTheResult_NonZeroFailsWithStderrAsTheMessage_AHangingProgramIsKilledAtTheExpiry()
     {
         await using var server = await TestServer.StartAsync(output);
         var desk = new CommandDesk(server);
@@ -57,6 +58,8 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
         desk.Queue(deviceId, Command("c-echo", "echo", new JsonObject { ["n"] = 7 }));
         desk.Queue(deviceId, Command("c-words", "words"));
         desk.Queue(deviceId, Command("c-fail", "fail"));
+        desk.Queue(deviceId, Command("c-hang", "hang", ttl: TimeSpan.FromSeconds(5)));
+        var pidFile = Path.Combine(state.Path, "..", $"handler-{Guid.NewGuid():N}.pid");
 
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "enroll"))
         {
@@ -64,6 +67,7 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        start.Environment["HANDLER_PID_FILE"] = pidFile;
         foreach (var argument in new[] { "device", "run", "--broker", server.MqttEndpoint.ToString(), "--state", state.Path, "--command-handler", script })
         {
             start.ArgumentList.Add(argument);
@@ -78,9 +82,9 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
         {
             var results = await Eventually.ReturnsAsync(
                 () => Task.FromResult(desk.Results.Select(r => r.Result).ToList()),
-                r => r.Select(x => x.CommandId).Distinct().Count() == 3,
+                r => r.Select(x => x.CommandId).Distinct().Count() == 4,
                 Patience,
-                "three results");
+                "four results");
             var echo = results.First(r => r.CommandId == "c-echo");
             Assert.Equal(CommandStatuses.Succeeded, echo.Status);
             Assert.True(JsonNode.DeepEquals(JsonNode.Parse("""{"got":{"n":7},"id":"c-echo"}"""), echo.Payload), echo.Payload?.ToJsonString());
@@ -90,12 +94,18 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
             var fail = results.First(r => r.CommandId == "c-fail");
             Assert.Equal(CommandStatuses.Failed, fail.Status);
             Assert.Equal("the disk is on fire", fail.Message);
+            var hang = results.First(r => r.CommandId == "c-hang");
+            Assert.Equal(CommandStatuses.Failed, hang.Status);
+            Assert.Contains("did not finish before it expired", hang.Message, StringComparison.Ordinal);
+            var pid = int.Parse((await File.ReadAllTextAsync(pidFile)).Trim(), System.Globalization.CultureInfo.InvariantCulture);
+            await Eventually.ReturnsAsync(() => Task.FromResult(Directory.Exists($"/proc/{pid}")), alive => !alive, Patience, $"the hanging handler (pid {pid}) killed");
         }
         finally
         {
             child.Kill(entireProcessTree: true);
             await child.WaitForExitAsync();
             File.Delete(script);
+            File.Delete(pidFile);
         }
     }
 
