@@ -33,14 +33,23 @@ internal sealed partial class SqliteRegistry
             cancellationToken);
     }
 
+    private const string DueRollouts =
+        " FROM command_rollouts r WHERE next_at <= $now"
+        + " AND EXISTS (SELECT 1 FROM command_rollout_targets g WHERE g.rollout_id = r.rollout_id AND g.state = 'waiting')";
+
     public Task<IReadOnlyList<CommandRecord>> AdvanceRolloutsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
+        // The advancer asks every second: a read answers "nothing due" without taking the one writer.
+        Query("SELECT 1" + DueRollouts + " LIMIT 1", r => r.GetInt64(0), ("$now", ToUnix(now))).Count == 0
+            ? Task.FromResult<IReadOnlyList<CommandRecord>>([])
+            : AdvanceDueRolloutsAsync(now, cancellationToken);
+
+    private Task<IReadOnlyList<CommandRecord>> AdvanceDueRolloutsAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
         _database.WriteAsync<IReadOnlyList<CommandRecord>>(
             context =>
             {
                 var due = new List<(RolloutRecord Rollout, DateTimeOffset NextAt)>();
                 using (var reader = context.Command(
-                    "SELECT " + RolloutRecord.Columns + ", next_at FROM command_rollouts r WHERE next_at <= $now"
-                    + " AND EXISTS (SELECT 1 FROM command_rollout_targets g WHERE g.rollout_id = r.rollout_id AND g.state = 'waiting')",
+                    "SELECT " + RolloutRecord.Columns + ", next_at" + DueRollouts,
                     ("$now", ToUnix(now))).ExecuteReader())
                 {
                     while (reader.Read())

@@ -37,7 +37,17 @@ internal sealed partial class PostgresRegistry
             cancellationToken);
     }
 
-    public Task<IReadOnlyList<CommandRecord>> AdvanceRolloutsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
+    public async Task<IReadOnlyList<CommandRecord>> AdvanceRolloutsAsync(DateTimeOffset now, CancellationToken cancellationToken = default) =>
+        // The advancer asks every second: a plain read answers "nothing due" without a transaction.
+        (await ReadAsync(
+            "SELECT 1 FROM command_rollouts r WHERE next_at <= $1 AND EXISTS (SELECT 1 FROM command_rollout_targets g WHERE g.rollout_id = r.rollout_id AND g.state = 'waiting') LIMIT 1",
+            r => r.GetInt32(0),
+            cancellationToken,
+            ToUnix(now)).ConfigureAwait(false)).Count == 0
+            ? []
+            : await AdvanceDueRolloutsAsync(now, cancellationToken).ConfigureAwait(false);
+
+    private Task<IReadOnlyList<CommandRecord>> AdvanceDueRolloutsAsync(DateTimeOffset now, CancellationToken cancellationToken) =>
         TransactAsync<IReadOnlyList<CommandRecord>>(
             async (connection, transaction) =>
             {
