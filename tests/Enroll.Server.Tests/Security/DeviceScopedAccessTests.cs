@@ -136,6 +136,46 @@ public sealed class DeviceScopedAccessTests(ITestOutputHelper output) : IAsyncLi
     }
 
     [Fact]
+    public async Task Device_AnsweringAnotherDevicesCommandOnItsOwnTopic_IsNotFound_AndTheCommandKeepsWaitingForItsDevice()
+    {
+        var (a, attacker) = await ConnectDeviceAsync("cmd-a");
+        var (b, victim) = await ConnectDeviceAsync("cmd-b");
+        await using var _ = attacker;
+        await using var __ = victim;
+        using var body = new StringContent("""{"name":"unlock","payload":{"door":1}}""", Encoding.UTF8, "application/json");
+        using var sent = await _server.Http.PostAsync(new Uri($"/api/devices/{b}/commands", UriKind.Relative), body);
+        Assert.True(sent.IsSuccessStatusCode, await sent.Content.ReadAsStringAsync());
+        string commandId;
+        using (var queued = JsonDocument.Parse(await sent.Content.ReadAsStringAsync()))
+        {
+            commandId = queued.RootElement.GetProperty("command_id").GetString()!;
+        }
+
+        var delivered = await victim.ReceiveAsync(Patience);
+        Assert.Equal(EnrollTopics.DeviceCommands(b), delivered.Topic);
+
+        // A knows (or guesses) the ID and answers it as its own.
+        var published = await attacker.PublishAsync(
+            EnrollRequests.CommandResult.TopicFor(a), $$"""{"command_id":"{{commandId}}","status":"succeeded","payload":{"opened":true}}""", EnrollTopics.DeviceResponses(a), [5]);
+
+        Assert.True(published.IsSuccess);
+        var answer = await attacker.ReceiveAsync(Patience);
+        Assert.Equal(EnrollTopics.DeviceResponses(a), answer.Topic);
+        using (var json = JsonDocument.Parse(RawMqttClient.Text(answer)))
+        {
+            Assert.Equal(ErrorCodes.NotFound, json.RootElement.GetProperty("error").GetProperty("code").GetString());
+        }
+
+        using (var command = JsonDocument.Parse(await _server.Http.GetStringAsync(new Uri($"/api/commands/{commandId}", UriKind.Relative))))
+        {
+            Assert.Equal("sent", command.RootElement.GetProperty("state").GetString());
+            Assert.False(command.RootElement.TryGetProperty("result", out _));
+        }
+
+        Assert.False(await attacker.ReceivesWithinAsync(Quiet), "device A received device B's command");
+    }
+
+    [Fact]
     public async Task ATransportThatLetsAnotherDevicesRequestThrough_StillStoresNothing_AndAnswersOnlyTheSender()
     {
         // The embedded broker and the generated Mosquitto rules never deliver this; the dispatcher holds on its own.
