@@ -140,8 +140,8 @@ public sealed class DeviceScopedAccessTests(ITestOutputHelper output) : IAsyncLi
     {
         var (a, attacker) = await ConnectDeviceAsync("cmd-a");
         var (b, victim) = await ConnectDeviceAsync("cmd-b");
-        await using var _ = attacker;
-        await using var __ = victim;
+        await using var attackerSession = attacker;
+        await using var victimSession = victim;
         using var body = new StringContent("""{"name":"unlock","payload":{"door":1}}""", Encoding.UTF8, "application/json");
         using var sent = await _server.Http.PostAsync(new Uri($"/api/devices/{b}/commands", UriKind.Relative), body);
         Assert.True(sent.IsSuccessStatusCode, await sent.Content.ReadAsStringAsync());
@@ -156,7 +156,7 @@ public sealed class DeviceScopedAccessTests(ITestOutputHelper output) : IAsyncLi
 
         // A knows (or guesses) the ID and answers it as its own.
         var published = await attacker.PublishAsync(
-            EnrollRequests.CommandResult.TopicFor(a), $$"""{"command_id":"{{commandId}}","status":"succeeded","payload":{"opened":true}}""", EnrollTopics.DeviceResponses(a), [5]);
+            EnrollRequests.CommandResult.TopicFor(a), $$$"""{"command_id":"{{{commandId}}}","status":"succeeded","payload":{"opened":true}}""", EnrollTopics.DeviceResponses(a), [5]);
 
         Assert.True(published.IsSuccess);
         var answer = await attacker.ReceiveAsync(Patience);
