@@ -54,7 +54,8 @@ public sealed class TwinDesk(TestServer server)
 }
 
 /// <summary>
-/// Stands in for the server's command side on a test server's real broker (until the server has its own): publishes
+/// Plays the server's command side on a test server's real broker where a test needs what the server never does on its
+/// own (the same command delivered again at will, results recorded as the broker saw them): publishes
 /// commands to a device's <c>commands</c> topic, answers the device's <c>commands/pending</c> (publishing what was queued
 /// for it) and <c>commands/result</c> requests on its response topic, and records every result the device sent.
 /// </summary>

@@ -1,3 +1,4 @@
+using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using Enroll.Protocol.Messages;
 using Enroll.Testing;
@@ -96,35 +97,56 @@ public sealed class DeviceCommandTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task ResultNotAcknowledgedBeforeTheDeviceStopped_IsSentByTheNextInstance_AndARedeliveryDoesNotRunItAgain()
+    public async Task ResultNotAcknowledgedBeforeTheDeviceStopped_IsSentByTheNextInstance_AndTheServersRedeliveryDoesNotRunItAgain()
     {
+        // The server's own command side: the command is sent over HTTP, the device loses its connection while the
+        // handler runs, so the result cannot be sent; the device stops. The next instance on the same state is offered
+        // the command again by the server (it is "sent" without a result) and must answer with the stored result.
         await using var server = await TestServer.StartAsync(output);
-        var desk = new CommandDesk(server) { AnswerResults = false };
+        await using var proxy = FaultProxy.ForwardingTo(server.MqttEndpoint);
         using var state = new TempDirectory();
         var runs = 0;
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         void Handlers(DeviceCommands commands) =>
-            commands.OnCommand("count", (_, _) => Task.FromResult(CommandResult.Succeeded(Interlocked.Increment(ref runs))));
-        string deviceId;
-        var command = Command("c-restart", "count");
-        var (first, id) = await StartDeviceAsync(server, state.Path, "cmd-restart-1", (await server.CreateTokenAsync()).Token, Handlers);
-        await using (first)
-        {
-            deviceId = id;
-            await desk.SendAsync(deviceId, command);
-            await ResultsFor(desk, "c-restart");
-        }
+            commands.OnCommand("count", async (_, _) =>
+            {
+                var run = Interlocked.Increment(ref runs);
+                started.TrySetResult();
+                await release.Task;
+                return CommandResult.Succeeded(run);
+            });
+        var first = DeviceHarness.Create(proxy.Endpoint, "cmd-restart-1", state.Path, (await server.CreateTokenAsync()).Token, output, o => o.MaxAttempts = 50);
+        Handlers(first.Commands);
+        var deviceId = (await first.Registration.StartAsync()).DeviceId;
+        await first.StartAgentsAsync();
+        await Eventually.ReturnsAsync(() => Task.FromResult(first.Twin.IsSynchronized), s => s, Patience, "the device synchronized");
 
-        desk.AnswerResults = true;
-        var before = desk.Results.Count(r => r.Result.CommandId == "c-restart");
-        var (second, _) = await StartDeviceAsync(server, state.Path, "cmd-restart-1", null, Handlers);
+        using var sent = await server.Http.PostAsJsonAsync($"/api/devices/{deviceId}/commands", new JsonObject { ["name"] = "count", ["ttl"] = "5m" });
+        var commandId = JsonNode.Parse(await sent.Content.ReadAsStringAsync())!["command_id"]!.GetValue<string>();
+        await started.Task.WaitAsync(Patience);
+        proxy.Refuse();
+        await Eventually.ReturnsAsync(() => Task.FromResult(first.Twin.IsSynchronized), s => !s, Patience, "the device noticed it is offline");
+        release.SetResult();
+        await Task.Yield();
+        await first.DisposeAsync();
+        Assert.Equal("sent", (await CommandAsync(server, commandId))["state"]!.GetValue<string>());
+
+        proxy.ForwardTo(server.MqttEndpoint);
+        var second = DeviceHarness.Create(proxy.Endpoint, "cmd-restart-1", state.Path, null, output, o => o.MaxAttempts = 50);
         await using var _ = second;
-        await ResultsFor(desk, "c-restart", before + 1);
-        await desk.SendAsync(deviceId, command);
-        var results = await ResultsFor(desk, "c-restart", before + 2);
+        Handlers(second.Commands);
+        await second.Registration.StartAsync();
+        await second.StartAgentsAsync();
+        var done = await Eventually.ReturnsAsync(() => CommandAsync(server, commandId), c => c["state"]!.GetValue<string>() != "sent", Patience, "the stored result reached the server");
 
+        Assert.Equal("succeeded", done["state"]!.GetValue<string>());
+        Assert.Equal(1, done["result"]!.GetValue<int>());
         Assert.Equal(1, runs);
-        Assert.All(results, r => Assert.Equal(1, r.Result.Payload!.GetValue<int>()));
     }
+
+    private static async Task<JsonNode> CommandAsync(TestServer server, string commandId) =>
+        JsonNode.Parse(await server.Http.GetStringAsync(new Uri($"/api/commands/{commandId}", UriKind.Relative)))!;
 
     [Fact]
     public async Task CommandPastItsExpiry_IsNotRun_AndAnsweredFailed_ASlowHandlerIsCancelledAtTheExpiry()

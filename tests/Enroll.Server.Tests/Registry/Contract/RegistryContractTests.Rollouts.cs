@@ -9,13 +9,6 @@ public abstract partial class RegistryContractTests
 {
     private static readonly Dictionary<string, string> Everyone = [];
 
-    private async Task<DeviceRecord> CreateDeviceWithMetadataAsync(string clientId, string metadataJson, string orgId = "acme")
-    {
-        var outcome = await Registry.RegisterDeviceAsync(Register(clientId, orgId: orgId) with { MetadataJson = metadataJson });
-        Assert.Equal(RegisterDeviceResult.Created, outcome.Result);
-        return outcome.Device!;
-    }
-
     private RolloutRecord Rollout(string orgId = "acme", int rate = 60, string name = "update") =>
         new(RolloutRecord.NewId(), orgId, "{}", name, """{"v":2}""", TimeSpan.FromHours(1), rate, Now);
 
