@@ -128,7 +128,14 @@ public sealed class DeviceCommandTests(ITestOutputHelper output)
         proxy.Refuse();
         await Eventually.ReturnsAsync(() => Task.FromResult(first.Twin.IsSynchronized), s => !s, Patience, "the device noticed it is offline");
         release.SetResult();
-        await Task.Yield();
+
+        // The device stops only once it has stored the result it could not send (a command still running when the
+        // device stops is answered failed by the next instance, never run again: at most once).
+        await using (var store = new State.ManagementStoreHandle(() => new State.ManagementStore(state.Path, TimeProvider.System, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance)))
+        {
+            await Eventually.ReturnsAsync(() => Task.FromResult(store.Store.FindResult(commandId)), r => r is { Status: "succeeded", Acknowledged: false }, Patience, "the result stored, not yet acknowledged");
+        }
+
         await first.DisposeAsync();
         Assert.Equal("sent", (await CommandAsync(server, commandId))["state"]!.GetValue<string>());
 
