@@ -34,13 +34,7 @@ internal sealed partial class SqliteRegistry
                 }
 
                 var version = twin.DesiredVersion + 1;
-                StoreTwin(context, twin with { Desired = document, DesiredVersion = version, UpdatedAt = at });
-                context.Execute(
-                    "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($id, $version, $patch, $at)",
-                    ("$id", deviceId),
-                    ("$version", version),
-                    ("$patch", patch.ToJsonString()),
-                    ("$at", ToUnix(at)));
+                StoreDesiredVersion(context, twin, document, version, patch, at);
                 return new DesiredPatchOutcome(DesiredPatchResult.Applied, version, document);
             },
             cancellationToken);
@@ -92,13 +86,7 @@ internal sealed partial class SqliteRegistry
                         }
 
                         var version = twin.DesiredVersion + 1;
-                        StoreTwin(context, twin with { Desired = document, DesiredVersion = version, UpdatedAt = at });
-                        context.Execute(
-                            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($id, $version, $patch, $at)",
-                            ("$id", twin.DeviceId),
-                            ("$version", version),
-                            ("$patch", patch.ToJsonString()),
-                            ("$at", ToUnix(at)));
+                        StoreDesiredVersion(context, twin, document, version, patch, at);
                         patched.Add(new FleetPatched(twin.DeviceId, version));
                     }
 
@@ -171,6 +159,18 @@ internal sealed partial class SqliteRegistry
                 ("$keep", Math.Max(0, keepPerDevice))),
             isolated: false,
             cancellationToken);
+
+    /// <summary>Stores <paramref name="document"/> as the desired twin at <paramref name="version"/> and <paramref name="patch"/> in its history.</summary>
+    private static void StoreDesiredVersion(SqliteWriteContext context, TwinRecord twin, string document, long version, JsonObject patch, DateTimeOffset at)
+    {
+        StoreTwin(context, twin with { Desired = document, DesiredVersion = version, UpdatedAt = at });
+        context.Execute(
+            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($id, $version, $patch, $at)",
+            ("$id", twin.DeviceId),
+            ("$version", version),
+            ("$patch", patch.ToJsonString()),
+            ("$at", ToUnix(at)));
+    }
 
     private static void StoreTwin(SqliteWriteContext context, TwinRecord twin) =>
         context.Execute(

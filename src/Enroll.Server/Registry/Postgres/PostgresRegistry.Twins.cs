@@ -33,24 +33,7 @@ internal sealed partial class PostgresRegistry
                 }
 
                 var version = twin.DesiredVersion + 1;
-                await ExecuteAsync(
-                    connection,
-                    transaction,
-                    "UPDATE twins SET desired = $2, desired_version = $3, updated_at = $4 WHERE device_id = $1",
-                    cancellationToken,
-                    deviceId,
-                    document,
-                    version,
-                    ToUnix(at)).ConfigureAwait(false);
-                await ExecuteAsync(
-                    connection,
-                    transaction,
-                    "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($1, $2, $3, $4)",
-                    cancellationToken,
-                    deviceId,
-                    version,
-                    patch.ToJsonString(),
-                    ToUnix(at)).ConfigureAwait(false);
+                await StoreDesiredVersionAsync(connection, transaction, deviceId, document, version, patch, at, cancellationToken).ConfigureAwait(false);
                 return (new DesiredPatchOutcome(DesiredPatchResult.Applied, version, document), End.Commit);
             },
             cancellationToken);
@@ -106,24 +89,7 @@ internal sealed partial class PostgresRegistry
                         }
 
                         var version = twin.DesiredVersion + 1;
-                        await ExecuteAsync(
-                            connection,
-                            transaction,
-                            "UPDATE twins SET desired = $2, desired_version = $3, updated_at = $4 WHERE device_id = $1",
-                            cancellationToken,
-                            deviceId,
-                            document,
-                            version,
-                            ToUnix(at)).ConfigureAwait(false);
-                        await ExecuteAsync(
-                            connection,
-                            transaction,
-                            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($1, $2, $3, $4)",
-                            cancellationToken,
-                            deviceId,
-                            version,
-                            patch.ToJsonString(),
-                            ToUnix(at)).ConfigureAwait(false);
+                        await StoreDesiredVersionAsync(connection, transaction, deviceId, document, version, patch, at, cancellationToken).ConfigureAwait(false);
                         patched.Add(new FleetPatched(deviceId, version));
                     }
 
@@ -227,5 +193,28 @@ internal sealed partial class PostgresRegistry
             TwinRecord.Read,
             cancellationToken,
             deviceId).ConfigureAwait(false);
+    }
+
+    /// <summary>Stores <paramref name="document"/> as the desired twin at <paramref name="version"/> and <paramref name="patch"/> in its history.</summary>
+    private static async Task StoreDesiredVersionAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string deviceId, string document, long version, JsonObject patch, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(
+            connection,
+            transaction,
+            "UPDATE twins SET desired = $2, desired_version = $3, updated_at = $4 WHERE device_id = $1",
+            cancellationToken,
+            deviceId,
+            document,
+            version,
+            ToUnix(at)).ConfigureAwait(false);
+        await ExecuteAsync(
+            connection,
+            transaction,
+            "INSERT INTO twin_desired_patches (device_id, version, patch, created_at) VALUES ($1, $2, $3, $4)",
+            cancellationToken,
+            deviceId,
+            version,
+            patch.ToJsonString(),
+            ToUnix(at)).ConfigureAwait(false);
     }
 }
