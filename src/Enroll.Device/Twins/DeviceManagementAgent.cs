@@ -143,23 +143,11 @@ internal sealed class DeviceManagementAgent : BackgroundService
             catch (EnrollException ex) when (ex is EnrollConnectionException or EnrollTimeoutException or EnrollServerException { IsPermanent: false })
             {
                 failures++;
-                var delay = _jitter.Backoff(failures, _options.InitialBackoff, _options.MaxBackoff);
-                Log.TwinRetry(_logger, ex.Message, delay);
-                if (failures > 1)
-                {
-                    _health.Report(DeviceComponents.Twin, ex is EnrollConnectionException ? DeviceFaultKind.BrokerUnreachable : DeviceFaultKind.ServerBusy, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
-                }
-
-                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(RetryDelay(DeviceComponents.Twin, Log.TwinRetry, ex, failures), _timeProvider, stoppingToken).ConfigureAwait(false);
             }
             catch (EnrollServerException ex)
             {
-                // Refused for good (a revoked device, for one): the registration service deals with the device's standing;
-                // this loop tries again slowly, so it catches up as soon as the device is accepted again.
-                var delay = _jitter.Spread(_options.MaxBackoff);
-                Log.TwinRetry(_logger, ex.Message, delay);
-                _health.Report(DeviceComponents.Twin, DeviceFaultKind.ServerRefused, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
-                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(RetryDelay(DeviceComponents.Twin, Log.TwinRetry, ex, failures: null), _timeProvider, stoppingToken).ConfigureAwait(false);
             }
         }
     }
@@ -215,23 +203,11 @@ internal sealed class DeviceManagementAgent : BackgroundService
             catch (EnrollException ex) when (ex is EnrollConnectionException or EnrollTimeoutException or EnrollServerException { IsPermanent: false })
             {
                 failures++;
-                var delay = _jitter.Backoff(failures, _options.InitialBackoff, _options.MaxBackoff);
-                Log.CommandsRetry(_logger, ex.Message, delay);
-                if (failures > 1)
-                {
-                    _health.Report(DeviceComponents.Commands, ex is EnrollConnectionException ? DeviceFaultKind.BrokerUnreachable : DeviceFaultKind.ServerBusy, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
-                }
-
-                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(RetryDelay(DeviceComponents.Commands, Log.CommandsRetry, ex, failures), _timeProvider, stoppingToken).ConfigureAwait(false);
             }
             catch (EnrollServerException ex)
             {
-                // Refused for good (a revoked device, for one): the registration service deals with the device's standing;
-                // this loop tries again slowly, so it catches up as soon as the device is accepted again.
-                var delay = _jitter.Spread(_options.MaxBackoff);
-                Log.CommandsRetry(_logger, ex.Message, delay);
-                _health.Report(DeviceComponents.Commands, DeviceFaultKind.ServerRefused, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
-                await Task.Delay(delay, _timeProvider, stoppingToken).ConfigureAwait(false);
+                await Task.Delay(RetryDelay(DeviceComponents.Commands, Log.CommandsRetry, ex, failures: null), _timeProvider, stoppingToken).ConfigureAwait(false);
             }
         }
     }
@@ -465,5 +441,29 @@ internal sealed class DeviceManagementAgent : BackgroundService
                 Interlocked.CompareExchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), wake);
             }
         }
+    }
+
+    /// <summary>
+    /// How long a loop waits after <paramref name="ex"/>, logged and reported on its health component. A passing fault
+    /// (<paramref name="failures"/> in a row) backs off with jitter and shows in the health from the second one; a
+    /// refusal for good (no <paramref name="failures"/>) is retried slowly, so the loop catches up as soon as the device is
+    /// accepted again — the registration service deals with the device's standing.
+    /// </summary>
+    private TimeSpan RetryDelay(string component, Action<ILogger, string, TimeSpan> log, EnrollException ex, int? failures)
+    {
+        var delay = failures is { } count ? _jitter.Backoff(count, _options.InitialBackoff, _options.MaxBackoff) : _jitter.Spread(_options.MaxBackoff);
+        log(_logger, ex.Message, delay);
+        DeviceFaultKind? fault = failures switch
+        {
+            null => DeviceFaultKind.ServerRefused,
+            > 1 => ex is EnrollConnectionException ? DeviceFaultKind.BrokerUnreachable : DeviceFaultKind.ServerBusy,
+            _ => null,
+        };
+        if (fault is { } kind)
+        {
+            _health.Report(component, kind, $"{ex.Message} (trying again in {delay.TotalSeconds:0.#} s)");
+        }
+
+        return delay;
     }
 }
