@@ -69,6 +69,16 @@ if [ ${#trx_files[@]} -eq 0 ] || { [ "$test_exit" -ne 0 ] && [ "$failed" -eq 0 ]
   # The run broke before reporting (crash, hang, missing results): count it as a failure, never as a pass.
   failed=$((failed + 1))
 fi
+if [ "$failed" -gt 0 ]; then
+  # Name what failed right above the count, so the tail of a CI log says which test and why.
+  echo
+  echo "Failed tests:"
+  for trx in "${trx_files[@]}"; do
+    grep -o '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$trx" | sed -n 's/.*testName="\([^"]*\)".*/  \1/p'
+    # The first line of each failure's message (trx keeps it in <Message>).
+    tr '\n' ' ' <"$trx" | grep -o '<Message>[^<]*</Message>' | sed 's/<[^>]*>//g' | cut -c1-300 | sed 's/^/    /'
+  done
+fi
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

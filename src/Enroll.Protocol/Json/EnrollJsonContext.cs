@@ -30,6 +30,8 @@ namespace Enroll.Protocol.Json;
 [JsonSerializable(typeof(CommandsPendingResponse))]
 [JsonSerializable(typeof(CommandResultRequest))]
 [JsonSerializable(typeof(CommandResultResponse))]
+[JsonSerializable(typeof(TransferStatusRequest))]
+[JsonSerializable(typeof(TransferStatusResponse))]
 [JsonSerializable(typeof(ErrorBody))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(ServerKeySet))]

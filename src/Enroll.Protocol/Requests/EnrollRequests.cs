@@ -44,8 +44,12 @@ public static class EnrollRequests
     public static EnrollRequest<CommandResultRequest, CommandResultResponse> CommandResult { get; } = new(
         EnrollTopics.DeviceRequest("commands/result"), "command_result", EnrollJsonContext.Default.CommandResultRequest, EnrollJsonContext.Default.CommandResultResponse);
 
+    /// <summary>Asks what the server holds of one of the device's chunked transfers, to resume it (SPEC §2.7).</summary>
+    public static EnrollRequest<TransferStatusRequest, TransferStatusResponse> TransferStatus { get; } = new(
+        EnrollTopics.DeviceRequest("transfers/status"), "transfer_status", EnrollJsonContext.Default.TransferStatusRequest, EnrollJsonContext.Default.TransferStatusResponse);
+
     /// <summary>Every request type, in the order of the protocol description.</summary>
-    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport, CommandsPending, CommandResult];
+    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport, CommandsPending, CommandResult, TransferStatus];
 
     /// <summary>The requests any client may publish, signed in or not (their topics are fixed).</summary>
     public static IReadOnlyList<EnrollRequest> Open { get; } = [.. All.Where(r => !r.IsDeviceScoped)];

@@ -61,6 +61,30 @@ public static class EnrollTopics
     /// <summary>The topic a device publishes messages of one stream to.</summary>
     public static string DeviceMessages(string deviceId, string stream) => $"enroll/v1/devices/{deviceId}/messages/{stream}";
 
+    /// <summary>The topic a device publishes the chunks of its files to (SPEC §2.7): <c>enroll/v1/devices/{deviceId}/files</c>.</summary>
+    public static string DeviceFiles(string deviceId) => $"enroll/v1/devices/{deviceId}/files";
+
+    /// <summary>Parses <c>enroll/v1/devices/{deviceId}/files</c>; returns false for any other topic.</summary>
+    public static bool TryParseDeviceFileTopic(string topic, out string deviceId)
+    {
+        deviceId = string.Empty;
+        const string prefix = "enroll/v1/devices/";
+        const string suffix = "/files";
+        if (!topic.StartsWith(prefix, StringComparison.Ordinal) || !topic.EndsWith(suffix, StringComparison.Ordinal) || topic.Length <= prefix.Length + suffix.Length)
+        {
+            return false;
+        }
+
+        var id = topic.AsSpan(prefix.Length, topic.Length - prefix.Length - suffix.Length);
+        if (!EnrollIdentifiers.IsValid(id))
+        {
+            return false;
+        }
+
+        deviceId = id.ToString();
+        return true;
+    }
+
     /// <summary>
     /// The conventional response topic (used when the request carries no MQTT 5 Response Topic, as with MQTT 3.1.1):
     /// the device's topic when the request carries a Device ID, else the client's topic.

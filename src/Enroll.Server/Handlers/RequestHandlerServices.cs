@@ -17,6 +17,7 @@ internal static class RequestHandlerServices
         services.AddRequestHandler(EnrollRequests.TwinReport, sp => ActivatorUtilities.CreateInstance<TwinReportHandler>(sp));
         services.AddRequestHandler(EnrollRequests.CommandsPending, sp => ActivatorUtilities.CreateInstance<CommandsPendingHandler>(sp));
         services.AddRequestHandler(EnrollRequests.CommandResult, sp => ActivatorUtilities.CreateInstance<CommandResultHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.TransferStatus, sp => ActivatorUtilities.CreateInstance<TransferStatusHandler>(sp));
         return services;
     }
 

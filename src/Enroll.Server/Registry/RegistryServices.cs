@@ -43,6 +43,7 @@ internal static class RegistryServices
         services.AddSingleton<ITwinStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICommandStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICommandRolloutStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IFileStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }
