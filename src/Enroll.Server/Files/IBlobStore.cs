@@ -2,7 +2,7 @@ namespace Enroll.Server.Files;
 
 /// <summary>
 /// Where the bytes of transfers and files live (SPEC §2.7): a staging area that chunks are written into at their offsets,
-/// and the stored files a completed transfer is moved to. <see cref="FolderBlobStore"/> keeps both in a folder of the data
+/// and the stored files a completed transfer is moved to. <c>FolderBlobStore</c> keeps both in a folder of the data
 /// directory; an object store (S3 multipart uploads map onto the same calls) can come later behind this interface. Several
 /// server instances share one blob store (a shared folder, or an object store). Keys are opaque strings made of the
 /// identifier characters and '/'.
