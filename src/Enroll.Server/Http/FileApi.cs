@@ -40,6 +40,12 @@ internal static partial class FileApi
             return problem;
         }
 
+        // A page after a file deleted since would mean the start or the end, depending on the store: say so instead.
+        if (after is not null && await files.GetFileAsync(after, cancellationToken).ConfigureAwait(false) is null)
+        {
+            return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid after", $"no file '{after}' (deleted since the previous page?); list again from the start");
+        }
+
         var page = await files.ListFilesAsync(device, count, after, cancellationToken).ConfigureAwait(false);
         if (page.Count == count)
         {

@@ -1,4 +1,3 @@
-using System.Data.Common;
 using Enroll.Protocol.Transfers;
 using Npgsql;
 using static Enroll.Server.Registry.RegistryRows;
@@ -7,11 +6,6 @@ namespace Enroll.Server.Registry;
 
 internal sealed partial class PostgresRegistry
 {
-    private const string TransferColumns =
-        "device_id, transfer_id, kind, name, content_type, content_encoding, message_id, created_at, properties, size, chunk_size, chunk_count, sha256, state, reason, received, started_at, updated_at, file_id";
-
-    private const string FileColumns = "file_id, device_id, transfer_id, name, content_type, size, sha256, blob_key, created_at, received_at";
-
     /// <summary>
     /// The first key of the two-key advisory locks that serialise one device's quota checks (the second is a hash of the
     /// Device ID). Two-key locks never collide with the single-key migration lock.
@@ -300,43 +294,4 @@ internal sealed partial class PostgresRegistry
 
     private static Task<int> ForgetChunksAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string deviceId, string transferId, CancellationToken cancellationToken) =>
         ExecuteAsync(connection, transaction, "DELETE FROM transfer_chunks WHERE device_id = $1 AND transfer_id = $2", cancellationToken, deviceId, transferId);
-
-    /// <summary>The columns of <see cref="TransferColumns"/>, in order.</summary>
-    private static TransferRecord ReadTransfer(DbDataReader r) => new()
-    {
-        DeviceId = r.GetString(0),
-        TransferId = r.GetString(1),
-        Kind = r.GetString(2),
-        Name = r.GetString(3),
-        ContentType = StringOrNull(r, 4),
-        ContentEncoding = StringOrNull(r, 5),
-        MessageId = StringOrNull(r, 6),
-        CreatedAt = FromUnixNullable(r, 7),
-        PropertiesJson = StringOrNull(r, 8),
-        Size = r.GetInt64(9),
-        ChunkSize = r.GetInt32(10),
-        ChunkCount = r.GetInt32(11),
-        Sha256 = r.GetString(12),
-        State = r.GetString(13),
-        Reason = StringOrNull(r, 14),
-        Received = r.GetInt32(15),
-        StartedAt = FromUnix(r.GetInt64(16)),
-        UpdatedAt = FromUnix(r.GetInt64(17)),
-        FileId = StringOrNull(r, 18),
-    };
-
-    /// <summary>The columns of <see cref="FileColumns"/>, in order.</summary>
-    private static StoredFileRecord ReadFile(DbDataReader r) => new()
-    {
-        FileId = r.GetString(0),
-        DeviceId = r.GetString(1),
-        TransferId = r.GetString(2),
-        Name = r.GetString(3),
-        ContentType = StringOrNull(r, 4),
-        Size = r.GetInt64(5),
-        Sha256 = r.GetString(6),
-        BlobKey = r.GetString(7),
-        CreatedAt = FromUnixNullable(r, 8),
-        ReceivedAt = FromUnix(r.GetInt64(9)),
-    };
 }
