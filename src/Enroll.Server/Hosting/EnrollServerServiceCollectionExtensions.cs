@@ -57,6 +57,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<PublishedKeys>();
 
         services.AddEnrollRegistry(options, dataDirectory);
+        services.TryAddSingleton<Enroll.Server.Files.IBlobStore>(_ => new Enroll.Server.Files.FolderBlobStore(options.FilesDirectory ?? Path.Combine(dataDirectory, "files")));
         services.AddHostedService<ServerKeysStartup>();
         services.TryAddSingleton<ServerMetrics>();
         services.TryAddSingleton<RegistryDiskFull>();
