@@ -82,6 +82,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.AddHostedService<Enroll.Server.Commands.CommandExpirySweeper>();
         services.AddHostedService<Enroll.Server.Commands.RolloutAdvancer>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
+        services.TryAddSingleton<Enroll.Server.Files.TransferIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();
         return services;
