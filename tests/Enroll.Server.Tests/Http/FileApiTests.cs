@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using Enroll.Protocol.Admin;
 using Enroll.Server.Files;
 using Enroll.Server.Registry;
+using Enroll.Server.Tests.Files;
 using Enroll.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
@@ -226,6 +227,39 @@ public sealed class FileApiTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.NotNull(transfer.UpdatedAt);
         Assert.Empty(other!.Items);
         await ProblemAsync(await Http.GetAsync("/api/transfers?limit=1001"), HttpStatusCode.BadRequest);
+    }
+
+    [Fact]
+    public async Task AFileSentInChunksOverMqtt_ShowsAsATransferUntilItsLastChunk_ThenIsServedWithTheBytesSent()
+    {
+        using var states = new TempDirectory();
+        var token = await _server.CreateTokenAsync();
+        string deviceId, accessToken;
+        await using (var device = DeviceHarness.Create(_server.MqttEndpoint, "files-api", states.Combine("device"), token.Token, output))
+        {
+            deviceId = (await device.Registration.StartAsync()).DeviceId;
+            accessToken = (await device.Store.LoadAsync())!.AccessToken!;
+        }
+
+        await using var client = await RawMqttClient.ConnectAsync(_server.MqttEndpoint, "files-api", deviceId, accessToken);
+        var whole = Chunks.RandomBytes((3 * 4096) + 17, 14);
+        var chunks = Chunks.OfFile(deviceId, "tr-api", whole, 4096, name: "boot.log");
+        foreach (var chunk in chunks[..^1])
+        {
+            Assert.Equal(MQTTnet.MqttClientPublishReasonCode.Success, (await client.Client.PublishAsync(chunk)).ReasonCode);
+        }
+
+        var underWay = await Http.GetFromJsonAsync($"/api/transfers?device={deviceId}", FileAdminJsonContext.Default.ItemListTransferInfo);
+        Assert.Equal(MQTTnet.MqttClientPublishReasonCode.Success, (await client.Client.PublishAsync(chunks[^1])).ReasonCode);
+        var files = await Http.GetFromJsonAsync($"/api/files?device={deviceId}", FileAdminJsonContext.Default.ItemListDeviceFileInfo);
+        using var content = await Http.GetAsync($"/api/files/{Assert.Single(files!.Items).FileId}/content");
+
+        var transfer = Assert.Single(underWay!.Items);
+        Assert.Equal(("tr-api", 3, 4), (transfer.TransferId, transfer.Received, transfer.ChunkCount));
+        Assert.Empty((await Http.GetFromJsonAsync($"/api/transfers?device={deviceId}", FileAdminJsonContext.Default.ItemListTransferInfo))!.Items);
+        Assert.Equal(("boot.log", "text/plain", (long)whole.Length), (files.Items[0].Name, files.Items[0].ContentType, files.Items[0].Size));
+        Assert.Equal(whole, await content.Content.ReadAsByteArrayAsync());
+        Assert.Equal($"\"{Chunks.Sha256(whole)}\"", content.Headers.ETag!.Tag);
     }
 
     private async Task<HttpResponseMessage> GetAsync(string id, Action<HttpRequestMessage> configure)
