@@ -24,6 +24,7 @@ internal static class EnrollCli
         root.Subcommands.Add(DeviceCommand.Create());
         root.Subcommands.Add(KeysCommand.Create());
         root.Subcommands.Add(MessagesCommand.Create());
+        root.Subcommands.Add(FilesCommand.Create());
         root.Subcommands.Add(TwinCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
         return root;

@@ -203,12 +203,30 @@ internal sealed class AdminClient : IDisposable
         }
     }
 
+    /// <summary>A <c>DELETE</c>; the answer's body read as <paramref name="type"/>.</summary>
+    public Task<T> DeleteAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) =>
+        SendAsync(new HttpRequestMessage(HttpMethod.Delete, path), type, cancellationToken);
+
+    /// <summary>
+    /// A <c>GET</c> whose body the caller streams (the response as soon as its headers are in; the caller disposes it).
+    /// The per-call timeout bounds the wait for the headers, not the body. A failure throws as the other calls do.
+    /// </summary>
+    public Task<HttpResponseMessage> GetStreamAsync(string path, CancellationToken cancellationToken) =>
+        SendCheckedAsync(new HttpRequestMessage(HttpMethod.Get, path), HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+
     private async Task<(byte[] Body, HttpResponseHeaders Headers)> SendRawAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        using var response = await SendCheckedAsync(request, HttpCompletionOption.ResponseContentRead, cancellationToken);
+        return (await response.Content.ReadAsByteArrayAsync(cancellationToken), response.Headers);
+    }
+
+    /// <summary>Sends <paramref name="request"/>; a successful response, or an <see cref="AdminApiException"/> with the exit code the failure means.</summary>
+    private async Task<HttpResponseMessage> SendCheckedAsync(HttpRequestMessage request, HttpCompletionOption completion, CancellationToken cancellationToken)
     {
         HttpResponseMessage response;
         try
         {
-            response = await _http.SendAsync(request, cancellationToken);
+            response = await _http.SendAsync(request, completion, cancellationToken);
         }
         catch (HttpRequestException ex)
         {
@@ -219,33 +237,33 @@ internal sealed class AdminClient : IDisposable
             throw new AdminApiException(ExitCodes.Unreachable, $"the server at {_http.BaseAddress} did not answer in time");
         }
 
+        if (response.IsSuccessStatusCode)
+        {
+            return response;
+        }
+
         using (response)
         {
             var body = await response.Content.ReadAsByteArrayAsync(cancellationToken);
-            if (!response.IsSuccessStatusCode)
+            string? detail = null;
+            try
             {
-                string? detail = null;
-                try
-                {
-                    detail = JsonSerializer.Deserialize(body, AdminJsonContext.Default.ApiProblem)?.Detail;
-                }
-                catch (JsonException)
-                {
-                }
-
-                var code = response.StatusCode switch
-                {
-                    HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.PreconditionFailed => ExitCodes.Refused,
-                    HttpStatusCode.BadRequest => ExitCodes.Usage,
-                    HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout
-                        or HttpStatusCode.InsufficientStorage => ExitCodes.Unreachable,
-                    _ => ExitCodes.Failure,
-                };
-                var retry = response.Headers.RetryAfter?.Delta is { } delta ? $" (retry in {Durations.Format(delta)})" : string.Empty;
-                throw new AdminApiException(code, $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail ?? "no details"}{retry}");
+                detail = JsonSerializer.Deserialize(body, AdminJsonContext.Default.ApiProblem)?.Detail;
+            }
+            catch (JsonException)
+            {
             }
 
-            return (body, response.Headers);
+            var code = response.StatusCode switch
+            {
+                HttpStatusCode.Unauthorized or HttpStatusCode.Forbidden or HttpStatusCode.NotFound or HttpStatusCode.Conflict or HttpStatusCode.PreconditionFailed => ExitCodes.Refused,
+                HttpStatusCode.BadRequest => ExitCodes.Usage,
+                HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable or HttpStatusCode.BadGateway or HttpStatusCode.GatewayTimeout
+                    or HttpStatusCode.InsufficientStorage => ExitCodes.Unreachable,
+                _ => ExitCodes.Failure,
+            };
+            var retry = response.Headers.RetryAfter?.Delta is { } delta ? $" (retry in {Durations.Format(delta)})" : string.Empty;
+            throw new AdminApiException(code, $"{(int)response.StatusCode} {response.ReasonPhrase}: {detail ?? "no details"}{retry}");
         }
     }
 

@@ -40,6 +40,7 @@ internal static class AdminApi
             return TypedResults.Json(KeyList(signing, encryption), AdminJsonContext.Default.ItemListServerKeyInfo);
         });
         api.MapGet("/messages", ListMessagesAsync);
+        api.MapFileApi();
         api.MapTwinApi();
         api.MapGet("/provisioning-operations", ListOperationsAsync);
         api.MapGet("/provisioning-operations/{id}", GetOperationAsync);

@@ -172,6 +172,54 @@ internal static class PostgresMigrations
         );
         CREATE INDEX command_rollout_targets_pending ON command_rollout_targets (rollout_id, state, device_id);
         """,
+        """
+        CREATE TABLE transfers (
+            device_id text NOT NULL,
+            transfer_id text NOT NULL,
+            kind text NOT NULL,
+            name text NOT NULL,
+            content_type text,
+            content_encoding text,
+            message_id text,
+            created_at bigint,
+            properties text,
+            size bigint NOT NULL,
+            chunk_size integer NOT NULL,
+            chunk_count integer NOT NULL,
+            sha256 text NOT NULL,
+            state text NOT NULL,
+            reason text,
+            received integer NOT NULL DEFAULT 0,
+            started_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            file_id text,
+            PRIMARY KEY (device_id, transfer_id)
+        );
+        CREATE INDEX transfers_receiving_updated ON transfers (updated_at) WHERE state = 'receiving';
+        CREATE INDEX transfers_receiving_started ON transfers (started_at, device_id, transfer_id) WHERE state = 'receiving';
+        CREATE INDEX transfers_finished ON transfers (updated_at) WHERE state <> 'receiving';
+        CREATE TABLE transfer_chunks (
+            device_id text NOT NULL,
+            transfer_id text NOT NULL,
+            chunk_index integer NOT NULL,
+            PRIMARY KEY (device_id, transfer_id, chunk_index)
+        );
+        CREATE TABLE files (
+            file_id text PRIMARY KEY,
+            seq bigint GENERATED ALWAYS AS IDENTITY UNIQUE,
+            device_id text NOT NULL,
+            transfer_id text NOT NULL,
+            name text NOT NULL,
+            content_type text,
+            size bigint NOT NULL,
+            sha256 text NOT NULL,
+            blob_key text NOT NULL,
+            created_at bigint,
+            received_at bigint NOT NULL,
+            UNIQUE (device_id, transfer_id)
+        );
+        CREATE INDEX files_device ON files (device_id, seq);
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
