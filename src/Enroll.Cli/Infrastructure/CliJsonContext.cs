@@ -117,4 +117,5 @@ internal sealed record OutboxStatusOutput
 [JsonSerializable(typeof(string[]))]
 [JsonSerializable(typeof(Enroll.Device.DeviceCredentials))]
 [JsonSerializable(typeof(HealthFile))]
+[JsonSerializable(typeof(Enroll.Cli.Commands.UploadOutput))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;
