@@ -586,7 +586,7 @@ internal static class DeviceCommand
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
                 Outbox = box is null ? null
-                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined },
+                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined, Transfers = box.Transfers },
                 Agent = agent,
                 Damaged = damaged.Length == 0 ? null : [.. damaged.Select(d => new DamagedFileOutput { File = d.File, Error = d.Error })],
             };
@@ -642,7 +642,7 @@ internal static class DeviceCommand
 
         if (result.Outbox is { } outbox)
         {
-            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
+            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined{(outbox.Transfers > 0 ? $"; {outbox.Transfers} transfer(s) under way" : string.Empty)}");
         }
 
         var agent = result.Agent;

@@ -109,6 +109,9 @@ internal sealed record OutboxStatusOutput
     public long Dropped { get; init; }
 
     public long Quarantined { get; init; }
+
+    /// <summary>Files and large messages with chunks still to send (or a file still being copied in).</summary>
+    public long Transfers { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

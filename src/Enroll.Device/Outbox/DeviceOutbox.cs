@@ -188,9 +188,9 @@ public sealed class DeviceOutbox : IAsyncDisposable
             throw new OutboxFullException($"the file ({length:N0} bytes) is larger than the whole outbox ({_options.OutboxMaxBytes:N0} bytes, OutboxMaxBytes); raise OutboxMaxBytes to send it");
         }
 
-        if (length is { } known && _options.OutboxOverflow == OutboxOverflowPolicy.Reject && GetStatistics() is var now && now.Bytes + known > _options.OutboxMaxBytes)
+        if (length is { } known && _options.OutboxOverflow == OutboxOverflowPolicy.Reject && GetStatistics() is var current && current.Bytes + known > _options.OutboxMaxBytes)
         {
-            throw new OutboxFullException($"the outbox is full for this file ({now.Bytes:N0} of {_options.OutboxMaxBytes:N0} bytes used, OutboxMaxBytes; the file has {known:N0}); try again once the outbox has been delivered");
+            throw new OutboxFullException($"the outbox is full for this file ({current.Bytes:N0} of {_options.OutboxMaxBytes:N0} bytes used, OutboxMaxBytes; the file has {known:N0}); try again once the outbox has been delivered");
         }
 
         var deviceId = _deviceId();

@@ -95,10 +95,6 @@ public sealed class OutboxPublisher : BackgroundService
         };
     }
 
-    /// <summary>Publishes, ever, by this process (chunks count one each); for tests that count what went over the wire.</summary>
-    internal long Published => Interlocked.Read(ref _publishedEver);
-
-    private long _publishedEver;
 
     /// <summary>Raised when the outbox became empty (every stored message acknowledged).</summary>
     public event Action? Drained;
@@ -417,7 +413,6 @@ public sealed class OutboxPublisher : BackgroundService
         {
             _metrics?.SentOne();
             Interlocked.Increment(ref _publishedUnsaved);
-            Interlocked.Increment(ref _publishedEver);
             try
             {
                 await link.Connection.PublishAsync(
