@@ -39,6 +39,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         DeviceTokenValidator tokens,
         RequestIntake intake,
         Ingest.MessageIngest ingest,
+        Files.TransferIngest transfers,
         TimeOrderedId ids,
         PublishedKeys keys,
         ServerMetrics metrics,
@@ -51,7 +52,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         _options = options.Value;
         _tokens = tokens;
         _intake = intake;
-        _ingest = new IngestInterceptor(ingest, ids, timeProvider, diskFull, logger);
+        _ingest = new IngestInterceptor(ingest, transfers, ids, timeProvider, diskFull, logger);
         _keys = keys;
         _keyPublisher = new KeyPublisher(keys, this, logger);
         _metrics = metrics;
@@ -214,7 +215,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             return;
         }
 
-        if (IngestInterceptor.IsOwnMessage(message.Topic, deviceId, out var stream))
+        if (IngestInterceptor.IsOwnIngest(message.Topic, deviceId, out var stream))
         {
             await _ingest.InterceptPublishAsync(e, deviceId!, stream).ConfigureAwait(false);
             return;

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
 using Enroll.Server.Diagnostics;
+using Enroll.Server.Files;
 using Enroll.Server.Ingest;
 using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
@@ -13,11 +14,13 @@ namespace Enroll.Server.Broker;
 
 /// <summary>
 /// Takes the messages a device publishes on its own <c>enroll/v1/devices/{id}/messages/{stream}</c> topics into the
-/// registry, and holds the broker's acknowledgement until the message is stored: a message that could not be stored is
-/// refused, never acknowledged. QoS 1 messages start their ingestion as their packet arrives (so messages in flight from
-/// one device share group commits) and their PUBACK waits; others are stored before the broker answers them.
+/// registry, and the chunks of transfers it publishes there or on its own <c>enroll/v1/devices/{id}/files</c> topic into
+/// <see cref="TransferIngest"/>, and holds the broker's acknowledgement until the message or chunk is stored: what could
+/// not be stored is refused, never acknowledged. QoS 1 publishes start their ingestion as their packet arrives (so
+/// messages in flight from one device share group commits, and chunks in flight share flushes) and their PUBACK waits;
+/// others are stored before the broker answers them.
 /// </summary>
-internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger logger)
+internal sealed class IngestInterceptor(MessageIngest ingest, TransferIngest transfers, TimeOrderedId ids, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger logger)
 {
     private readonly IngestedMessageMapper _mapper = new(ids, timeProvider);
 
@@ -32,11 +35,39 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
     }
 
     /// <summary>
+    /// True when <paramref name="topic"/> is one of <paramref name="deviceId"/>'s own topics the server takes publishes
+    /// from: a messages topic (<paramref name="stream"/> set) or its files topic (<paramref name="stream"/> null).
+    /// </summary>
+    public static bool IsOwnIngest(string topic, string? deviceId, out string? stream)
+    {
+        if (IsOwnMessage(topic, deviceId, out var messages))
+        {
+            stream = messages;
+            return true;
+        }
+
+        stream = null;
+        return deviceId is not null && EnrollTopics.TryParseDeviceFileTopic(topic, out var sender) && sender == deviceId;
+    }
+
+    /// <summary>Starts taking a device's publish: a chunk of a transfer (files topic, or a messages topic with <c>transfer_id</c>), else a message.</summary>
+    private Task<(IngestResult, string?)> Start(string deviceId, string? stream, IReadOnlyList<MqttUserProperty>? userProperties, string? contentType, System.Buffers.ReadOnlySequence<byte> payload, CancellationToken cancellationToken)
+    {
+        if (stream is null || TransferChunk.IsChunk(userProperties))
+        {
+            return transfers.Start(deviceId, stream, userProperties, contentType, payload);
+        }
+
+        var (message, encoding) = _mapper.Map(deviceId, stream, userProperties, contentType, payload);
+        return ingest.IngestAsync(message, encoding, cancellationToken);
+    }
+
+    /// <summary>
     /// A device's message as the broker is about to process its publish: stores it before the broker acknowledges it
     /// (QoS 0 and 2, and publishes that used a topic alias), unless its ingestion started when the packet arrived.
     /// Resends are stored once.
     /// </summary>
-    public async Task InterceptPublishAsync(InterceptingPublishEventArgs e, string deviceId, string stream)
+    public async Task InterceptPublishAsync(InterceptingPublishEventArgs e, string deviceId, string? stream)
     {
         e.ProcessPublish = false;
         if (e.SessionItems.Contains(BrokerSession.IngestStarted))
@@ -47,13 +78,12 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         }
 
         var message = e.ApplicationMessage;
-        var (ingested, encoding) = _mapper.Map(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
         IngestResult result;
         string? reason;
         try
         {
             // Forced off the registry's writer thread: the broker goes on to read this client's next packets after this returns.
-            (result, reason) = await ingest.IngestAsync(ingested, encoding, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+            (result, reason) = await Start(deviceId, stream, message.UserProperties, message.ContentType, message.Payload, e.CancellationToken).ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
         }
         catch (Exception ex) when (DiskFull.Is(ex))
         {
@@ -64,15 +94,15 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         }
 
         diskFull.Succeeded();
-        if (result == IngestResult.Invalid)
+        if (IngestAcks.IsRefusal(result))
         {
-            e.Response.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
+            e.Response.ReasonCode = IngestAcks.PubAck(result);
             e.Response.ReasonString = reason;
         }
     }
 
     /// <summary>
-    /// QoS 1 messages a device publishes on its own messages topics start their ingestion the moment they arrive, and
+    /// QoS 1 messages and chunks a device publishes on its own topics start their ingestion the moment they arrive, and
     /// the broker goes on reading the next packet. Their PUBACKs still wait for the commit, in <see cref="HoldAckAsync"/>.
     /// </summary>
     public Task InterceptInboundPacket(InterceptingPacketEventArgs e)
@@ -80,14 +110,13 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         if (e.Packet is not MqttPublishPacket { QualityOfServiceLevel: MqttQualityOfServiceLevel.AtLeastOnce } publish
             || string.IsNullOrEmpty(publish.Topic)
             || e.SessionItems[BrokerSession.DeviceId] is not string deviceId
-            || !IsOwnMessage(publish.Topic, deviceId, out var stream))
+            || !IsOwnIngest(publish.Topic, deviceId, out var stream))
         {
             return Task.CompletedTask;
         }
 
-        var (message, encoding) = _mapper.Map(deviceId, stream, publish.UserProperties, publish.ContentType, publish.Payload);
         var pending = (ConcurrentDictionary<ushort, Task<(IngestResult, string?)>>)e.SessionItems[BrokerSession.PendingAcks]!;
-        pending[publish.PacketIdentifier] = ingest.IngestAsync(message, encoding, CancellationToken.None);
+        pending[publish.PacketIdentifier] = Start(deviceId, stream, publish.UserProperties, publish.ContentType, publish.Payload, CancellationToken.None);
         e.SessionItems[BrokerSession.IngestStarted] = true;
         return Task.CompletedTask;
     }
@@ -105,9 +134,9 @@ internal sealed class IngestInterceptor(MessageIngest ingest, TimeOrderedId ids,
         {
             var (result, reason) = await ingestion.ConfigureAwait(false);
             diskFull.Succeeded();
-            if (result == IngestResult.Invalid)
+            if (IngestAcks.IsRefusal(result))
             {
-                ack.ReasonCode = MqttPubAckReasonCode.PayloadFormatInvalid;
+                ack.ReasonCode = IngestAcks.PubAck(result);
                 ack.ReasonString = reason;
             }
         }

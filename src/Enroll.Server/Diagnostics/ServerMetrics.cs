@@ -17,6 +17,8 @@ internal static class ServerInstruments
     public const string DiskFullRefusals = "enroll.server.registry.disk_full";
     public const string AdminKeyFailures = "enroll.server.http.admin_key_failures";
     public const string OpenConnections = "enroll.server.broker.connections.open";
+    public const string TransferChunks = "enroll.server.transfers.chunks";
+    public const string Transfers = "enroll.server.transfers";
 }
 
 /// <summary>The server's metrics, created through <see cref="IMeterFactory"/>.</summary>
@@ -31,6 +33,8 @@ internal sealed class ServerMetrics
     private readonly Counter<long> _ingested;
     private readonly Counter<long> _diskFull;
     private readonly Counter<long> _adminKeyFailures;
+    private readonly Counter<long> _chunks;
+    private readonly Counter<long> _transfers;
     private int _open;
 
     public ServerMetrics(IMeterFactory meterFactory)
@@ -45,6 +49,8 @@ internal sealed class ServerMetrics
         _ingested = meter.CreateCounter<long>(ServerInstruments.MessagesIngested, "{message}", "Device messages ingested, by outcome (stored, duplicate, invalid)");
         _diskFull = meter.CreateCounter<long>(ServerInstruments.DiskFullRefusals, "{write}", "Registry writes refused because the disk is full, by operation");
         _adminKeyFailures = meter.CreateCounter<long>(ServerInstruments.AdminKeyFailures, "{request}", "HTTP API requests without a valid admin key, by outcome (unauthorized, rate_limited)");
+        _chunks = meter.CreateCounter<long>(ServerInstruments.TransferChunks, "{chunk}", "Chunks of transfers taken, by outcome (stored, duplicate, refused) and, for refusals, reason (invalid, too_large, quota, hash, content, gone, refused_before)");
+        _transfers = meter.CreateCounter<long>(ServerInstruments.Transfers, "{transfer}", "Transfers finished, by kind (message, file) and outcome (complete, refused, expired)");
         meter.CreateObservableGauge(ServerInstruments.OpenConnections, () => Volatile.Read(ref _open), "{connection}", "Broker connections open now");
     }
 
@@ -70,6 +76,12 @@ internal sealed class ServerMetrics
     public void ConnectionRefused(string reason) => _connectionsRefused.Add(1, new KeyValuePair<string, object?>("reason", reason));
 
     public void MessageIngested(string outcome) => _ingested.Add(1, new KeyValuePair<string, object?>("outcome", outcome));
+
+    public void ChunkTaken(string outcome, string? reason = null) =>
+        _chunks.Add(1, reason is null ? new TagList { { "outcome", outcome } } : new TagList { { "outcome", outcome }, { "reason", reason } });
+
+    public void TransferFinished(string kind, string outcome) =>
+        _transfers.Add(1, new TagList { { "kind", kind }, { "outcome", outcome } });
 
     public void DiskFullRefusal(string operation) => _diskFull.Add(1, new KeyValuePair<string, object?>("operation", operation));
 

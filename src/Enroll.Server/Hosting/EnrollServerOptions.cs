@@ -1,3 +1,5 @@
+using Enroll.Protocol.Transfers;
+
 namespace Enroll.Server;
 
 /// <summary>Settings of an Enroll server. Every default runs a complete server on one machine.</summary>
@@ -257,4 +259,38 @@ public sealed class EnrollServerOptions
     /// </summary>
     [DurationRange("disk-full retry-after", "00:00:01", "01:00:00")]
     public TimeSpan DiskFullRetryAfter { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// The folder of the file store (SPEC §2.7): transfers being received in <c>staging/</c>, stored files in
+    /// <c>stored/</c>. Every instance sharing a registry must share this folder too (docs/operations.md). The default value
+    /// is null: <c>{data}/files</c>.
+    /// </summary>
+    public string? FilesDirectory { get; set; }
+
+    /// <summary>
+    /// The largest message a device may send in chunks, in bytes as sent (before decompression, and its decompressed
+    /// size too): 1 KiB to 256 MiB. The server holds one such message in memory while it stores it. A message in one
+    /// packet is bounded by <see cref="MaxPacketBytes"/> instead. The default value is 16 MiB.
+    /// </summary>
+    [ByteRange("maximum message size (--max-message-size)", 1024, 256L * 1024 * 1024)]
+    public long MaxMessageBytes { get; set; } = TransferLimits.DefaultMaxMessageBytes;
+
+    /// <summary>The largest file a device may send, in bytes: 1 KiB to 1 TiB. The default value is 1 GiB.</summary>
+    [ByteRange("maximum file size (--max-file-size)", 1024, 1L << 40)]
+    public long MaxFileBytes { get; set; } = TransferLimits.DefaultMaxFileBytes;
+
+    /// <summary>
+    /// The bytes of files one device may have on the server: its stored files plus the files it is sending (reserved when
+    /// a transfer starts). A transfer that would pass it is refused (0x97 Quota exceeded). 0 to 1 PiB; the default value
+    /// is 5 GiB.
+    /// </summary>
+    [ByteRange("device file quota (--device-file-quota)", 0, 1L << 50)]
+    public long DeviceFileQuotaBytes { get; set; } = TransferLimits.DefaultDeviceQuotaBytes;
+
+    /// <summary>
+    /// How long a transfer that receives no chunk is kept before it and its staged bytes are removed (the device then
+    /// learns from <c>transfers/status</c> that it expired): 1 minute to 365 days. The default value is 24 hours.
+    /// </summary>
+    [DurationRange("incomplete transfer expiry (--incomplete-transfer-expiry)", "00:01:00", "365.00:00:00")]
+    public TimeSpan IncompleteTransferExpiry { get; set; } = TransferLimits.DefaultIncompleteExpiry;
 }

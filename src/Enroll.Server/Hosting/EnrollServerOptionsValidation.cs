@@ -192,3 +192,20 @@ internal sealed class CountRangeAttribute(string setting, int minimum, int maxim
             ? new ValidationResult(string.Create(CultureInfo.InvariantCulture, $"the {Setting} {count:N0} is out of range: use {Minimum:N0} to {Maximum:N0}"))
             : ValidationResult.Success;
 }
+
+/// <summary>A size setting in bytes between <see cref="Minimum"/> and <see cref="Maximum"/>.</summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class ByteRangeAttribute(string setting, long minimum, long maximum) : ValidationAttribute
+{
+    /// <summary>The setting as the failure names it.</summary>
+    public string Setting { get; } = setting;
+
+    public long Minimum { get; } = minimum;
+
+    public long Maximum { get; } = maximum;
+
+    protected override ValidationResult? IsValid(object? value, ValidationContext validationContext) =>
+        value is long bytes && (bytes < Minimum || bytes > Maximum)
+            ? new ValidationResult(string.Create(CultureInfo.InvariantCulture, $"the {Setting} {bytes:N0} bytes is out of range: use {Minimum:N0} to {Maximum:N0} bytes"))
+            : ValidationResult.Success;
+}

@@ -57,6 +57,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<PublishedKeys>();
 
         services.AddEnrollRegistry(options, dataDirectory);
+        services.TryAddSingleton<Enroll.Server.Files.IBlobStore>(_ => new Enroll.Server.Files.FolderBlobStore(options.FilesDirectory ?? Path.Combine(dataDirectory, "files")));
         services.AddHostedService<ServerKeysStartup>();
         services.TryAddSingleton<ServerMetrics>();
         services.TryAddSingleton<RegistryDiskFull>();
@@ -81,6 +82,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.AddHostedService<Enroll.Server.Commands.CommandExpirySweeper>();
         services.AddHostedService<Enroll.Server.Commands.RolloutAdvancer>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
+        services.TryAddSingleton<Enroll.Server.Files.TransferIngest>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();
         return services;

@@ -10,7 +10,12 @@ internal enum IngestResult
 {
     Stored,
     Duplicate,
+
+    /// <summary>Refused for good: bad properties, shape, size or hash (PUBACK 0x99 Payload format invalid).</summary>
     Invalid,
+
+    /// <summary>Refused for good: the device's file quota (PUBACK 0x97 Quota exceeded).</summary>
+    QuotaExceeded,
 }
 
 /// <summary>
@@ -25,7 +30,12 @@ internal sealed class MessageIngest(IMessageStore registry, IEnumerable<IMessage
 
     private readonly IMessageSink[] _sinks = sinks.ToArray();
 
-    public async Task<(IngestResult Result, string? Reason)> IngestAsync(IngestedMessage message, string? contentEncoding, CancellationToken cancellationToken)
+    /// <summary>
+    /// Stores <paramref name="message"/>; its payload, decompressed when <paramref name="contentEncoding"/> says so, may
+    /// have at most <paramref name="maxPayloadBytes"/> bytes (<see cref="MaxPayloadBytes"/> unless a chunked message's larger
+    /// limit is given).
+    /// </summary>
+    public async Task<(IngestResult Result, string? Reason)> IngestAsync(IngestedMessage message, string? contentEncoding, CancellationToken cancellationToken, long maxPayloadBytes = MaxPayloadBytes)
     {
         if (message.MessageId.Length is 0 or > 64)
         {
@@ -40,17 +50,17 @@ internal sealed class MessageIngest(IMessageStore registry, IEnumerable<IMessage
                 return Invalid(message, $"unknown content encoding '{contentEncoding}'");
             }
 
-            if (!TryGunzip(payload, out var plain))
+            if (!TryGunzip(payload, maxPayloadBytes, out var plain))
             {
-                return Invalid(message, $"the gzip payload is corrupt or expands beyond {MaxPayloadBytes} bytes");
+                return Invalid(message, $"the gzip payload is corrupt or expands beyond {maxPayloadBytes} bytes");
             }
 
             payload = plain;
         }
 
-        if (payload.Length > MaxPayloadBytes)
+        if (payload.Length > maxPayloadBytes)
         {
-            return Invalid(message, $"the payload is larger than {MaxPayloadBytes} bytes");
+            return Invalid(message, $"the payload is larger than {maxPayloadBytes} bytes");
         }
 
         var stored = message with { Payload = payload };
@@ -77,19 +87,21 @@ internal sealed class MessageIngest(IMessageStore registry, IEnumerable<IMessage
         return (IngestResult.Invalid, reason);
     }
 
-    private static bool TryGunzip(ReadOnlyMemory<byte> compressed, out ReadOnlyMemory<byte> plain)
+    private static bool TryGunzip(ReadOnlyMemory<byte> compressed, long maxBytes, out ReadOnlyMemory<byte> plain)
     {
         plain = default;
         try
         {
-            using var input = new MemoryStream(compressed.ToArray());
+            using var input = System.Runtime.InteropServices.MemoryMarshal.TryGetArray(compressed, out var segment)
+                ? new MemoryStream(segment.Array!, segment.Offset, segment.Count, writable: false)
+                : new MemoryStream(compressed.ToArray());
             using var gzip = new GZipStream(input, CompressionMode.Decompress);
             using var output = new MemoryStream();
             var buffer = new byte[81920];
             int read;
             while ((read = gzip.Read(buffer, 0, buffer.Length)) > 0)
             {
-                if (output.Length + read > MaxPayloadBytes)
+                if (output.Length + read > maxBytes)
                 {
                     return false;
                 }

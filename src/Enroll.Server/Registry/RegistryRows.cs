@@ -94,4 +94,50 @@ internal static class RegistryRows
             Properties = r.IsDBNull(7) ? new Dictionary<string, string>() : JsonSerializer.Deserialize(r.GetString(7), RegistryJsonContext.Default.DictionaryStringString)!,
             Payload = (byte[])r.GetValue(8),
         });
+
+    /// <summary>The columns of a transfer in the stores' order, read by <see cref="ReadTransfer"/>.</summary>
+    public const string TransferColumns =
+        "device_id, transfer_id, kind, name, content_type, content_encoding, message_id, created_at, properties, size, chunk_size, chunk_count, sha256, state, reason, received, started_at, updated_at, file_id";
+
+    /// <summary>A transfer from <see cref="TransferColumns"/>.</summary>
+    public static TransferRecord ReadTransfer(DbDataReader r) => new()
+    {
+        DeviceId = r.GetString(0),
+        TransferId = r.GetString(1),
+        Kind = r.GetString(2),
+        Name = r.GetString(3),
+        ContentType = StringOrNull(r, 4),
+        ContentEncoding = StringOrNull(r, 5),
+        MessageId = StringOrNull(r, 6),
+        CreatedAt = FromUnixNullable(r, 7),
+        PropertiesJson = StringOrNull(r, 8),
+        Size = r.GetInt64(9),
+        ChunkSize = r.GetInt32(10),
+        ChunkCount = r.GetInt32(11),
+        Sha256 = r.GetString(12),
+        State = r.GetString(13),
+        Reason = StringOrNull(r, 14),
+        Received = r.GetInt32(15),
+        StartedAt = FromUnix(r.GetInt64(16)),
+        UpdatedAt = FromUnix(r.GetInt64(17)),
+        FileId = StringOrNull(r, 18),
+    };
+
+    /// <summary>The columns of a stored file in the stores' order, read by <see cref="ReadFile"/>.</summary>
+    public const string FileColumns = "file_id, device_id, transfer_id, name, content_type, size, sha256, blob_key, created_at, received_at";
+
+    /// <summary>A stored file from <see cref="FileColumns"/>.</summary>
+    public static StoredFileRecord ReadFile(DbDataReader r) => new()
+    {
+        FileId = r.GetString(0),
+        DeviceId = r.GetString(1),
+        TransferId = r.GetString(2),
+        Name = r.GetString(3),
+        ContentType = StringOrNull(r, 4),
+        Size = r.GetInt64(5),
+        Sha256 = r.GetString(6),
+        BlobKey = r.GetString(7),
+        CreatedAt = FromUnixNullable(r, 8),
+        ReceivedAt = FromUnix(r.GetInt64(9)),
+    };
 }

@@ -171,6 +171,53 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX command_rollout_targets_pending ON command_rollout_targets (rollout_id, state, device_id);
         """,
+        """
+        CREATE TABLE transfers (
+            device_id TEXT NOT NULL,
+            transfer_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            content_type TEXT,
+            content_encoding TEXT,
+            message_id TEXT,
+            created_at INTEGER,
+            properties TEXT,
+            size INTEGER NOT NULL,
+            chunk_size INTEGER NOT NULL,
+            chunk_count INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            state TEXT NOT NULL,
+            reason TEXT,
+            received INTEGER NOT NULL DEFAULT 0,
+            started_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            file_id TEXT,
+            PRIMARY KEY (device_id, transfer_id)
+        );
+        CREATE INDEX transfers_state ON transfers (state, updated_at);
+        CREATE INDEX transfers_device_receiving ON transfers (device_id, kind) WHERE state = 'receiving';
+        CREATE TABLE transfer_chunks (
+            device_id TEXT NOT NULL,
+            transfer_id TEXT NOT NULL,
+            chunk_index INTEGER NOT NULL,
+            PRIMARY KEY (device_id, transfer_id, chunk_index)
+        ) WITHOUT ROWID;
+        CREATE TABLE files (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            file_id TEXT NOT NULL UNIQUE,
+            device_id TEXT NOT NULL,
+            transfer_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            content_type TEXT,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            blob_key TEXT NOT NULL,
+            created_at INTEGER,
+            received_at INTEGER NOT NULL,
+            UNIQUE (device_id, transfer_id)
+        );
+        CREATE INDEX files_device ON files (device_id, seq);
+        """,
     ];
 
     private readonly SqliteDatabase _database;

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Concurrent;
 using Enroll.Protocol;
 using Enroll.Protocol.Topics;
@@ -6,6 +7,7 @@ using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MQTTnet;
+using MQTTnet.Packets;
 
 namespace Enroll.Server.Broker.External;
 
@@ -14,7 +16,9 @@ namespace Enroll.Server.Broker.External;
 /// embedded broker (validation, de-duplication on Device ID + message ID, sinks, metrics). A connection of its own,
 /// <c>{id}-ingest</c>, because its session is the opposite of the request connection's: persistent (clean start false,
 /// <see cref="EnrollServerOptions.BrokerSessionExpiry"/>), so messages published while this instance is away queue for it
-/// at the broker, subscribed to <c>$share/enroll/enroll/v1/devices/+/messages/#</c> at QoS 1.
+/// at the broker, subscribed to <c>$share/enroll/enroll/v1/devices/+/messages/#</c> and
+/// <c>$share/enroll/enroll/v1/devices/+/files</c> at QoS 1. Chunks of transfers (on the files topic, or on a messages
+/// topic with <c>transfer_id</c>) go to <see cref="Files.TransferIngest"/> the same way.
 /// <para>
 /// Each message is acknowledged (PUBACK) only after it is committed: at least once end to end, stored once. A message
 /// whose commit fails (a full disk, a database error) is not acknowledged; its commit is retried in place with a backoff
@@ -35,8 +39,12 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
     /// <summary>Every device's message topics; <c>#</c> because a stream may have several levels (<c>logs/kernel</c>).</summary>
     public const string MessageTopics = "enroll/v1/devices/+/messages/#";
 
+    /// <summary>Every device's files topic (chunks of files).</summary>
+    public const string FileTopics = "enroll/v1/devices/+/files";
+
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(30);
     private readonly MessageIngest _ingest;
+    private readonly Files.TransferIngest _transfers;
     private readonly IngestedMessageMapper _mapper;
     private readonly RegistryDiskFull _diskFull;
     private readonly ILogger<ExternalIngest> _logger;
@@ -45,10 +53,11 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
     private long _nextCommit;
     private int _connection;
 
-    public ExternalIngest(IOptions<EnrollServerOptions> options, MessageIngest ingest, TimeOrderedId ids, RegistryDiskFull diskFull, TimeProvider timeProvider, ILogger<ExternalIngest> logger)
+    public ExternalIngest(IOptions<EnrollServerOptions> options, MessageIngest ingest, Files.TransferIngest transfers, TimeOrderedId ids, RegistryDiskFull diskFull, TimeProvider timeProvider, ILogger<ExternalIngest> logger)
         : base(options.Value, ClientIdStem(options.Value) + "-ingest", options.Value.BrokerSessionExpiry, timeProvider, logger)
     {
         _ingest = ingest;
+        _transfers = transfers;
         _mapper = new IngestedMessageMapper(ids, timeProvider);
         _diskFull = diskFull;
         _logger = logger;
@@ -66,7 +75,7 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
 
     protected override async Task OnConnectedAsync(MqttClientConnectResult result, CancellationToken cancellationToken)
     {
-        await SubscribeAsync([Shared(MessageTopics, result.SharedSubscriptionAvailable)], cancellationToken).ConfigureAwait(false);
+        await SubscribeAsync([Shared(MessageTopics, result.SharedSubscriptionAvailable), Shared(FileTopics, result.SharedSubscriptionAvailable)], cancellationToken).ConfigureAwait(false);
         LogConnected(_logger, Endpoint.ToString(), ClientId, result.IsSessionPresent, result.SharedSubscriptionAvailable);
     }
 
@@ -80,7 +89,17 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
         }
 
         var message = e.ApplicationMessage;
-        if (!EnrollTopics.TryParseDeviceMessageTopic(message.Topic, out var deviceId, out var stream))
+        string deviceId;
+        string? stream;
+        if (EnrollTopics.TryParseDeviceMessageTopic(message.Topic, out deviceId, out var messages))
+        {
+            stream = messages;
+        }
+        else if (EnrollTopics.TryParseDeviceFileTopic(message.Topic, out deviceId))
+        {
+            stream = null;
+        }
+        else
         {
             // Matched the filter but is no device message (enroll/v1/devices/{id}/messages): nothing to store, never stuck.
             return Task.CompletedTask;
@@ -88,14 +107,31 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
 
         // The commit runs on its own, so messages in flight share group commits; the PUBACK waits for it.
         e.AutoAcknowledge = false;
-        var (ingested, encoding) = _mapper.Map(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
+        Func<Task<(IngestResult, string?)>> ingest;
+        string label;
+        if (stream is null || Files.TransferChunk.IsChunk(message.UserProperties))
+        {
+            // The payload is copied now: the received message's buffer is not kept past this handler.
+            var payload = new ReadOnlySequence<byte>(message.Payload.ToArray());
+            var properties = message.UserProperties;
+            var contentType = message.ContentType;
+            label = "chunk of transfer " + (properties?.FirstOrDefault(p => p.Name == Protocol.Transfers.TransferProperties.TransferId)?.ReadValueAsString() ?? "(none)");
+            ingest = () => _transfers.Start(deviceId, stream, properties, contentType, payload);
+        }
+        else
+        {
+            var (ingested, encoding) = _mapper.Map(deviceId, stream, message.UserProperties, message.ContentType, message.Payload);
+            label = ingested.MessageId;
+            ingest = () => _ingest.IngestAsync(ingested, encoding, CancellationToken.None);
+        }
+
         var id = Interlocked.Increment(ref _nextCommit);
         var connection = Volatile.Read(ref _connection);
         _commits[id] = Task.Run(async () =>
         {
             try
             {
-                await CommitThenAcknowledgeAsync(e, ingested, encoding, connection).ConfigureAwait(false);
+                await CommitThenAcknowledgeAsync(e, deviceId, label, ingest, connection).ConfigureAwait(false);
             }
             finally
             {
@@ -105,7 +141,7 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
         return Task.CompletedTask;
     }
 
-    private async Task CommitThenAcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, IngestedMessage message, string? encoding, int connection)
+    private async Task CommitThenAcknowledgeAsync(MqttApplicationMessageReceivedEventArgs e, string deviceId, string label, Func<Task<(IngestResult, string?)>> ingest, int connection)
     {
         var delay = TimeSpan.FromSeconds(1);
         while (true)
@@ -113,12 +149,12 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
             try
             {
                 // Not cancelled on stop: a commit under way finishes, and its message is acknowledged before the disconnect.
-                var (result, reason) = await _ingest.IngestAsync(message, encoding, CancellationToken.None).ConfigureAwait(false);
+                var (result, reason) = await ingest().ConfigureAwait(false);
                 _diskFull.Succeeded();
-                LogIngested(_logger, message.DeviceId, message.MessageId, result);
-                if (result == IngestResult.Invalid)
+                LogIngested(_logger, deviceId, label, result);
+                if (IngestAcks.IsRefusal(result))
                 {
-                    e.ReasonCode = MqttApplicationMessageReceivedReasonCode.PayloadFormatInvalid;
+                    e.ReasonCode = IngestAcks.Received(result);
                     e.ResponseReasonString = reason;
                 }
 
@@ -133,7 +169,7 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
             catch (Exception ex)
 #pragma warning restore CA1031
             {
-                LogCommitFailed(_logger, message.DeviceId, message.MessageId, delay, ex);
+                LogCommitFailed(_logger, deviceId, label, delay, ex);
             }
 
             try
@@ -160,7 +196,7 @@ internal sealed partial class ExternalIngest : ExternalBrokerConnection
         catch (Exception ex) when (ex is MQTTnet.Exceptions.MqttCommunicationException or InvalidOperationException or ObjectDisposedException)
         {
             // The connection dropped as the PUBACK went out: redelivered on the next connection, stored once.
-            LogAcknowledgeFailed(_logger, message.DeviceId, message.MessageId, ex.Message);
+            LogAcknowledgeFailed(_logger, deviceId, label, ex.Message);
         }
     }
 
