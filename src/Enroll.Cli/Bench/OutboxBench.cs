@@ -194,7 +194,7 @@ internal static class OutboxBench
     }
 
     /// <summary>Registers a device through the real path and connects a plain MQTTnet client as it.</summary>
-    private static async Task<(IMqttClient Client, string DeviceId)> ConnectedDeviceAsync(BenchEnvironment environment, string clientId)
+    internal static async Task<(IMqttClient Client, string DeviceId)> ConnectedDeviceAsync(BenchEnvironment environment, string clientId)
     {
         var token = await environment.CreateTokenAsync();
         await using var device = environment.Device(clientId, token);

@@ -15,6 +15,7 @@ internal static class BenchCommand
         command.Subcommands.Add(Outbox());
         command.Subcommands.Add(Ingest());
         command.Subcommands.Add(Commands());
+        command.Subcommands.Add(Files());
         return command;
     }
 
@@ -239,6 +240,39 @@ internal static class BenchCommand
                 parse.GetValue(paths)!);
             await using var environment = await OpenAsync(parse, parse.GetValue(broker)!, admin, parse.GetValue(directory)!);
             var report = await CommandsBench.RunAsync(environment, settings, line => output.Error.WriteLine(line));
+            report.Print(output, parse.GetValue(json));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Files()
+    {
+        var size = new Option<string>("--size") { Description = "Size of the generated random file (bytes, or with KiB, MiB, GiB)", DefaultValueFactory = _ => "200MiB" };
+        var chunk = new Option<int>("--chunk-bytes") { Description = "Chunk size of the device (EnrollDeviceOptions.ChunkBytes) and of the raw loop", DefaultValueFactory = _ => Enroll.Protocol.Transfers.TransferLimits.DefaultChunkBytes };
+        var window = new Option<int>("--window")
+        {
+            Description = "QoS 1 publishes in flight at once, for the device's publisher and the raw loop alike (default: EnrollDeviceOptions.PublishWindow)",
+            DefaultValueFactory = _ => new Enroll.Device.EnrollDeviceOptions().PublishWindow,
+        };
+        var runs = RunsOption();
+        var directory = DirectoryOption();
+        var json = CliOptions.Json();
+        var command = new Command("files", "File upload throughput (SendFileAsync until the server has it stored) against a raw QoS 1 publish loop of the same chunks on the same broker, with the server's and the device's peak memory")
+        {
+            size, chunk, window, runs, directory, json,
+        };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var chunkBytes = parse.GetValue(chunk);
+            if (chunkBytes < Enroll.Protocol.Transfers.TransferLimits.MinChunkBytes)
+            {
+                throw new CliUsageException($"--chunk-bytes must be at least {Enroll.Protocol.Transfers.TransferLimits.MinChunkBytes}");
+            }
+
+            var settings = new FilesBench.Settings(FilesBench.ParseSize(parse.GetValue(size)!), chunkBytes, Math.Max(1, parse.GetValue(window)), Math.Max(1, parse.GetValue(runs)));
+            var report = await FilesBench.RunAsync(parse.GetValue(directory)!, settings, line => output.Error.WriteLine(line), cancellationToken);
             report.Print(output, parse.GetValue(json));
             return ExitCodes.Ok;
         });
