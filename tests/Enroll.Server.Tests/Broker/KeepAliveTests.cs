@@ -53,11 +53,13 @@ public sealed class KeepAliveTests(ITestOutputHelper output)
         Assert.Equal(0, connAck[3]);
 
         var silent = Stopwatch.StartNew();
-        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        using var patience = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         var read = await socket.ReceiveAsync(new byte[16], SocketFlags.None, patience.Token);
 
         output.WriteLine($"closed after {silent.Elapsed.TotalSeconds:0.0} s of silence");
         Assert.Equal(0, read);
-        Assert.InRange(silent.Elapsed, MaxKeepAlive * 1.5 - TimeSpan.FromSeconds(0.5), MaxKeepAlive * 1.5 + TimeSpan.FromSeconds(3));
+        // Never before one and a half times the maximum; the upper bound only says it does close, with room for the broker's
+        // keep-alive check running late on a loaded machine (13.8 s was seen with the suite running four times at once).
+        Assert.InRange(silent.Elapsed, MaxKeepAlive * 1.5 - TimeSpan.FromSeconds(0.5), MaxKeepAlive * 1.5 + TimeSpan.FromSeconds(12));
     }
 }
