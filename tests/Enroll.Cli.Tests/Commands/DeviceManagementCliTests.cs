@@ -58,7 +58,6 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
         desk.Queue(deviceId, Command("c-echo", "echo", new JsonObject { ["n"] = 7 }));
         desk.Queue(deviceId, Command("c-words", "words"));
         desk.Queue(deviceId, Command("c-fail", "fail"));
-        desk.Queue(deviceId, Command("c-hang", "hang", ttl: TimeSpan.FromSeconds(5)));
         var pidFile = Path.Combine(state.Path, "..", $"handler-{Guid.NewGuid():N}.pid");
 
         var start = new ProcessStartInfo(Path.Combine(AppContext.BaseDirectory, "enroll"))
@@ -80,6 +79,15 @@ public sealed class DeviceManagementCliTests(ITestOutputHelper output)
         child.BeginOutputReadLine();
         try
         {
+            await Eventually.ReturnsAsync(
+                () => Task.FromResult(desk.Results.Select(r => r.Result.CommandId).Distinct().Count()),
+                count => count == 3,
+                Patience,
+                "the three queued commands' results");
+
+            // Sent to the running agent, so its short life is spent in the handler, not in the agent's start-up (which
+            // took more than 5 s on a loaded machine, and the command then expired before it ran).
+            await desk.SendAsync(deviceId, Command("c-hang", "hang", ttl: TimeSpan.FromSeconds(5)));
             var results = await Eventually.ReturnsAsync(
                 () => Task.FromResult(desk.Results.Select(r => r.Result).ToList()),
                 r => r.Select(x => x.CommandId).Distinct().Count() == 4,
