@@ -26,8 +26,8 @@ internal sealed class FolderBlobStore : IBlobStore
     public FolderBlobStore(string root)
     {
         Root = OwnerOnlyFiles.EnsureDirectory(root);
-        Directory.CreateDirectory(Path.Combine(Root, StagingFolder));
-        Directory.CreateDirectory(Path.Combine(Root, StoredFolder));
+        OwnerOnlyFiles.EnsureDirectory(Path.Combine(Root, StagingFolder));
+        OwnerOnlyFiles.EnsureDirectory(Path.Combine(Root, StoredFolder));
     }
 
     /// <summary>The folder holding both areas.</summary>
