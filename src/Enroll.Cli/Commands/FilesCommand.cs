@@ -84,10 +84,12 @@ internal static class FilesCommand
                 using var client = AdminClient.Create(parse, connection);
                 var fileId = Uri.EscapeDataString(parse.GetValue(id)!);
                 var info = await client.GetAsync($"/api/files/{fileId}", FileAdminJsonContext.Default.DeviceFileInfo, cancellationToken);
-                var target = Path.GetFullPath(parse.GetValue(path) ?? info.Name!);
+                // The server checked the name (no separators, no "." or ".."); the CLI still never lets it leave the folder.
+                var name = Path.GetFileName(info.Name) is { Length: > 0 } own and not "." and not ".." ? own : info.FileId!;
+                var target = Path.GetFullPath(parse.GetValue(path) ?? name);
                 if (Directory.Exists(target))
                 {
-                    target = Path.Combine(target, info.Name!);
+                    target = Path.Combine(target, name);
                 }
 
                 if (!Directory.Exists(Path.GetDirectoryName(target)))
