@@ -423,7 +423,8 @@ public sealed class OutboxPublisher : BackgroundService
                     },
                     stoppingToken).ConfigureAwait(false);
             }
-            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal && PubAckReasons.IsPermanent(refusal.ReasonCode))
+            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal
+                && (message.Chunk is null ? PubAckReasons.IsPermanent(refusal.ReasonCode) : PubAckReasons.IsPermanentForChunk(refusal.ReasonCode)))
             {
                 // Refused for good: sending it again can only get the same answer. The rows behind it go on.
                 await QuarantineAsync(row, $"refused by the broker: {refusal.Message}", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);
