@@ -156,12 +156,31 @@ public sealed class EnrollDeviceOptions
     public int PublishWindow { get; set; } = 64;
 
     /// <summary>
-    /// The largest message payload (after compression) <see cref="DeviceOutbox.SendAsync"/> accepts and the publisher
-    /// sends; a broker that announces a smaller Maximum Packet Size in its CONNACK lowers it further. The default value is
-    /// 1 MiB (1,048,576 bytes), the largest payload the Enroll server stores.
+    /// The largest message payload (after compression) <see cref="DeviceOutbox.SendAsync"/> accepts; a larger one is
+    /// refused with <see cref="MessageTooLargeException"/>. A message that does not fit one packet (see
+    /// <see cref="ChunkBytes"/>) is stored and sent as chunks and stored by the server as one message. The default value
+    /// is 16 MiB (16,777,216 bytes, <see cref="Protocol.Transfers.TransferLimits.DefaultMaxMessageBytes"/>), the
+    /// Enroll server's default maximum message size.
     /// </summary>
     [Range(1024, 256 * 1024 * 1024)]
-    public int MaxMessageBytes { get; set; } = 1024 * 1024;
+    public int MaxMessageBytes { get; set; } = (int)Protocol.Transfers.TransferLimits.DefaultMaxMessageBytes;
+
+    /// <summary>
+    /// The payload bytes of one chunk: a message whose payload (after compression) is larger, or whose packet would not
+    /// fit the broker's announced Maximum Packet Size, is sent in chunks of this size (smaller when the broker's limit
+    /// needs it), and so is every file. The chunk size of a transfer is fixed when it is stored. The default value is
+    /// 128 KiB (131,072 bytes, <see cref="Protocol.Transfers.TransferLimits.DefaultChunkBytes"/>).
+    /// </summary>
+    [Range(Protocol.Transfers.TransferLimits.MinChunkBytes, 64 * 1024 * 1024)]
+    public int ChunkBytes { get; set; } = Protocol.Transfers.TransferLimits.DefaultChunkBytes;
+
+    /// <summary>
+    /// The largest file <see cref="DeviceOutbox.SendFileAsync(string, Stream, string?, CancellationToken)"/> accepts; a
+    /// larger one is refused with <see cref="FileTooLargeException"/> (before copying when its length is known). The
+    /// default value is 1 GiB (1,073,741,824 bytes, <see cref="Protocol.Transfers.TransferLimits.DefaultMaxFileBytes"/>).
+    /// </summary>
+    [Range(0, long.MaxValue)]
+    public long MaxFileBytes { get; set; } = Protocol.Transfers.TransferLimits.DefaultMaxFileBytes;
 
     /// <summary>Include the host's network, storage, memory and OS facts in requests. The default value is true.</summary>
     public bool SendMetadata { get; set; } = true;

@@ -18,6 +18,7 @@ internal static class DeviceCommand
         command.Subcommands.Add(Register());
         command.Subcommands.Add(Run());
         command.Subcommands.Add(Send());
+        command.Subcommands.Add(DeviceUploadCommand.Create());
         command.Subcommands.Add(Status());
         command.Subcommands.Add(DeviceManagementCommands.Twin());
         command.Subcommands.Add(DeviceManagementCommands.Report());
@@ -65,6 +66,12 @@ internal static class DeviceCommand
             DefaultValueFactory = _ => 100_000,
         };
 
+        public Option<long> OutboxMaxBytes { get; } = new("--outbox-max-bytes")
+        {
+            Description = "Payload bytes the outbox holds (a file to upload must fit) before a send is refused as full (exit code 4)",
+            DefaultValueFactory = _ => 64L * 1024 * 1024,
+        };
+
         public void AddTo(Command command)
         {
             OutboxMaxMessages.Validators.Add(result =>
@@ -75,7 +82,7 @@ internal static class DeviceCommand
                 }
             });
 
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages })
+            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages, OutboxMaxBytes })
             {
                 command.Options.Add(option);
             }
@@ -125,6 +132,7 @@ internal static class DeviceCommand
                 o.ClientCertificateFile = parse.GetValue(Cert);
                 o.ClientKeyFile = parse.GetValue(Key);
                 o.OutboxMaxMessages = parse.GetValue(OutboxMaxMessages);
+                o.OutboxMaxBytes = parse.GetValue(OutboxMaxBytes);
                 configure?.Invoke(o);
             });
             if (lifetime is not null)
@@ -578,7 +586,7 @@ internal static class DeviceCommand
                 PendingOperationId = stored?.PendingOperationId,
                 RegisteredAt = stored?.RegisteredAt,
                 Outbox = box is null ? null
-                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined },
+                    : new OutboxStatusOutput { Depth = box.Depth, Bytes = box.Bytes, OldestAgeSeconds = box.OldestAge?.TotalSeconds, Sent = box.Sent, Acknowledged = box.Acknowledged, Dropped = box.Dropped, Quarantined = box.Quarantined, Transfers = box.Transfers },
                 Agent = agent,
                 Damaged = damaged.Length == 0 ? null : [.. damaged.Select(d => new DamagedFileOutput { File = d.File, Error = d.Error })],
             };
@@ -634,7 +642,7 @@ internal static class DeviceCommand
 
         if (result.Outbox is { } outbox)
         {
-            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined");
+            output.Line($"Outbox:              {outbox.Depth} waiting ({outbox.Bytes} bytes){(outbox.OldestAgeSeconds is { } age ? $", oldest {age:0} s" : string.Empty)}; ever {outbox.Sent} sent, {outbox.Acknowledged} acknowledged, {outbox.Dropped} dropped, {outbox.Quarantined} quarantined{(outbox.Transfers > 0 ? $"; {outbox.Transfers} transfer(s) under way" : string.Empty)}");
         }
 
         var agent = result.Agent;

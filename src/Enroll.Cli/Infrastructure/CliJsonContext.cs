@@ -109,6 +109,9 @@ internal sealed record OutboxStatusOutput
     public long Dropped { get; init; }
 
     public long Quarantined { get; init; }
+
+    /// <summary>Files and large messages with chunks still to send (or a file still being copied in).</summary>
+    public long Transfers { get; init; }
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
@@ -117,4 +120,5 @@ internal sealed record OutboxStatusOutput
 [JsonSerializable(typeof(string[]))]
 [JsonSerializable(typeof(Enroll.Device.DeviceCredentials))]
 [JsonSerializable(typeof(HealthFile))]
+[JsonSerializable(typeof(Enroll.Cli.Commands.UploadOutput))]
 internal sealed partial class CliJsonContext : JsonSerializerContext;

@@ -39,6 +39,7 @@ internal static class Failures
         AdminApiException admin => (admin.ExitCode, admin.Message),
         OptionsValidationException options => (ExitCodes.Usage, string.Join("; ", options.Failures)),
         MessageTooLargeException => (ExitCodes.Refused, $"{exception.Message} (the message was not stored)"),
+        FileTooLargeException => (ExitCodes.Refused, exception.Message),
         OutboxStorageException { DiskFull: true } => (ExitCodes.Unreachable, $"{exception.Message} (earlier messages are intact; try again when space frees up)"),
         OutboxStorageException => (ExitCodes.Unreachable, exception.Message),
         OutboxFullException => (ExitCodes.Unreachable, $"{exception.Message} (this message was not stored; the agent frees space as it delivers, so try again later)"),

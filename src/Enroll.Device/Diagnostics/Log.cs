@@ -169,4 +169,19 @@ internal static partial class Log
 
     [LoggerMessage(217, LogLevel.Error, "The result of command {CommandId} could not be recorded")]
     public static partial void CommandNotRecorded(ILogger logger, string commandId, Exception exception);
+
+    [LoggerMessage(230, LogLevel.Warning, "Removed transfer {TransferId} ({Name}, {Chunks} chunk(s) copied): the process copying it stopped before the copy finished; send the file again")]
+    public static partial void TransferAbandoned(ILogger logger, string transferId, string name, long chunks);
+
+    [LoggerMessage(231, LogLevel.Debug, "Stored {Kind} transfer {TransferId}: {Size} bytes in {Chunks} chunk(s) of {ChunkSize}")]
+    public static partial void TransferStored(ILogger logger, string kind, string transferId, long size, int chunks, int chunkSize);
+
+    [LoggerMessage(232, LogLevel.Information, "Transfer {TransferId}: the server says {State}; {Deleted} chunk(s) it holds are not sent again, {Left} left to send")]
+    public static partial void TransferResumed(ILogger logger, string transferId, string state, int deleted, long left);
+
+    [LoggerMessage(233, LogLevel.Warning, "Transfer {TransferId}: asking the server what it holds failed ({Reason}); sending every chunk left (the server keeps each once)")]
+    public static partial void TransferStatusFailed(ILogger logger, string transferId, string reason);
+
+    [LoggerMessage(234, LogLevel.Warning, "Transfer {TransferId} moved to quarantine: {Reason}")]
+    public static partial void TransferQuarantined(ILogger logger, string transferId, string reason);
 }

@@ -2,8 +2,9 @@ namespace Enroll.Device;
 
 /// <summary>
 /// <see cref="DeviceOutbox.SendAsync"/> refused a message that could never be delivered: after compression it is larger
-/// than the broker's Maximum Packet Size (when the broker announced one) or the configured
-/// <see cref="EnrollDeviceOptions.MaxMessageBytes"/>. Nothing was stored; split the message or make it smaller.
+/// than the configured <see cref="EnrollDeviceOptions.MaxMessageBytes"/>, or the broker's Maximum Packet Size is too small
+/// to carry even a chunk of it. Nothing was stored; split the message or make it smaller. (A message that is merely
+/// larger than one packet is sent in chunks.)
 /// </summary>
 public sealed class MessageTooLargeException : EnrollException
 {
@@ -33,6 +34,45 @@ public sealed class MessageTooLargeException : EnrollException
     }
 
     /// <summary>The message's size in bytes (the stored payload, or the whole MQTT packet for the broker's limit).</summary>
+    public long Size { get; }
+
+    /// <summary>The limit it exceeds, in bytes.</summary>
+    public long Limit { get; }
+}
+
+/// <summary>
+/// <see cref="DeviceOutbox.SendFileAsync(string, Stream, string?, CancellationToken)"/> refused a file larger than the
+/// configured <see cref="EnrollDeviceOptions.MaxFileBytes"/>: before copying when its length was known, else when the
+/// copy reached the limit (what was copied is removed). Nothing of it stays in the outbox.
+/// </summary>
+public sealed class FileTooLargeException : EnrollException
+{
+    /// <summary>Creates the exception for a file of (at least) <paramref name="size"/> bytes over <paramref name="limit"/>.</summary>
+    public FileTooLargeException(long size, long limit)
+        : base($"the file is too large to send: {size:N0} bytes or more, over the maximum file size (MaxFileBytes) of {limit:N0} bytes; nothing of it was stored")
+    {
+        Size = size;
+        Limit = limit;
+    }
+
+    /// <summary>Creates the exception.</summary>
+    public FileTooLargeException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public FileTooLargeException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and its cause.</summary>
+    public FileTooLargeException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+
+    /// <summary>The file's size in bytes, or how far the copy got when its length was not known up front.</summary>
     public long Size { get; }
 
     /// <summary>The limit it exceeds, in bytes.</summary>

@@ -117,7 +117,8 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<ILogger<Enroll.Device.OutboxPublisher>>(),
             sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
             sp.GetRequiredService<Enroll.Device.Jitter>(),
-            sp.GetRequiredService<OutboxMetrics>()));
+            sp.GetRequiredService<OutboxMetrics>(),
+            sp.GetRequiredService<ServerRequestSender>()));
         services.AddHostedService(sp => sp.GetRequiredService<Enroll.Device.OutboxPublisher>());
         services.TryAddSingleton(sp => new Enroll.Device.State.ManagementStoreHandle(() => new Enroll.Device.State.ManagementStore(
             sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>().Value.StatePath,

@@ -1,8 +1,10 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
 using System.IO.Compression;
 using System.Text.Json;
 using Enroll.Device.State;
 using Enroll.Protocol;
+using Enroll.Protocol.Transfers;
 
 namespace Enroll.Device.Outbox;
 
@@ -57,7 +59,14 @@ internal static class OutboxCodec
             return false;
         }
 
-        if (row.MessageId is not { Length: 26 } || !EnrollIdentifiers.IsValidStream(row.Stream) || (row.DeviceId is not null && !EnrollIdentifiers.IsValid(row.DeviceId)))
+        OutboxChunk? chunk = null;
+        if (row.Transfer is { } transfer && !TryDecodeChunk(row, transfer, out chunk, out reason))
+        {
+            return false;
+        }
+
+        var isFile = chunk is { IsFile: true };
+        if (row.MessageId is not { Length: 26 } || (!isFile && !EnrollIdentifiers.IsValidStream(row.Stream)) || (row.DeviceId is not null && !EnrollIdentifiers.IsValid(row.DeviceId)))
         {
             reason = "invalid message ID, stream or Device ID";
             return false;
@@ -87,12 +96,49 @@ internal static class OutboxCodec
             row.Sequence,
             row.MessageId,
             row.DeviceId,
-            row.Stream!,
+            row.Stream ?? string.Empty,
             DateTimeOffset.FromUnixTimeMilliseconds(row.CreatedAt),
             row.ContentType,
             row.ContentEncoding,
             properties,
-            row.Payload);
+            row.Payload,
+            chunk);
+        reason = null;
+        return true;
+    }
+
+    /// <summary>Checks a chunk row against its transfer: a shape the server would accept and a payload of the right length.</summary>
+    private static bool TryDecodeChunk(OutboxRow row, OutboxRowTransfer transfer, [NotNullWhen(true)] out OutboxChunk? chunk, [NotNullWhen(false)] out string? reason)
+    {
+        chunk = null;
+        if (transfer.Kind is not (TransferKinds.Message or TransferKinds.File) || transfer.Size is not { } size || transfer.ChunkSize is not { } chunkSize
+            || transfer.ChunkCount is not { } count || !TransferLimits.IsSha256Hex(transfer.Sha256))
+        {
+            reason = $"chunk {transfer.ChunkIndex} of transfer {transfer.TransferId}: its transfer is missing or damaged";
+            return false;
+        }
+
+        if (chunkSize is < TransferLimits.MinChunkBytes or > int.MaxValue || count is < 1 or > TransferLimits.MaxChunkCount
+            || TransferLimits.CheckShape(size, (int)chunkSize, (int)count) is not null)
+        {
+            reason = $"transfer {transfer.TransferId} has an invalid shape (size {size}, chunk size {chunkSize}, {count} chunks)";
+            return false;
+        }
+
+        if (transfer.ChunkIndex < 0 || transfer.ChunkIndex >= count
+            || row.Payload.Length != TransferLimits.ChunkLength(size, (int)chunkSize, (int)count, (int)transfer.ChunkIndex))
+        {
+            reason = $"chunk {transfer.ChunkIndex} of transfer {transfer.TransferId} has {row.Payload.Length} bytes, not what its transfer's shape says";
+            return false;
+        }
+
+        if (transfer.Kind == TransferKinds.File && TransferLimits.CheckName(transfer.Name) is { } name)
+        {
+            reason = $"transfer {transfer.TransferId}: {name}";
+            return false;
+        }
+
+        chunk = new OutboxChunk(transfer.TransferId, transfer.Kind, transfer.Name, (int)transfer.ChunkIndex, (int)count, (int)chunkSize, size, transfer.Sha256!);
         reason = null;
         return true;
     }
@@ -116,6 +162,44 @@ internal static class OutboxCodec
 
         var remaining = 2 + System.Text.Encoding.UTF8.GetByteCount(topic) + 2 + VariableIntegerSize(properties) + properties + payloadLength;
         return 1 + VariableIntegerSize(remaining) + remaining;
+    }
+
+    /// <summary>
+    /// The user properties a chunk carries besides those of its message (<see cref="TransferProperties"/>), in the order
+    /// the publisher sends them.
+    /// </summary>
+    public static void AddChunkProperties(List<KeyValuePair<string, string>> properties, OutboxChunk chunk)
+    {
+        properties.Add(new(TransferProperties.TransferId, chunk.TransferId));
+        properties.Add(new(TransferProperties.ChunkIndex, chunk.Index.ToString(CultureInfo.InvariantCulture)));
+        properties.Add(new(TransferProperties.ChunkCount, chunk.Count.ToString(CultureInfo.InvariantCulture)));
+        properties.Add(new(TransferProperties.ChunkSize, chunk.ChunkSize.ToString(CultureInfo.InvariantCulture)));
+        properties.Add(new(TransferProperties.Size, chunk.Size.ToString(CultureInfo.InvariantCulture)));
+        properties.Add(new(TransferProperties.Sha256, chunk.Sha256));
+        if (chunk.Name is { } name)
+        {
+            properties.Add(new(TransferProperties.Name, name));
+        }
+    }
+
+    /// <summary>
+    /// The payload bytes a chunk may carry so that its whole packet fits <paramref name="maximumPacketSize"/> (when the
+    /// broker announced one) and the payload <paramref name="chunkBytes"/>: the packet's headers counted at their
+    /// longest (chunk index and count up to the protocol's maximum, the size up to 20 digits).
+    /// </summary>
+    public static long ChunkPayloadLimit(string topic, string? contentType, IEnumerable<KeyValuePair<string, string>> messageProperties, string? name, long? maximumPacketSize, int chunkBytes)
+    {
+        if (maximumPacketSize is not { } max)
+        {
+            return chunkBytes;
+        }
+
+        var worst = new List<KeyValuePair<string, string>>(messageProperties);
+        AddChunkProperties(worst, new OutboxChunk(new string('x', 26), TransferKinds.File, name, TransferLimits.MaxChunkCount, TransferLimits.MaxChunkCount, int.MaxValue, long.MaxValue, new string('0', 64)));
+        var headers = PublishPacketSize(topic, contentType, worst, 0);
+
+        // The remaining-length field grows with the payload: count it at its longest (4 bytes) rather than 1.
+        return Math.Min(chunkBytes, max - headers - 3);
     }
 
     private static int VariableIntegerSize(long value) => value switch

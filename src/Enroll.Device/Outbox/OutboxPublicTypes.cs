@@ -16,7 +16,10 @@ public enum OutboxOverflowPolicy
     /// <summary>Refuse the new message: <see cref="DeviceOutbox.SendAsync"/> throws <see cref="OutboxFullException"/>.</summary>
     Reject,
 
-    /// <summary>Delete the oldest stored messages to make room (counted as dropped).</summary>
+    /// <summary>
+    /// Delete the oldest stored messages to make room (counted as dropped); a transfer is dropped whole, never part of
+    /// it, and a file still being copied in is never dropped.
+    /// </summary>
     DropOldest,
 }
 
@@ -36,7 +39,7 @@ public enum OutboxDurability
 /// <summary>A snapshot of the outbox, for <c>enroll device status</c> and metrics.</summary>
 public sealed record OutboxStatistics
 {
-    /// <summary>Messages stored and not yet acknowledged by the broker.</summary>
+    /// <summary>Rows stored and not yet acknowledged by the broker: one per message, one per chunk of a transfer.</summary>
     public long Depth { get; init; }
 
     /// <summary>Bytes of those messages' payloads (as stored, compressed where it helped).</summary>
@@ -51,7 +54,7 @@ public sealed record OutboxStatistics
     /// <summary>Messages acknowledged by the broker and deleted, ever.</summary>
     public long Acknowledged { get; init; }
 
-    /// <summary>Messages dropped by <see cref="OutboxOverflowPolicy.DropOldest"/>, ever.</summary>
+    /// <summary>Messages and whole transfers dropped by <see cref="OutboxOverflowPolicy.DropOldest"/>, ever.</summary>
     public long Dropped { get; init; }
 
     /// <summary>
@@ -59,6 +62,18 @@ public sealed record OutboxStatistics
     /// large for its packet limit (the table keeps each one's reason and payload).
     /// </summary>
     public long Quarantined { get; init; }
+
+    /// <summary>
+    /// Transfers under way: files being copied in and messages or files sent in chunks with chunks left (each chunk is a
+    /// row, counted in <see cref="Depth"/> and <see cref="Bytes"/>).
+    /// </summary>
+    public long Transfers { get; init; }
+
+    /// <summary>
+    /// Transfers removed when the outbox opened, ever, because the process copying a file into them stopped before the
+    /// copy finished (it can never finish; the file must be sent again).
+    /// </summary>
+    public long AbandonedTransfers { get; init; }
 }
 
 /// <summary>The outbox is full and its overflow policy is <see cref="OutboxOverflowPolicy.Reject"/>.</summary>
@@ -80,4 +95,51 @@ public sealed class OutboxFullException : EnrollException
         : base(message, innerException)
     {
     }
+}
+
+/// <summary>Where one transfer (a file, or a message sent in chunks) stands in the outbox.</summary>
+public sealed record OutboxTransfer
+{
+    /// <summary>The transfer's ID (for a message, its message ID).</summary>
+    public required string TransferId { get; init; }
+
+    /// <summary><c>message</c> or <c>file</c>.</summary>
+    public required string Kind { get; init; }
+
+    /// <summary>The file's name (files only).</summary>
+    public string? Name { get; init; }
+
+    /// <summary>Bytes of the whole (for a file still being copied, 0 or its length when known).</summary>
+    public long Size { get; init; }
+
+    /// <summary>How many chunks it has (0 while a file of unknown length is being copied).</summary>
+    public int ChunkCount { get; init; }
+
+    /// <summary>Chunks the broker acknowledged (or the server said it holds after a reconnect).</summary>
+    public long AcknowledgedChunks { get; init; }
+
+    /// <summary>Chunks still in the outbox.</summary>
+    public long ChunksLeft { get; init; }
+
+    /// <summary>Where it stands.</summary>
+    public OutboxTransferState State { get; init; }
+
+    /// <summary>Why it failed (<see cref="OutboxTransferState.Failed"/>).</summary>
+    public string? Reason { get; init; }
+}
+
+/// <summary>The states of a transfer in the outbox.</summary>
+public enum OutboxTransferState
+{
+    /// <summary>A file is being copied in; nothing of it is sent yet.</summary>
+    Copying,
+
+    /// <summary>Stored whole; its chunks are being sent.</summary>
+    Sending,
+
+    /// <summary>Refused for good (the rest of it moved to quarantine with the reason).</summary>
+    Failed,
+
+    /// <summary>Every chunk acknowledged.</summary>
+    Delivered,
 }

@@ -4,7 +4,11 @@ using System.Runtime.ExceptionServices;
 using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
 using Enroll.Device.Outbox;
+using Enroll.Device.Requests;
+using Enroll.Protocol.Messages;
+using Enroll.Protocol.Requests;
 using Enroll.Protocol.Topics;
+using Enroll.Protocol.Transfers;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -33,6 +37,12 @@ public sealed class OutboxPublisher : BackgroundService
     internal static readonly TimeSpan LockReportAfter = TimeSpan.FromSeconds(2);
 
     private const int DeleteBatch = 256;
+
+    /// <summary>
+    /// The most payload bytes one read of the outbox pulls into memory: with 128 KiB chunks a read of
+    /// <see cref="EnrollDeviceOptions.PublishWindow"/> × 4 rows would otherwise hold tens of MiB.
+    /// </summary>
+    internal const long ReadBudgetBytes = 4 * 1024 * 1024;
     private readonly DeviceOutbox _outbox;
     private readonly DeviceSession _session;
     private readonly EnrollDeviceOptions _options;
@@ -55,9 +65,20 @@ public sealed class OutboxPublisher : BackgroundService
 
     private readonly DeviceHealth _health;
     private readonly Jitter _jitter;
+    private readonly ServerRequestSender? _requests;
 
-    internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, DeviceHealth health, Jitter jitter, OutboxMetrics? metrics = null)
+    // Acknowledged rows not deleted yet, by sequence: a read that starts again from the start skips them.
+    private readonly ConcurrentDictionary<long, byte> _acknowledgedSet = new();
+
+    // Transfers quarantined by this process: their rows still in a read batch are not sent.
+    private readonly ConcurrentDictionary<string, byte> _failedTransfers = new(StringComparer.Ordinal);
+
+    // Set when a transfer became ready in this process: its rows may lie behind the read cursor.
+    private volatile bool _transferReadied;
+
+    internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, DeviceHealth health, Jitter jitter, OutboxMetrics? metrics = null, ServerRequestSender? requests = null)
     {
+        _requests = requests;
         _health = health;
         _jitter = jitter;
         _outbox = outbox;
@@ -67,7 +88,13 @@ public sealed class OutboxPublisher : BackgroundService
         _logger = logger;
         _metrics = metrics;
         _outbox.MessageStored += () => _wake.TrySetResult();
+        _outbox.TransferReadied += () =>
+        {
+            _transferReadied = true;
+            _wake.TrySetResult();
+        };
     }
+
 
     /// <summary>Raised when the outbox became empty (every stored message acknowledged).</summary>
     public event Action? Drained;
@@ -189,12 +216,27 @@ public sealed class OutboxPublisher : BackgroundService
         var inFlight = new ConcurrentDictionary<long, Task>();
         var flushing = Task.CompletedTask;
         long cursor = 0;
+        var readyGeneration = _outbox.Store.ReadyGeneration();
         try
         {
+            await ResumeTransfersAsync(link, stoppingToken).ConfigureAwait(false);
             while (link.IsCurrent && !failure.Task.IsCompleted)
             {
                 var wake = _wake;
-                var rows = _outbox.Store.ReadAfter(cursor, _options.PublishWindow * 4);
+                if (_transferReadied)
+                {
+                    _transferReadied = false;
+                    cursor = Rewind(cursor, ref readyGeneration);
+                }
+
+                var rows = _outbox.Store.ReadAfter(cursor, _options.PublishWindow * 4, ReadBudgetBytes);
+                if (rows.Count == 0 && cursor > 0 && Rewind(cursor, ref readyGeneration) == 0)
+                {
+                    // A transfer became ready (perhaps in another process) with rows behind the cursor: look again from the start.
+                    cursor = 0;
+                    continue;
+                }
+
                 if (rows.Count == 0 && !inFlight.IsEmpty)
                 {
                     // Nothing new to send: wait for what is in flight (or a new message) before deleting and looking again.
@@ -231,6 +273,13 @@ public sealed class OutboxPublisher : BackgroundService
                 foreach (var row in rows)
                 {
                     cursor = row.Sequence;
+                    if (inFlight.ContainsKey(row.Sequence) || _acknowledgedSet.ContainsKey(row.Sequence)
+                        || (row.Transfer is { } transfer && _failedTransfers.ContainsKey(transfer.TransferId)))
+                    {
+                        // Read again after a rewind (sent, or its transfer refused, already).
+                        continue;
+                    }
+
                     if (!OutboxCodec.TryDecode(row, out var message, out var reason))
                     {
                         await QuarantineAsync(row, reason, stoppingToken).ConfigureAwait(false);
@@ -302,24 +351,39 @@ public sealed class OutboxPublisher : BackgroundService
     {
         if (link.Connection.MaximumPacketSize is { } max)
         {
-            var packet = OutboxCodec.PublishPacketSize(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.ContentType, UserProperties(message), message.Payload.Length);
+            var packet = OutboxCodec.PublishPacketSize(Topic(link, message), message.ContentType, UserProperties(message), message.Payload.Length);
             if (packet > max)
             {
-                return $"too large for the broker's maximum packet size {max} (a {packet}-byte packet)";
+                return message.Chunk is { } chunk
+                    ? $"its chunks of {chunk.ChunkSize} bytes are too large for the broker's maximum packet size {max} (a {packet}-byte packet); send it again with a smaller ChunkBytes"
+                    : $"too large for the broker's maximum packet size {max} (a {packet}-byte packet)";
             }
         }
 
-        return message.Payload.Length > _options.MaxMessageBytes
+        return message.Chunk is null && message.Payload.Length > _options.MaxMessageBytes
             ? $"too large for the maximum message size {_options.MaxMessageBytes} (MaxMessageBytes; {message.Payload.Length} bytes stored)"
             : null;
     }
 
+    /// <summary>The topic a row goes to: its stream's messages topic, or the device's files topic for a file's chunk.</summary>
+    private static string Topic(DeviceLink link, OutboxMessage message) =>
+        message.Chunk is { IsFile: true } ? EnrollTopics.DeviceFiles(link.DeviceId) : EnrollTopics.DeviceMessages(link.DeviceId, message.Stream);
+
     private static List<KeyValuePair<string, string>> UserProperties(OutboxMessage message)
     {
-        var properties = new List<KeyValuePair<string, string>>(message.Properties.Count + 3)
+        var createdAt = new KeyValuePair<string, string>("created_at", message.CreatedAt.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture));
+        if (message.Chunk is { IsFile: true } file)
+        {
+            // A file's chunk: the transfer's properties (its name among them) and when the file was stored.
+            var chunkProperties = new List<KeyValuePair<string, string>>(8) { createdAt };
+            OutboxCodec.AddChunkProperties(chunkProperties, file);
+            return chunkProperties;
+        }
+
+        var properties = new List<KeyValuePair<string, string>>(message.Properties.Count + 10)
         {
             new("message_id", message.MessageId),
-            new("created_at", message.CreatedAt.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture)),
+            createdAt,
         };
         if (message.ContentEncoding is { } encoding)
         {
@@ -328,10 +392,16 @@ public sealed class OutboxPublisher : BackgroundService
 
         foreach (var property in message.Properties)
         {
-            if (property.Key is not ("message_id" or "created_at" or "content_encoding"))
+            if (property.Key is not ("message_id" or "created_at" or "content_encoding") && (message.Chunk is null || !TransferProperties.All.Contains(property.Key)))
             {
                 properties.Add(property);
             }
+        }
+
+        if (message.Chunk is { } chunk)
+        {
+            // A message too large for one packet: every chunk carries the message's properties and the transfer's.
+            OutboxCodec.AddChunkProperties(properties, chunk);
         }
 
         return properties;
@@ -346,20 +416,22 @@ public sealed class OutboxPublisher : BackgroundService
             try
             {
                 await link.Connection.PublishAsync(
-                    new OutgoingMessage(EnrollTopics.DeviceMessages(link.DeviceId, message.Stream), message.Payload, 1)
+                    new OutgoingMessage(Topic(link, message), message.Payload, 1)
                     {
                         ContentType = message.ContentType,
                         UserProperties = UserProperties(message),
                     },
                     stoppingToken).ConfigureAwait(false);
             }
-            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal && PubAckReasons.IsPermanent(refusal.ReasonCode))
+            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal
+                && (message.Chunk is null ? PubAckReasons.IsPermanent(refusal.ReasonCode) : PubAckReasons.IsPermanentForChunk(refusal.ReasonCode)))
             {
                 // Refused for good: sending it again can only get the same answer. The rows behind it go on.
                 await QuarantineAsync(row, $"refused by the broker: {refusal.Message}", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);
                 return;
             }
 
+            _acknowledgedSet[message.Sequence] = 0;
             acknowledged.Enqueue(message.Sequence);
             Delivered();
         }
@@ -420,6 +492,10 @@ public sealed class OutboxPublisher : BackgroundService
         if (batch.Count > 0)
         {
             _metrics?.AcknowledgedMany(batch.Count);
+            foreach (var sequence in batch)
+            {
+                _acknowledgedSet.TryRemove(sequence, out _);
+            }
         }
 
         if ((batch.Count > 0 || published > 0) && _health.FaultOf(DeviceComponents.Publisher) is { Kind: DeviceFaultKind.StorageLocked or DeviceFaultKind.DiskFull })
@@ -431,6 +507,12 @@ public sealed class OutboxPublisher : BackgroundService
 
     private async Task QuarantineAsync(OutboxRow row, string reason, CancellationToken cancellationToken, DeviceFaultKind? fault = null)
     {
+        if (row.Transfer is { } transfer)
+        {
+            await QuarantineTransferAsync(transfer.TransferId, transfer.Name, reason, fault, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         Log.Quarantined(_logger, row.Sequence, row.MessageId ?? "?", reason);
         await _outbox.Store.QuarantineAsync(row, reason, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         _metrics?.QuarantinedOne();
@@ -439,6 +521,122 @@ public sealed class OutboxPublisher : BackgroundService
         {
             // Its own component, so later deliveries do not clear it: the agent keeps saying it quarantined something.
             _health.Report(DeviceComponents.Quarantine, kind, $"message {row.MessageId} moved to quarantine: {reason}");
+        }
+    }
+
+    /// <summary>
+    /// A transfer cannot be delivered (one of its chunks refused for good, undecodable or too large, or the server refused
+    /// or lost it): what is left of it moves to quarantine with the reason and it is marked failed, once.
+    /// </summary>
+    private async Task QuarantineTransferAsync(string transferId, string? name, string reason, DeviceFaultKind? fault, CancellationToken cancellationToken)
+    {
+        _failedTransfers[transferId] = 0;
+        if (!await _outbox.Store.QuarantineTransferAsync(transferId, reason, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false))
+        {
+            // Another chunk's refusal moved it already.
+            return;
+        }
+
+        Log.TransferQuarantined(_logger, transferId, reason);
+        _metrics?.QuarantinedOne();
+        Interlocked.Increment(ref _progress);
+        var what = name is null ? $"message transfer {transferId}" : $"file '{name}' (transfer {transferId})";
+        _health.Report(DeviceComponents.Quarantine, fault ?? DeviceFaultKind.MessageRefused, $"{what} moved to quarantine: {reason}");
+    }
+
+    /// <summary>The cursor to read from: 0 when a transfer became ready since <paramref name="generation"/> (its rows may lie behind the cursor).</summary>
+    private long Rewind(long cursor, ref long generation)
+    {
+        var now = _outbox.Store.ReadyGeneration();
+        if (now == generation)
+        {
+            return cursor;
+        }
+
+        generation = now;
+        return 0;
+    }
+
+    /// <summary>
+    /// After a (re)connect, asks the server what it holds of every transfer with rows left (<c>transfers/status</c>) and
+    /// acts on the answer: chunks it holds are deleted (counted acknowledged), a complete transfer is deleted whole, a
+    /// refused one or one the server lost after acknowledging chunks goes to quarantine, and an unknown one is sent whole.
+    /// When the server does not answer (an older server, a broker without one) everything left is sent: the server keeps
+    /// each chunk once.
+    /// </summary>
+    private async Task ResumeTransfersAsync(DeviceLink link, CancellationToken stoppingToken)
+    {
+        if (_requests is null)
+        {
+            return;
+        }
+
+        foreach (var transfer in _outbox.Store.PendingTransfers())
+        {
+            if (!link.IsCurrent)
+            {
+                return;
+            }
+
+            TransferStatusResponse answer;
+            using (var timeout = new CancellationTokenSource(_options.AttemptTimeout * 2 + _options.InitialBackoff, _timeProvider))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken, timeout.Token))
+            {
+                try
+                {
+                    answer = await _requests.SendAsync(
+                        EnrollRequests.TransferStatus,
+                        requestId => new TransferStatusRequest { TransferId = transfer.TransferId, RequestId = requestId },
+                        () => link.Connection.Credentials is { IsAuthenticated: true } current && current.Username == link.DeviceId
+                            ? current
+                            : throw new EnrollConnectionException("not connected as the device"),
+                        _ => EnrollTopics.DeviceResponses(link.DeviceId),
+                        null,
+                        linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+                {
+                    // No answer in time: the server does not know the request. Do not ask about the others either.
+                    Log.TransferStatusFailed(_logger, transfer.TransferId, "no answer in time");
+                    return;
+                }
+                catch (EnrollException ex)
+                {
+                    Log.TransferStatusFailed(_logger, transfer.TransferId, ex.Message);
+                    continue;
+                }
+            }
+
+            var deleted = 0;
+            switch (answer.State)
+            {
+                case TransferStates.Complete:
+                    deleted = await _outbox.Store.DeleteChunksAsync(transfer.TransferId, [(0, int.MaxValue)], stoppingToken).ConfigureAwait(false);
+                    break;
+                case TransferStates.Receiving when answer.ChunkCount == transfer.ChunkCount && answer.Received is { } received:
+                    var ranges = received.Where(r => r is { Length: 2 } && r[0] <= r[1]).Select(r => (r[0], r[1])).ToList();
+                    deleted = await _outbox.Store.DeleteChunksAsync(transfer.TransferId, ranges, stoppingToken).ConfigureAwait(false);
+                    break;
+                case TransferStates.Refused:
+                    await QuarantineTransferAsync(transfer.TransferId, transfer.Name, $"refused by the server: {answer.Reason ?? "no reason given"}", DeviceFaultKind.MessageRefused, stoppingToken).ConfigureAwait(false);
+                    break;
+                case TransferStates.Unknown when transfer.Acknowledged > 0:
+                    await QuarantineTransferAsync(
+                        transfer.TransferId,
+                        transfer.Name,
+                        $"the server no longer holds it although it acknowledged {transfer.Acknowledged} of its {transfer.ChunkCount} chunks: it expired there (no chunk arrived for too long); send it again",
+                        DeviceFaultKind.MessageRefused,
+                        stoppingToken).ConfigureAwait(false);
+                    break;
+            }
+
+            if (deleted > 0)
+            {
+                Interlocked.Increment(ref _progress);
+                _metrics?.AcknowledgedMany(deleted);
+            }
+
+            Log.TransferResumed(_logger, transfer.TransferId, answer.State ?? "?", deleted, transfer.RowsLeft - deleted);
         }
     }
 }

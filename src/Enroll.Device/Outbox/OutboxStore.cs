@@ -10,7 +10,7 @@ namespace Enroll.Device.Outbox;
 /// limits in the same transaction; a one-row <c>stats</c> table keeps depth and bytes exact across processes (a device's
 /// agent and a separate <c>enroll device send</c> may share the file).
 /// </summary>
-internal sealed class OutboxStore : IAsyncDisposable
+internal sealed partial class OutboxStore : IAsyncDisposable
 {
     public const string FileName = "outbox.db";
 
@@ -26,7 +26,9 @@ internal sealed class OutboxStore : IAsyncDisposable
             properties TEXT,
             payload BLOB NOT NULL,
             size INTEGER NOT NULL,
-            schema_version INTEGER NOT NULL
+            schema_version INTEGER NOT NULL,
+            transfer_id TEXT,
+            chunk_index INTEGER
         );
         CREATE TABLE IF NOT EXISTS quarantine (
             seq INTEGER PRIMARY KEY,
@@ -67,13 +69,15 @@ internal sealed class OutboxStore : IAsyncDisposable
         FROM stats s WHERE s.id = 1
         """;
 
-    private const string Columns = "seq, message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version";
+    private const string Columns = "m.seq, m.message_id, m.device_id, m.stream, m.created_at, m.content_type, m.content_encoding, m.properties, m.payload, m.size, m.schema_version";
 
     private readonly SqliteDatabase _database;
+    private readonly TimeProvider _timeProvider;
 
     public OutboxStore(string statePath, OutboxDurability durability, TimeProvider timeProvider, ILogger logger)
     {
         var path = System.IO.Path.Combine(statePath, FileName);
+        _timeProvider = timeProvider;
         try
         {
             _database = StateDatabaseOpener.Open(
@@ -82,6 +86,7 @@ internal sealed class OutboxStore : IAsyncDisposable
                 durability == OutboxDurability.Full ? SqliteDurability.Full : SqliteDurability.Relaxed,
                 timeProvider,
                 logger);
+            OpenTransfers(_database, timeProvider, logger);
         }
         catch (SqliteException ex) when (ex.SqliteErrorCode is 5 or 6)
         {
@@ -106,8 +111,9 @@ internal sealed class OutboxStore : IAsyncDisposable
 
     /// <summary>Stores one message, making room or refusing per the limits, in the next group commit.</summary>
     public Task<int> InsertAsync(OutboxInsert message, OutboxLimits limits, CancellationToken cancellationToken) =>
-        // No savepoint needed: a refusal throws before anything changes, and an insert cannot fail halfway.
-        _database.WriteAsync(context => Insert(context, message, limits), isolated: false, cancellationToken);
+        // No savepoint needed under Reject: a refusal throws before anything changes, and an insert cannot fail halfway.
+        // Dropping to make room can still end in a refusal (only transfers being copied left), so it gets one.
+        _database.WriteAsync(context => Insert(context, message, limits), isolated: limits.Overflow == OutboxOverflowPolicy.DropOldest, cancellationToken);
 
     /// <summary>
     /// The stats row, read once per batch and written back once just before the commit, so every operation of a batch
@@ -150,35 +156,8 @@ internal sealed class OutboxStore : IAsyncDisposable
     private static int Insert(SqliteWriteContext context, OutboxInsert message, OutboxLimits limits)
     {
         var size = message.Payload.Length;
-        if (size > limits.MaxBytes)
-        {
-            throw new OutboxFullException($"the message ({size} bytes) is larger than the whole outbox ({limits.MaxBytes} bytes)");
-        }
-
         var stats = Stats(context);
-        var dropped = 0;
-        if (stats.Depth + 1 > limits.MaxMessages || stats.Bytes + size > limits.MaxBytes)
-        {
-            if (limits.Overflow == OutboxOverflowPolicy.Reject)
-            {
-                throw new OutboxFullException($"the outbox is full ({stats.Depth} messages, {stats.Bytes} bytes; limits {limits.MaxMessages} messages, {limits.MaxBytes} bytes)");
-            }
-
-            var drop = context.Prepared("DELETE FROM messages WHERE seq = (SELECT MIN(seq) FROM messages) RETURNING size", _ => { });
-            while (stats.Depth + 1 > limits.MaxMessages || stats.Bytes + size > limits.MaxBytes)
-            {
-                if (drop.ExecuteScalar() is not long freed)
-                {
-                    break;
-                }
-
-                stats.Depth--;
-                stats.Bytes -= freed;
-                stats.Dropped++;
-                dropped++;
-            }
-        }
-
+        var dropped = MakeRoom(context, stats, 1, size, limits, "message");
         var insert = context.Prepared(
             $"""
             INSERT INTO messages (message_id, device_id, stream, created_at, content_type, content_encoding, properties, payload, size, schema_version)
@@ -211,17 +190,28 @@ internal sealed class OutboxStore : IAsyncDisposable
         return dropped;
     }
 
-    /// <summary>Rows after <paramref name="afterSequence"/>, in order.</summary>
-    public List<OutboxRow> ReadAfter(long afterSequence, int limit)
+    /// <summary>
+    /// Rows after <paramref name="afterSequence"/>, in order, at most <paramref name="limit"/> of them and no more payload
+    /// bytes than <paramref name="maxBytes"/> (the row that crosses it is the last; at least one row): a batch of large
+    /// chunks never pulls more than that into memory. Chunk rows come with their transfer, and only once the transfer is
+    /// ready (a file still being copied is skipped).
+    /// </summary>
+    public List<OutboxRow> ReadAfter(long afterSequence, int limit, long maxBytes = long.MaxValue)
     {
         using var connection = _database.OpenRead();
         using var command = connection.CreateCommand();
-        command.CommandText = $"SELECT {Columns} FROM messages WHERE seq > $after ORDER BY seq LIMIT $limit";
+        command.CommandText = $"""
+            SELECT {Columns}, m.transfer_id, m.chunk_index, t.kind, t.name, t.size, t.chunk_size, t.chunk_count, t.sha256
+            FROM messages m LEFT JOIN transfers t ON t.transfer_id = m.transfer_id
+            WHERE m.seq > $after AND (m.transfer_id IS NULL OR t.state IS NULL OR t.state = '{TransferReady}')
+            ORDER BY m.seq LIMIT $limit
+            """;
         command.Parameters.AddWithValue("$after", afterSequence);
         command.Parameters.AddWithValue("$limit", limit);
         using var reader = command.ExecuteReader();
         var rows = new List<OutboxRow>();
-        while (reader.Read())
+        long bytes = 0;
+        while (bytes < maxBytes && reader.Read())
         {
             rows.Add(new OutboxRow(
                 reader.GetInt64(0),
@@ -234,7 +224,17 @@ internal sealed class OutboxStore : IAsyncDisposable
                 reader.IsDBNull(7) ? null : reader.GetString(7),
                 reader.IsDBNull(8) ? [] : (byte[])reader.GetValue(8),
                 reader.IsDBNull(9) ? -1 : reader.GetInt64(9),
-                reader.IsDBNull(10) ? -1 : reader.GetInt64(10)));
+                reader.IsDBNull(10) ? -1 : reader.GetInt64(10),
+                reader.IsDBNull(11) ? null : new OutboxRowTransfer(
+                    reader.GetString(11),
+                    reader.IsDBNull(12) ? -1 : reader.GetInt64(12),
+                    reader.IsDBNull(13) ? null : reader.GetString(13),
+                    reader.IsDBNull(14) ? null : reader.GetString(14),
+                    reader.IsDBNull(15) ? null : reader.GetInt64(15),
+                    reader.IsDBNull(16) ? null : reader.GetInt64(16),
+                    reader.IsDBNull(17) ? null : reader.GetInt64(17),
+                    reader.IsDBNull(18) ? null : reader.GetString(18))));
+            bytes += rows[^1].Payload.Length;
         }
 
         return rows;
@@ -255,17 +255,29 @@ internal sealed class OutboxStore : IAsyncDisposable
             context =>
             {
                 var stats = Stats(context);
-                var delete = context.Prepared("DELETE FROM messages WHERE seq = $seq RETURNING size", p => p.Add("$seq", SqliteType.Integer));
+                var delete = context.Prepared("DELETE FROM messages WHERE seq = $seq RETURNING size, transfer_id", p => p.Add("$seq", SqliteType.Integer));
                 var deleted = 0;
+                Dictionary<string, int>? chunks = null;
                 foreach (var sequence in sequences)
                 {
                     delete.Parameters["$seq"].Value = sequence;
-                    if (delete.ExecuteScalar() is long size)
+                    using var reader = delete.ExecuteReader();
+                    if (reader.Read())
                     {
-                        stats.Bytes -= size;
+                        stats.Bytes -= reader.GetInt64(0);
                         stats.Depth--;
                         deleted++;
+                        if (!reader.IsDBNull(1))
+                        {
+                            chunks ??= new(StringComparer.Ordinal);
+                            chunks[reader.GetString(1)] = chunks.GetValueOrDefault(reader.GetString(1)) + 1;
+                        }
                     }
+                }
+
+                if (chunks is not null)
+                {
+                    ChunksAcknowledged(context, chunks, _timeProvider.GetUtcNow());
                 }
 
                 var count = context.Prepared("UPDATE delivery SET sent = sent + $sent, acknowledged = acknowledged + $acknowledged WHERE id = 1", p =>
@@ -372,14 +384,16 @@ internal sealed class OutboxStore : IAsyncDisposable
             reader = command.ExecuteReader();
         }
 
-        using var _ = reader;
-        if (!reader.Read())
+        OutboxStatistics statistics;
+        using (reader)
         {
-            return null;
-        }
+            if (!reader.Read())
+            {
+                return null;
+            }
 
-        return new OutboxStatistics
-        {
+            statistics = new OutboxStatistics
+            {
             Depth = reader.GetInt64(0),
             Bytes = reader.GetInt64(1),
             Dropped = reader.GetInt64(2),
@@ -387,7 +401,11 @@ internal sealed class OutboxStore : IAsyncDisposable
             Sent = reader.GetInt64(4),
             Acknowledged = reader.GetInt64(5),
             OldestAge = reader.IsDBNull(6) ? null : now - DateTimeOffset.FromUnixTimeMilliseconds(reader.GetInt64(6)),
-        };
+            };
+        }
+
+        var (underWay, abandoned) = ReadTransferStatistics(connection);
+        return statistics with { Transfers = underWay, AbandonedTransfers = abandoned };
     }
 
     public ValueTask DisposeAsync() => _database.DisposeAsync();

@@ -83,6 +83,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.AddHostedService<Enroll.Server.Commands.RolloutAdvancer>();
         services.TryAddSingleton<Enroll.Server.Ingest.MessageIngest>();
         services.TryAddSingleton<Enroll.Server.Files.TransferIngest>();
+        services.AddHostedService<Enroll.Server.Files.TransferExpirySweeper>();
         services.AddBrokerTransport(options);
         services.AddHostedService<RequestDispatcher>();
         return services;

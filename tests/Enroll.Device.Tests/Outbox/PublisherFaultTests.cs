@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text;
 using System.Text.Json;
 using Enroll.Protocol.Topics;
+using Enroll.Protocol.Transfers;
 using Enroll.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.Extensions.DependencyInjection;
@@ -147,24 +148,27 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
     [Fact]
     public async Task Send_MessageOverMaxMessageBytesAfterCompression_IsRefusedWithTheLimit_AndNothingIsStored()
     {
+        // Issue 14: the default limit is 16 MiB now (larger messages than a packet are chunked), no longer 1 MiB.
         using var state = new TempDirectory();
         await using var outbox = new DeviceOutbox(
             Microsoft.Extensions.Options.Options.Create(new EnrollDeviceOptions { ClientId = "c", StatePath = state.Path }),
             TimeProvider.System,
             Microsoft.Extensions.Logging.Abstractions.NullLogger<DeviceOutbox>.Instance,
             () => "dev_1");
-        var incompressible = new byte[2 * 1024 * 1024];
+        var incompressible = new byte[17 * 1024 * 1024];
         new Random(7).NextBytes(incompressible);
 
         var refused = await Assert.ThrowsAsync<MessageTooLargeException>(() => outbox.SendAsync("s", incompressible));
 
-        Assert.Contains("1,048,576", refused.Message, StringComparison.Ordinal);
-        Assert.Equal(1024 * 1024, refused.Limit);
+        Assert.Contains("16,777,216", refused.Message, StringComparison.Ordinal);
+        Assert.Contains("MaxMessageBytes", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(16 * 1024 * 1024, refused.Limit);
         Assert.Equal(0, outbox.GetStatistics().Depth);
 
-        // The limit is on the stored (compressed) size: 2 MiB that compress well are fine.
-        await outbox.SendAsync("s", new byte[2 * 1024 * 1024]);
-        Assert.Equal(1, outbox.GetStatistics().Depth);
+        // The limit is on the stored (compressed) size: 17 MiB that compress well are fine.
+        await outbox.SendAsync("s", new byte[17 * 1024 * 1024]);
+        Assert.InRange(outbox.GetStatistics().Depth, 1, 2);
+        Assert.InRange(outbox.GetStatistics().Bytes, 1, 1024 * 1024);
     }
 
     [Fact]
@@ -205,9 +209,16 @@ public sealed class PublisherFaultTests(ITestOutputHelper output)
         Assert.Contains("too large for the broker's maximum packet size 65536", Assert.Single(QuarantineReasons(state.Path)), StringComparison.Ordinal);
         Assert.Contains(faults.Seen, f => f.Kind == DeviceFaultKind.MessageTooLarge && f.Message.Contains(tooLarge, StringComparison.Ordinal));
 
-        // Now that the broker's limit is known, a send that cannot fit it is refused up front, naming the limit.
-        var refused = await Assert.ThrowsAsync<MessageTooLargeException>(() => device.Outbox.SendAsync("s", huge));
-        Assert.Contains("maximum packet size of 65,536 bytes", refused.Message, StringComparison.Ordinal);
+        // Issue 14: now that the broker's limit is known, a send that cannot fit one packet is no longer refused: it is
+        // stored as the chunks of one transfer, each of which fits the limit.
+        await device.StopAgentsAsync();
+        var chunked = await device.Outbox.SendAsync("s", huge);
+        var transfer = device.Outbox.GetTransfer(chunked);
+        Assert.NotNull(transfer);
+        Assert.Equal(TransferKinds.Message, transfer.Kind);
+        Assert.Equal(huge.Length, transfer.Size);
+        Assert.Equal(2, transfer.ChunkCount);
+        Assert.Equal(2, transfer.ChunksLeft);
     }
 
     [Fact]
