@@ -292,6 +292,13 @@ public sealed class OutboxPublisher : BackgroundService
                         continue;
                     }
 
+                    if (message.Chunk is not null && _options.ProtocolVersion == MqttProtocol.V311)
+                    {
+                        // MQTT 3.1.1 would drop the chunk's user properties and the server would store each chunk as a message.
+                        await QuarantineAsync(row, "chunks need MQTT 5 user properties, and this device speaks MQTT 3.1.1 (ProtocolVersion V311)", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);
+                        continue;
+                    }
+
                     if (TooLarge(link, message) is { } tooLarge)
                     {
                         // Never sent: a packet over the broker's limit only breaks the connection, again and again.
