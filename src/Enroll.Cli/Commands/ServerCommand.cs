@@ -66,9 +66,28 @@ internal static class ServerCommand
             Description = "End revoked devices' sessions through this EMQX 5 REST API (http://emqx:18083), with an API key as key:secret in ENROLL_BROKER_ADMIN_KEY (needs --broker; docs/operations.md)",
         };
 
+        var filesDir = new Option<string?>("--files-dir") { Description = "Folder of the file store (transfers being received, stored files); share it between instances. Default: {data-dir}/files" };
+        var maxMessageSize = new Option<string>("--max-message-size") { Description = "Largest message a device may send in chunks, as sent and decompressed (for example 16MiB; 1KiB to 256MiB)", DefaultValueFactory = _ => "16MiB" };
+        var maxFileSize = new Option<string>("--max-file-size") { Description = "Largest file a device may send (for example 1GiB; 1KiB to 1TiB)", DefaultValueFactory = _ => "1GiB" };
+        var deviceFileQuota = new Option<string>("--device-file-quota") { Description = "Bytes of files one device may have on the server, stored plus being sent (for example 5GiB)", DefaultValueFactory = _ => "5GiB" };
+        var incompleteExpiry = CliOptions.Duration("--incomplete-transfer-expiry", "How long a transfer that receives no chunk is kept before its staged chunks are removed", "24h");
+        foreach (var size in new[] { maxMessageSize, maxFileSize, deviceFileQuota })
+        {
+            var name = size.Name;
+            size.Validators.Add(result =>
+            {
+                var text = result.Tokens.Count > 0 ? result.Tokens[0].Value : null;
+                if (text is not null && !TryParseSize(text, out _))
+                {
+                    result.AddError($"{name}: '{text}' is not a size; give bytes, or a number with KiB, MiB, GiB or TiB (for example 16MiB)");
+                }
+            });
+        }
+
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
         {
             mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi, keyEncryptionKeyFile,
+            filesDir, maxMessageSize, maxFileSize, deviceFileQuota, incompleteExpiry,
         };
 
         command.SetAction(async (parse, cancellationToken) =>
@@ -105,6 +124,11 @@ internal static class ServerCommand
                     : BrokerAdmin.None,
                 BrokerAdminUrl = Uri.TryCreate(parse.GetValue(brokerEmqxApi), UriKind.Absolute, out var emqxApi) ? emqxApi : null,
                 BrokerAdminKey = Environment.GetEnvironmentVariable("ENROLL_BROKER_ADMIN_KEY"),
+                FilesDirectory = parse.GetValue(filesDir),
+                MaxMessageBytes = ParseSize(parse.GetValue(maxMessageSize)),
+                MaxFileBytes = ParseSize(parse.GetValue(maxFileSize)),
+                DeviceFileQuotaBytes = ParseSize(parse.GetValue(deviceFileQuota)),
+                IncompleteTransferExpiry = parse.GetDuration(incompleteExpiry),
             };
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);
@@ -174,6 +198,39 @@ internal static class ServerCommand
             _ => Failures.Classify(ex),
         };
     }
+
+    /// <summary>A size as a person writes it: bytes, or a whole or decimal number of KiB, MiB, GiB or TiB (<c>16MiB</c>, <c>1.5GiB</c>).</summary>
+    internal static bool TryParseSize(string? text, out long bytes)
+    {
+        bytes = 0;
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return false;
+        }
+
+        var units = new (string Suffix, long Factor)[] { ("TiB", 1L << 40), ("GiB", 1L << 30), ("MiB", 1L << 20), ("KiB", 1L << 10), ("B", 1) };
+        var trimmed = text.Trim();
+        var factor = 1L;
+        foreach (var (suffix, unit) in units)
+        {
+            if (trimmed.EndsWith(suffix, StringComparison.OrdinalIgnoreCase))
+            {
+                trimmed = trimmed[..^suffix.Length].TrimEnd();
+                factor = unit;
+                break;
+            }
+        }
+
+        if (!decimal.TryParse(trimmed, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var number) || number * factor > long.MaxValue)
+        {
+            return false;
+        }
+
+        bytes = (long)(number * factor);
+        return true;
+    }
+
+    private static long ParseSize(string? text) => TryParseSize(text, out var bytes) ? bytes : throw new ArgumentException($"not a size: '{text}'", nameof(text));
 
     private static void PrintBanner(Output output, EnrollServerHost host, EnrollServerOptions options)
     {

@@ -79,6 +79,18 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         Assert.Equal("application/json", stored.ContentType);
         Assert.Equal("""{"temperature":21.5,"humidity":40.2}""", System.Text.Encoding.UTF8.GetString(stored.Payload.Span));
 
+        var uploaded = await RunAsync("send-file");
+        Assert.True(uploaded.ExitCode == 0, $"send-file failed: {uploaded}");
+        Assert.DoesNotContain("Warning", uploaded.StandardError, StringComparison.Ordinal);
+        var file = Assert.Single(Directory.GetFiles(Path.Combine(server.DataDirectory, "files", "stored", env["DEVICE_ID"])));
+        Assert.Equal(System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Range(1, 400).Select(i => $"{i}\n"))), await File.ReadAllBytesAsync(file));
+        using (var status = await RunJsonAsync("transfer-status"))
+        {
+            Assert.Equal("complete", status.RootElement.GetProperty("state").GetString());
+            Assert.Equal("[[0,1]]", status.RootElement.GetProperty("received").GetRawText());
+            Assert.StartsWith("file_", status.RootElement.GetProperty("file_id").GetString(), StringComparison.Ordinal);
+        }
+
         using (var keys = await RunJsonAsync("server-keys"))
         {
             Assert.Contains(keys.RootElement.GetProperty("keys").EnumerateArray(), k => k.GetProperty("use").GetString() == "sig");

@@ -103,11 +103,13 @@ public sealed class ChunkIngestTests(ITestOutputHelper output) : IAsyncLifetime
         var whole = Chunks.RandomBytes((2 * ChunkSize) + 7, 2);
         var chunks = Chunks.OfFile(deviceId, "tr-rev", whole, ChunkSize);
         var flushesBefore = Blobs.Flushes;
+        using var outcomes = new ChunkOutcomes(_server);
 
         await AllStoredAsync(client, [chunks[2], chunks[2], chunks[1], chunks[2], chunks[1], chunks[0], chunks[0], chunks[1]]);
 
         // Sent one at a time, each new chunk costs exactly one flush: the resends were not written.
         Assert.Equal(3, Blobs.Flushes - flushesBefore);
+        Assert.Equal((3, 5), (outcomes["stored"], outcomes["duplicate"]));
         var file = Assert.Single(await FileStore.ListFilesAsync(deviceId, 10));
         Assert.Equal(whole, StoredBytes(file));
     }
@@ -158,6 +160,7 @@ public sealed class ChunkIngestTests(ITestOutputHelper output) : IAsyncLifetime
         await using var _ = client;
         var whole = Chunks.RandomBytes((2 * ChunkSize) + 10, 5);
         var chunks = Chunks.OfFile(deviceId, "tr-bad", whole, ChunkSize, sha256: Chunks.Sha256([1, 2, 3]));
+        using var outcomes = new ChunkOutcomes(_server);
         await AllStoredAsync(client, chunks.Take(2));
 
         var last = await SendAsync(client, chunks[2]);
@@ -165,6 +168,7 @@ public sealed class ChunkIngestTests(ITestOutputHelper output) : IAsyncLifetime
 
         Assert.Equal(MqttClientPublishReasonCode.PayloadFormatInvalid, last.ReasonCode);
         Assert.Contains("sha256 mismatch", last.ReasonString, StringComparison.Ordinal);
+        Assert.Equal((1, 1), (outcomes["refused/hash"], outcomes["refused/refused_before"]));
         Assert.Equal((MqttClientPublishReasonCode.PayloadFormatInvalid, last.ReasonString), (resend.ReasonCode, resend.ReasonString));
         var transfer = await FileStore.GetTransferAsync(deviceId, "tr-bad");
         Assert.Equal((TransferStates.Refused, last.ReasonString), (transfer!.State, transfer.Reason));
@@ -315,5 +319,46 @@ public sealed class ChunkIngestTests(ITestOutputHelper output) : IAsyncLifetime
         var file = Assert.Single(await FileStore.ListFilesAsync(deviceId, 10));
         Assert.Equal(whole, StoredBytes(file));
         Assert.Empty(Blobs.ListStaged());
+    }
+
+    /// <summary>The <c>enroll.server.transfers.chunks</c> counter of one server, by outcome (and <c>refused/{reason}</c>), from creation on.</summary>
+    private sealed class ChunkOutcomes : IDisposable
+    {
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _counts = new(StringComparer.Ordinal);
+        private readonly System.Diagnostics.Metrics.MeterListener _listener = new();
+
+        public ChunkOutcomes(TestServer server)
+        {
+            var meterFactory = server.Host.Services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter.Scope == meterFactory && instrument.Name == Enroll.Server.Diagnostics.ServerInstruments.TransferChunks)
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+            {
+                string? outcome = null, reason = null;
+                foreach (var tag in tags)
+                {
+                    if (tag.Key == "outcome")
+                    {
+                        outcome = tag.Value as string;
+                    }
+                    else if (tag.Key == "reason")
+                    {
+                        reason = tag.Value as string;
+                    }
+                }
+
+                _counts.AddOrUpdate(reason is null ? outcome! : $"{outcome}/{reason}", value, (_, total) => total + value);
+            });
+            _listener.Start();
+        }
+
+        public long this[string key] => _counts.GetValueOrDefault(key);
+
+        public void Dispose() => _listener.Dispose();
     }
 }

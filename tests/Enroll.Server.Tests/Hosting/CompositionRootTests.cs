@@ -98,6 +98,9 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
     [InlineData("connections", "the maximum connections 0 is out of range: use 1 to 10,000,000")]
     [InlineData("concurrency", "the handler concurrency 5,000 is out of range: use 1 to 4,096")]
     [InlineData("disk-full", "the disk-full retry-after 2h is out of range: use 1s to 1h")]
+    [InlineData("max-message", "the maximum message size (--max-message-size) 512 bytes is out of range: use 1,024 to 268,435,456 bytes")]
+    [InlineData("quota", "the device file quota (--device-file-quota) -1 bytes is out of range: use 0 to 1,125,899,906,842,624 bytes")]
+    [InlineData("transfer-expiry", "the incomplete transfer expiry (--incomplete-transfer-expiry) 30s is out of range: use 1m to 365d")]
     public void DeclaredRanges_KeepTheWordingOfTheHandWrittenChecks(string setting, string expected)
     {
         var options = new EnrollServerOptions();
@@ -108,6 +111,9 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
             case "connections": options.MaxConnections = 0; break;
             case "concurrency": options.HandlerConcurrency = 5000; break;
             case "disk-full": options.DiskFullRetryAfter = TimeSpan.FromHours(2); break;
+            case "max-message": options.MaxMessageBytes = 512; break;
+            case "quota": options.DeviceFileQuotaBytes = -1; break;
+            case "transfer-expiry": options.IncompleteTransferExpiry = TimeSpan.FromSeconds(30); break;
         }
 
         Assert.Equal([expected], EnrollServerOptionsValidation.Problems(options));
