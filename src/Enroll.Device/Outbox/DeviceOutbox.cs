@@ -116,6 +116,11 @@ public sealed class DeviceOutbox : IAsyncDisposable
         {
             dropped = await StoreAsync("message", () => _store.InsertAsync(message, _limits, cancellationToken)).ConfigureAwait(false);
         }
+        else if (_options.ProtocolVersion == MqttProtocol.V311)
+        {
+            // Chunks carry their transfer in MQTT 5 user properties, which MQTT 3.1.1 drops: the server would store each as a message.
+            throw new MessageTooLargeException(stored.Length, _options.ChunkBytes, "what one packet carries under MQTT 3.1.1 (chunked messages need MQTT 5 user properties: ProtocolVersion V500), ChunkBytes");
+        }
         else
         {
             // Too large for one packet: chunks of one transfer, stored in one transaction (all or nothing).
@@ -161,6 +166,7 @@ public sealed class DeviceOutbox : IAsyncDisposable
     /// <param name="contentType">The file's MIME type, for example <c>image/jpeg</c>.</param>
     /// <param name="cancellationToken">Cancels the copy (nothing of the file stays stored).</param>
     /// <exception cref="ArgumentException">The name is not valid.</exception>
+    /// <exception cref="NotSupportedException">The device speaks MQTT 3.1.1 (<see cref="EnrollDeviceOptions.ProtocolVersion"/>), which cannot carry chunks.</exception>
     /// <exception cref="FileTooLargeException">The file is larger than <see cref="EnrollDeviceOptions.MaxFileBytes"/>.</exception>
     /// <exception cref="OutboxFullException">
     /// The file is larger than <see cref="EnrollDeviceOptions.OutboxMaxBytes"/>, or the outbox is full and its policy is
@@ -177,6 +183,11 @@ public sealed class DeviceOutbox : IAsyncDisposable
         }
 
         ArgumentNullException.ThrowIfNull(content);
+        if (_options.ProtocolVersion == MqttProtocol.V311)
+        {
+            throw new NotSupportedException("files are sent in chunks whose transfer travels in MQTT 5 user properties, which MQTT 3.1.1 does not have: set ProtocolVersion to V500 to send files");
+        }
+
         long? length = content.CanSeek ? Math.Max(0, content.Length - content.Position) : null;
         if (length > _options.MaxFileBytes)
         {

@@ -22,11 +22,19 @@ namespace Enroll.Device;
 /// properties) with a bounded number in flight, deletes acknowledged rows in batches, and after any reconnect or restart
 /// resends everything not yet acknowledged. Rows that cannot be decoded, that the broker refuses for good (see
 /// <see cref="PubAckReasons"/>) or that are larger than the broker's Maximum Packet Size go to quarantine with the reason,
-/// never blocking the rest. A transient refusal (PUBACK 0x80, 0x97, ...), a locked outbox file or a full disk pauses
+/// never blocking the rest. A transient refusal (PUBACK 0x80, 0x97 for a message, ...), a locked outbox file or a full disk pauses
 /// delivery with a jittered exponential backoff (<see cref="EnrollDeviceOptions.InitialBackoff"/> doubling up to
 /// <see cref="EnrollDeviceOptions.MaxBackoff"/>), reported to <see cref="DeviceHealth"/> for component
 /// <c>publisher</c> and cleared by the next acknowledgement; after a transient refusal one message at a time probes the
 /// broker until one is acknowledged.
+/// <para>
+/// Transfers (a message too large for one packet, a file) go out as their chunk rows, each with the transfer's MQTT 5
+/// user properties (ID, index, count, chunk size, size, SHA-256 of the whole; a file's name) on the stream's topic or on
+/// <c>enroll/v1/devices/{device_id}/files</c>, once the transfer is ready (a file still being copied waits). Reads are
+/// bounded by bytes as well as rows. A chunk refused for good (or 0x97, the server's file quota) moves what is left of
+/// its transfer to quarantine as one row, reported like other quarantines. After each (re)connect the publisher asks the
+/// server about every transfer with rows left (<c>transfers/status</c>) and sends only the chunks the server lacks.
+/// </para>
 /// </summary>
 public sealed class OutboxPublisher : BackgroundService
 {
@@ -94,7 +102,6 @@ public sealed class OutboxPublisher : BackgroundService
             _wake.TrySetResult();
         };
     }
-
 
     /// <summary>Raised when the outbox became empty (every stored message acknowledged).</summary>
     public event Action? Drained;
@@ -292,6 +299,13 @@ public sealed class OutboxPublisher : BackgroundService
                         continue;
                     }
 
+                    if (message.Chunk is not null && _options.ProtocolVersion == MqttProtocol.V311)
+                    {
+                        // MQTT 3.1.1 would drop the chunk's user properties and the server would store each chunk as a message.
+                        await QuarantineAsync(row, "chunks need MQTT 5 user properties, and this device speaks MQTT 3.1.1 (ProtocolVersion V311)", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);
+                        continue;
+                    }
+
                     if (TooLarge(link, message) is { } tooLarge)
                     {
                         // Never sent: a packet over the broker's limit only breaks the connection, again and again.
@@ -423,7 +437,8 @@ public sealed class OutboxPublisher : BackgroundService
                     },
                     stoppingToken).ConfigureAwait(false);
             }
-            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal && PubAckReasons.IsPermanent(refusal.ReasonCode))
+            catch (EnrollConnectionException ex) when (ex.InnerException is PublishRefusedException refusal
+                && (message.Chunk is null ? PubAckReasons.IsPermanent(refusal.ReasonCode) : PubAckReasons.IsPermanentForChunk(refusal.ReasonCode)))
             {
                 // Refused for good: sending it again can only get the same answer. The rows behind it go on.
                 await QuarantineAsync(row, $"refused by the broker: {refusal.Message}", stoppingToken, DeviceFaultKind.MessageRefused).ConfigureAwait(false);

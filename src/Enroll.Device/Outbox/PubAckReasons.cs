@@ -16,6 +16,13 @@ internal static class PubAckReasons
         or 0x95 // Packet too large
         or 0x99; // Payload format invalid (the Enroll server: undecodable gzip, bad properties, payload over 1 MiB)
 
+    /// <summary>
+    /// True for the reason codes that refuse a chunk of a transfer for good: those above, and 0x97 Quota exceeded, which
+    /// the Enroll server answers when a file would pass the device's file quota (design of issue 14: a refused transfer
+    /// gets the same answer for every chunk, so resending cannot help). For ordinary messages 0x97 stays transient.
+    /// </summary>
+    public static bool IsPermanentForChunk(int reasonCode) => IsPermanent(reasonCode) || reasonCode == 0x97;
+
     // Transient: 0x80 Unspecified error (the Enroll server when it cannot store the message, e.g. its disk is full),
     // 0x91 Packet Identifier in use, 0x97 Quota exceeded, 0x89-like busy codes, and any code not listed above.
 }

@@ -125,6 +125,19 @@ public sealed class BenchCommandTests : IDisposable
         AssertRatiosCarryTheirTargets(report);
     }
 
+    [Fact]
+    public async Task Files_MeasuresTheRawChunkLoopAndAnUploadStoredByAServerProcess_AndReportsTheRatioAndBothMemories()
+    {
+        using var report = await RunAsync("bench", "files", "--size", "3MiB", "--chunk-bytes", "65536", "--runs", "1");
+
+        Assert.True(Median(report, "raw QoS 1 publish loop, 64 KiB chunks, window 64, same broker") > 0);
+        Assert.True(Median(report, "file upload, 1 device: SendFileAsync → stored by the server (64 KiB chunks, window 64)") > 0);
+        Assert.True(Median(report, "server peak resident memory (VmHWM)") > 0);
+        Assert.True(Median(report, "device peak resident memory during the upload (this process)") > 0);
+        Assert.Equal(["file upload / raw QoS 1 publish"], RatioNames(report));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
     private async Task<JsonDocument> RunAsync(params string[] args)
     {
         var (exit, output, error) = await CliRunner.RunAsync([.. args, "--json", "--dir", _scratch.Path]);

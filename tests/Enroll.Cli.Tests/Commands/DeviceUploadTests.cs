@@ -1,3 +1,4 @@
+using System.Security.Cryptography;
 using System.Text.Json;
 using Enroll.Device;
 using Enroll.Testing;
@@ -119,5 +120,51 @@ public sealed class DeviceUploadTests : IDisposable
         Assert.Contains("OutboxMaxBytes", refused.Error, StringComparison.Ordinal);
         Assert.True(stored.ExitCode == 0, stored.Error);
         Assert.Equal(1, DeviceOutbox.ReadStatistics(state)!.Transfers);
+    }
+
+    private static async Task<string> RegisterAsync(TestServer server, string state, string clientId)
+    {
+        var token = await server.CreateTokenAsync();
+        var registered = await CliRunner.RunAsync("device", "register", "--broker", server.MqttEndpoint.ToString(), "--client-id", clientId, "--token", token.Token!, "--state", state, "--json");
+        Assert.True(registered.ExitCode == 0, registered.Error);
+        using var identity = JsonDocument.Parse(registered.Out);
+        return identity.RootElement.GetProperty("device_id").GetString()!;
+    }
+
+    [Fact]
+    public async Task Upload_WithDeliver_ReturnsOnceTheServerStoredTheFile_WithTheSameHash()
+    {
+        await using var server = await TestServer.StartAsync();
+        var state = _folder.Combine("deliver");
+        await RegisterAsync(server, state, "upload-8");
+        var file = await RandomFileAsync("deliver.bin", (1024 * 1024) + 3);
+
+        var result = await CliRunner.RunAsync("device", "upload", file, "--broker", server.MqttEndpoint.ToString(), "--state", state, "--deliver", "--json");
+
+        Assert.True(result.ExitCode == 0, result.Error);
+        using var document = JsonDocument.Parse(result.Out);
+        Assert.Equal("delivered", document.RootElement.GetProperty("state").GetString());
+        var transferId = document.RootElement.GetProperty("transfer_id").GetString()!;
+        var stored = Directory.GetFiles(Path.Combine(server.DataDirectory, "files", "stored"), transferId + "*", SearchOption.AllDirectories).Single();
+        Assert.Equal(SHA256.HashData(await File.ReadAllBytesAsync(file)), SHA256.HashData(await File.ReadAllBytesAsync(stored)));
+        Assert.Equal(0, DeviceOutbox.ReadStatistics(state)!.Depth);
+    }
+
+    [Fact]
+    public async Task Upload_WithDeliver_OverTheDevicesQuota_ExitsRefusedWithTheServersReason_AndIsNotResent()
+    {
+        await using var server = await TestServer.StartAsync(configure: o => o.DeviceFileQuotaBytes = 512 * 1024);
+        var state = _folder.Combine("quota");
+        await RegisterAsync(server, state, "upload-9");
+        var file = await RandomFileAsync("quota.bin", 1024 * 1024);
+
+        var result = await CliRunner.RunAsync("device", "upload", file, "--broker", server.MqttEndpoint.ToString(), "--state", state, "--deliver");
+
+        Assert.Equal(3, result.ExitCode);
+        Assert.Contains("0x97", result.Error, StringComparison.Ordinal);
+        Assert.Contains("quota.bin", result.Error, StringComparison.Ordinal);
+        var statistics = DeviceOutbox.ReadStatistics(state)!;
+        Assert.Equal(0, statistics.Depth);
+        Assert.Equal(1, statistics.Quarantined);
     }
 }

@@ -396,6 +396,21 @@ public sealed class TransferStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task UnderMqtt311_AMessageLargerThanOnePacket_AndAFile_AreRefused_SinceChunksNeedUserProperties()
+    {
+        await using var outbox = Open(o => o.ProtocolVersion = MqttProtocol.V311);
+
+        var message = await Assert.ThrowsAsync<MessageTooLargeException>(() => outbox.SendAsync("s", Random(5000)));
+        var file = await Assert.ThrowsAsync<NotSupportedException>(() => outbox.SendFileAsync("a.bin", new MemoryStream([1])));
+
+        Assert.Contains("MQTT 5", message.Message, StringComparison.Ordinal);
+        Assert.Contains("MQTT 5", file.Message, StringComparison.Ordinal);
+        Assert.Equal(0, outbox.GetStatistics().Depth);
+        await outbox.SendAsync("s", Random(4096));
+        Assert.Equal(1, outbox.GetStatistics().Depth);
+    }
+
+    [Fact]
     public async Task AnOutboxFromBeforeTransfers_IsUpgradedInPlace_KeepingItsMessages()
     {
         using (var connection = Connect())
