@@ -19,12 +19,15 @@ internal static class DeviceUploadCommand
     {
         var options = new DeviceCommand.DeviceOptions();
         var path = new Argument<string>("PATH") { Description = "The file to send" };
-        var name = new Option<string?>("--name") { Description = "The name the server stores it under (default: the file's own name)" };
         var contentType = new Option<string?>("--content-type") { Description = "The file's MIME type, for example image/jpeg" };
         var deliver = new Option<bool>("--deliver") { Description = "Also connect and send it, and return only when the server has it (or refused it)" };
         var json = CliOptions.Json();
-        var command = new Command("upload", "Copy a file into the device's outbox (durable when it returns) and print its transfer ID; the agent, or --deliver, sends it") { path, name, contentType, deliver, json };
+        var command = new Command("upload", "Copy a file into the device's outbox (durable when it returns) and print its transfer ID; the agent, or --deliver, sends it") { path, contentType, deliver, json };
         options.AddTo(command);
+
+        // Here --name names the file, not the device (a device's name is set when it registers).
+        var name = options.Name;
+        name.Description = "The name the server stores the file under (default: the file's own name)";
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
@@ -48,7 +51,7 @@ internal static class DeviceUploadCommand
                     throw new CliUsageException($"--name: {invalid}");
                 }
 
-                await using var provider = await options.BuildAsync(parse);
+                await using var provider = await options.BuildAsync(parse, configure: o => o.DeviceName = null);
                 var outbox = provider.GetRequiredService<DeviceOutbox>();
                 var hosted = parse.GetValue(deliver) ? provider.GetServices<IHostedService>().ToList() : [];
                 foreach (var service in hosted)
