@@ -25,9 +25,10 @@ internal sealed class FolderBlobStore : IBlobStore
 
     public FolderBlobStore(string root)
     {
+        // Devices' data: readable by the server's user only, like the registry.
         Root = OwnerOnlyFiles.EnsureDirectory(root);
-        Directory.CreateDirectory(Path.Combine(Root, StagingFolder));
-        Directory.CreateDirectory(Path.Combine(Root, StoredFolder));
+        OwnerOnlyFiles.EnsureDirectory(Path.Combine(Root, StagingFolder));
+        OwnerOnlyFiles.EnsureDirectory(Path.Combine(Root, StoredFolder));
     }
 
     /// <summary>The folder holding both areas.</summary>
@@ -196,7 +197,17 @@ internal sealed class FolderBlobStore : IBlobStore
     {
         var folder = Path.GetDirectoryName(path)!;
         var created = CreateFolders(folder, Path.Combine(Root, StagingFolder));
-        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        var create = new FileStreamOptions { Mode = FileMode.OpenOrCreate, Access = FileAccess.Write, Share = FileShare.ReadWrite | FileShare.Delete };
+        if (OwnerOnlyFiles.Supported)
+        {
+            create.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        }
+
+        using (new FileStream(path, create))
+        {
+        }
+
+        var handle = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
 
         // The new name must survive a power loss as well as the bytes written under it.
         FlushFolder(folder);
@@ -217,7 +228,7 @@ internal sealed class FolderBlobStore : IBlobStore
             missing.Add(current);
         }
 
-        Directory.CreateDirectory(folder);
+        OwnerOnlyFiles.EnsureDirectory(folder);
         return missing;
     }
 

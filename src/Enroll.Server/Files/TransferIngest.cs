@@ -112,7 +112,8 @@ internal sealed partial class TransferIngest
 
             var key = (transfer.DeviceId, transfer.TransferId);
             var known = Track(transfer);
-            if (!known.Has(chunk.Index))
+            var written = !known.Has(chunk.Index);
+            if (written)
             {
                 await _blobs.WriteChunkAsync(BlobKey(transfer), chunk.Offset, chunk.Payload, cancellationToken).ConfigureAwait(false);
             }
@@ -120,8 +121,14 @@ internal sealed partial class TransferIngest
             var recorded = await _files.RecordChunkAsync(transfer.DeviceId, transfer.TransferId, chunk.Index, _timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
             if (recorded is null)
             {
-                // Completed, refused or expired since it was read: answer by its state now (a second look settles it).
+                // Completed, refused or expired since it was read: answer by its state now (a second look settles it). The
+                // write may have brought back the staged file its end removed; nothing reads it any more.
                 _received.TryRemove(key, out _);
+                if (written)
+                {
+                    await _blobs.DeleteStagedAsync(BlobKey(transfer), cancellationToken).ConfigureAwait(false);
+                }
+
                 if (attempt == 0)
                 {
                     continue;
@@ -246,20 +253,22 @@ internal sealed partial class TransferIngest
             return null;
         }
 
-        var stagedFile = _blobs.OpenStaged(key);
-        if (stagedFile is null)
+        var committed = _blobs.OpenRead(key);
+        if (committed is not null)
         {
-            var committed = _blobs.OpenRead(key);
-            if (committed is null)
+            // Moved into place (after its hash was verified) before a crash or by another instance: record it. A staged
+            // file under the same key is a resend written after that move, of no use.
+            await committed.DisposeAsync().ConfigureAwait(false);
+            await _blobs.DeleteStagedAsync(key, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            var stagedFile = _blobs.OpenStaged(key);
+            if (stagedFile is null)
             {
                 return await RefuseAsync(transfer, ChunkRefusal.Gone, "the server no longer has the chunks of this transfer; send the file again under a new transfer ID", cancellationToken).ConfigureAwait(false);
             }
 
-            // Moved into place (after its hash was verified) before a crash or by another instance: record it.
-            await committed.DisposeAsync().ConfigureAwait(false);
-        }
-        else
-        {
             string? mismatch;
             await using (stagedFile)
             {

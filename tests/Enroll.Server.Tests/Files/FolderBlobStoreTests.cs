@@ -116,4 +116,20 @@ public sealed class FolderBlobStoreTests : IDisposable
         Assert.Null(_store.OpenRead("dev-1/b"));
         Assert.Empty(_store.ListStaged());
     }
+
+    [Fact]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public async Task FoldersAndFiles_AreOwnerOnly()
+    {
+        await _store.WriteChunkAsync("dev-1/a", 0, Bytes(10, 8));
+        await _store.WriteChunkAsync("dev-2/b", 0, Bytes(10, 9));
+        await _store.CommitAsync("dev-2/b", "dev-2/b");
+
+        var entries = Directory.EnumerateFileSystemEntries(_folder.Combine("files"), "*", SearchOption.AllDirectories).Prepend(_folder.Combine("files")).ToList();
+
+        Assert.Equal(8, entries.Count);
+        Assert.All(entries, entry => Assert.True(
+            (File.GetUnixFileMode(entry) & (UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute)) == 0,
+            $"{entry} is {File.GetUnixFileMode(entry)}"));
+    }
 }

@@ -23,6 +23,7 @@ internal static class DeviceScopedAccess
         "twin/report" => """{"patch":{"led":"on"},"request_id":"iso-report"}""",
         "commands/pending" => """{"request_id":"iso-pending"}""",
         "commands/result" => """{"command_id":"cmd_01isolation","status":"succeeded","request_id":"iso-result"}""",
+        "transfers/status" => """{"transfer_id":"iso-transfer","request_id":"iso-status"}""",
         _ => throw new ArgumentOutOfRangeException(nameof(request), request, "a device-scoped request this helper does not know: add its payload"),
     };
 
