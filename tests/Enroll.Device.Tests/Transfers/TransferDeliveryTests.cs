@@ -148,7 +148,8 @@ public sealed class TransferDeliveryTests(ITestOutputHelper output)
 
         var transfer = device.Outbox.GetTransfer(id)!;
         Assert.Contains("0x99", transfer.Reason, StringComparison.Ordinal);
-        var fault = health.FaultOf(DeviceComponents.Quarantine);
+        // Reported just after the transfer's state is committed (which the wait above saw).
+        var fault = await Eventually.ReturnsAsync(() => Task.FromResult(health.FaultOf(DeviceComponents.Quarantine)), f => f is not null, Patience, "health reports the quarantine");
         Assert.NotNull(fault);
         Assert.Equal(DeviceFaultKind.MessageRefused, fault.Kind);
         Assert.Contains("trace.bin", fault.Message, StringComparison.Ordinal);
