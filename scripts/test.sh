@@ -74,9 +74,10 @@ if [ "$failed" -gt 0 ]; then
   echo
   echo "Failed tests:"
   for trx in "${trx_files[@]}"; do
-    grep -o '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$trx" | sed -n 's/.*testName="\([^"]*\)".*/  \1/p'
-    # The first line of each failure's message (trx keeps it in <Message>).
-    tr '\n' ' ' <"$trx" | grep -o '<Message>[^<]*</Message>' | sed 's/<[^>]*>//g' | cut -c1-300 | sed 's/^/    /'
+    # A results file without failures matches nothing: never let that end the script (set -e, pipefail).
+    { grep -o '<UnitTestResult [^>]*outcome="Failed"[^>]*>' "$trx" | sed -n 's/.*testName="\([^"]*\)".*/  \1/p'; } || true
+    # The first 300 characters of each failure's message (trx keeps it in <Message>).
+    { tr '\n' ' ' <"$trx" | grep -o '<Message>[^<]*</Message>' | sed 's/<[^>]*>//g' | cut -c1-300 | sed 's/^/    /'; } || true
   done
 fi
 echo
