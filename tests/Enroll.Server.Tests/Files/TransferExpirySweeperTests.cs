@@ -87,7 +87,22 @@ public sealed class TransferExpirySweeperTests : IAsyncLifetime
 
         _clock.Advance(TimeSpan.FromHours(5));
 
-        await Eventually.ReturnsAsync(() => _registry.GetTransferAsync("dev-1", "tr-idle"), t => t is null, Patience, "the idle transfer removed");
+        // The timer seen above may not be the sweeper's own wait yet (it starts after the orphan sweep): while the transfer
+        // is still there, move on by one interval, so the sweeper's wait elapses whenever it began.
+        await Eventually.ReturnsAsync(
+            async () =>
+            {
+                var transfer = await _registry.GetTransferAsync("dev-1", "tr-idle");
+                if (transfer is not null)
+                {
+                    _clock.Advance(TransferExpirySweeper.Interval);
+                }
+
+                return transfer;
+            },
+            t => t is null,
+            Patience,
+            "the idle transfer removed");
         Assert.Null(_blobs.OpenStaged(TransferIngest.BlobKey(idle)));
         Assert.False(File.Exists(_folder.Combine("files", "staging", "dev-1", $"tr-idle-{T0.ToUnixTimeMilliseconds()}.part")));
         Assert.Equal(TransferStates.Unknown, await StatusAsync("tr-idle"));
