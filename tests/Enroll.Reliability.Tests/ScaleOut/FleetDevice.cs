@@ -43,6 +43,9 @@ internal sealed class FleetDevice : IAsyncDisposable
     /// <summary>True while a registration request is out and unanswered (or waiting to be sent again).</summary>
     public bool InFlight => Registration.Status.State is DeviceState.Connecting or DeviceState.Registering or DeviceState.WaitingToRetry;
 
+    /// <summary>True while a registration request is out and unanswered (not connecting, not waiting to retry).</summary>
+    public bool Registering => Registration.Status.State is DeviceState.Registering;
+
     public IReadOnlyList<string> Sent
     {
         get

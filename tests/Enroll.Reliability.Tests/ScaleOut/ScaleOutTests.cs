@@ -143,11 +143,21 @@ public sealed class ScaleOutTests(PostgresServer postgres, ITestOutputHelper out
         // flight at the kill and are never answered by it. A third of the fleet is registered first, so both served.
         await Eventually.ReturnsAsync(() => Task.FromResult(Volatile.Read(ref registered)), n => n >= Fleet / 3, Patience, "a third of the fleet registered");
         await _cluster.A.FreezeAsync();
-        var (_, inFlightAtKill) = await Eventually.ReturnsAsync(
-            () => Task.FromResult((Registered: Volatile.Read(ref registered), InFlight: fleet.Where(d => d.InFlight).Select(d => d.ClientId).ToList())),
-            s => s.InFlight.Count >= 3,
+        // A request B serves is answered in milliseconds; one still unanswered in two samples in a row went to the hung A
+        // (a device merely connecting was counted before, and the kill then sometimes cut none off).
+        var previous = new HashSet<string>(StringComparer.Ordinal);
+        var (_, inFlightAtKill, heldByA) = await Eventually.ReturnsAsync(
+            () =>
+            {
+                var registering = fleet.Where(d => d.Registering).Select(d => d.ClientId).ToHashSet(StringComparer.Ordinal);
+                var held = registering.Where(previous.Contains).ToList();
+                previous = registering;
+                return Task.FromResult((Registered: Volatile.Read(ref registered), InFlight: fleet.Where(d => d.InFlight).Select(d => d.ClientId).ToList(), HeldByA: held));
+            },
+            s => s.InFlight.Count >= 3 && s.HeldByA.Count >= 1,
             Patience,
-            "requests in flight while A hangs");
+            "requests in flight while A hangs, at least one of them held by A");
+        output.WriteLine($"requests held by the hung A at the kill: {heldByA.Count}");
         await _cluster.A.KillAsync();
         var storedByABeforeKill = _cluster.A.MessagesStored;
 
