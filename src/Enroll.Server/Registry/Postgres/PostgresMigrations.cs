@@ -220,6 +220,11 @@ internal static class PostgresMigrations
         );
         CREATE INDEX files_device ON files (device_id, seq);
         """,
+        // A device's open commands, counted on every enqueue (the limit) and read on every commands/pending: found
+        // without walking the device's whole command history.
+        """
+        CREATE INDEX commands_device_open ON commands (device_id, seq) WHERE state IN ('queued', 'sent');
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
