@@ -36,7 +36,11 @@ internal sealed partial class CommandService(
             return new SendCommandOutcome(SendCommandResult.Revoked);
         }
 
-        var outcome = await commands.EnqueueCommandAsync(deviceId, name, payload, ttl, timeProvider.GetUtcNow(), rolloutId, cancellationToken).ConfigureAwait(false);
+        // A device that can be reached gets the command right after the commit, so it is stored as sent: one registry
+        // write on the way out instead of a store and then a mark (the result is the other write).
+        var now = timeProvider.GetUtcNow();
+        var reachable = await delivery.CanReachAsync(device).ConfigureAwait(false);
+        var outcome = await commands.EnqueueCommandAsync(deviceId, name, payload, ttl, now, rolloutId, reachable ? now : null, cancellationToken).ConfigureAwait(false);
         if (outcome.Result != EnqueueCommandResult.Queued)
         {
             return new SendCommandOutcome(outcome.Result == EnqueueCommandResult.TooMany ? SendCommandResult.TooMany : SendCommandResult.NoDevice);
@@ -44,8 +48,34 @@ internal sealed partial class CommandService(
 
         var command = outcome.Command!;
         LogQueued(logger, command.CommandId, deviceId, name);
-        command = await DeliverAsync(command, device, cancellationToken).ConfigureAwait(false);
+        if (reachable)
+        {
+            command = await PublishStoredAsSentAsync(command, cancellationToken).ConfigureAwait(false);
+        }
+
         return new SendCommandOutcome(SendCommandResult.Queued, command);
+    }
+
+    /// <summary>
+    /// Publishes a command stored as sent; when the publish fails it goes back to the queue (the device's next
+    /// commands/pending delivers it), and is returned as it now is.
+    /// </summary>
+    private async Task<CommandRecord> PublishStoredAsSentAsync(CommandRecord command, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await delivery.PublishAsync(command, cancellationToken).ConfigureAwait(false);
+            return command;
+        }
+#pragma warning disable CA1031 // the command is stored: a failed publish returns it to the queue for the device's next commands/pending
+        catch (Exception ex) when (ex is not OperationCanceledException)
+#pragma warning restore CA1031
+        {
+            LogPublishFailed(logger, command.CommandId, command.DeviceId, ex.Message);
+            return await commands.ReturnCommandToQueueAsync(command.CommandId, CancellationToken.None).ConfigureAwait(false)
+                ? command with { State = Protocol.Messages.CommandStatuses.Queued, SentAt = null }
+                : await commands.GetCommandAsync(command.CommandId, CancellationToken.None).ConfigureAwait(false) ?? command;
+        }
     }
 
     /// <summary>

@@ -18,8 +18,17 @@ internal interface ICommandStore
     /// <paramref name="at"/>; refused with <see cref="EnqueueCommandResult.TooMany"/> when the device already has
     /// <see cref="CommandLimits.MaxOutstandingPerDevice"/> queued or sent (counted in the writing transaction, so
     /// concurrent enqueues never pass the limit), <see cref="EnqueueCommandResult.NoDevice"/> when it does not exist.
+    /// With <paramref name="sentAt"/> it is stored already <c>sent</c> at that time: the caller publishes it right after
+    /// the commit (one write instead of a store and a mark), and returns it to the queue with
+    /// <see cref="ReturnCommandToQueueAsync"/> when the publish fails.
     /// </summary>
-    Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default);
+    Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, DateTimeOffset? sentAt = null, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Puts a command stored as sent whose publish failed back in the queue (state <c>queued</c>, no sent time), so it
+    /// shows as not delivered until the device's next commands/pending; false when it is no longer sent.
+    /// </summary>
+    Task<bool> ReturnCommandToQueueAsync(string commandId, CancellationToken cancellationToken = default);
 
     /// <summary>
     /// The device's commands to deliver now — queued and sent ones not expired at <paramref name="now"/>, oldest first —

@@ -9,11 +9,16 @@ internal sealed partial class SqliteRegistry
 {
     private const string CommandSelect = "SELECT " + CommandRecord.Columns + " FROM commands";
 
-    public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default) =>
+    public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, DateTimeOffset? sentAt = null, CancellationToken cancellationToken = default) =>
         // The one writer serialises enqueues: the count and the insert see no other write in between.
-        _database.WriteAsync(context => EnqueueIn(context, deviceId, name, payload, ttl, at, rolloutId), cancellationToken);
+        _database.WriteAsync(context => EnqueueIn(context, deviceId, name, payload, ttl, at, rolloutId, sentAt), cancellationToken);
 
-    private static EnqueueCommandOutcome EnqueueIn(SqliteWriteContext context, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId)
+    public Task<bool> ReturnCommandToQueueAsync(string commandId, CancellationToken cancellationToken = default) =>
+        _database.WriteAsync(
+            context => context.Execute("UPDATE commands SET state = 'queued', sent_at = NULL WHERE command_id = $id AND state = 'sent'", ("$id", commandId)) == 1,
+            cancellationToken);
+
+    private static EnqueueCommandOutcome EnqueueIn(SqliteWriteContext context, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId, DateTimeOffset? sentAt = null)
     {
         if (context.Command("SELECT 1 FROM devices WHERE device_id = $id", ("$id", deviceId)).ExecuteScalar() is null)
         {
@@ -28,9 +33,9 @@ internal sealed partial class SqliteRegistry
             return new EnqueueCommandOutcome(EnqueueCommandResult.TooMany);
         }
 
-        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
+        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, sentAt is null ? CommandStatuses.Queued : CommandStatuses.Sent, at, at + ttl, SentAt: sentAt, RolloutId: rolloutId);
         context.Execute(
-            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($id, $device, $name, $payload, $state, $at, $expires, $rollout)",
+            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, sent_at, rollout_id) VALUES ($id, $device, $name, $payload, $state, $at, $expires, $sent, $rollout)",
             ("$id", command.CommandId),
             ("$device", deviceId),
             ("$name", name),
@@ -38,6 +43,7 @@ internal sealed partial class SqliteRegistry
             ("$state", command.State),
             ("$at", ToUnix(at)),
             ("$expires", ToUnix(command.ExpiresAt)),
+            ("$sent", sentAt is { } sent ? ToUnix(sent) : null),
             ("$rollout", rolloutId));
         return new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command);
     }

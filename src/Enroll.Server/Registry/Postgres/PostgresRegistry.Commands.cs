@@ -8,16 +8,19 @@ internal sealed partial class PostgresRegistry
 {
     private const string CommandSelect = "SELECT " + CommandRecord.Columns + " FROM commands";
 
-    public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, CancellationToken cancellationToken = default) =>
+    public Task<EnqueueCommandOutcome> EnqueueCommandAsync(string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId = null, DateTimeOffset? sentAt = null, CancellationToken cancellationToken = default) =>
         TransactAsync(
             async (connection, transaction) =>
             {
-                var outcome = await EnqueueInAsync(connection, transaction, deviceId, name, payload, ttl, at, rolloutId, cancellationToken).ConfigureAwait(false);
+                var outcome = await EnqueueInAsync(connection, transaction, deviceId, name, payload, ttl, at, rolloutId, sentAt, cancellationToken).ConfigureAwait(false);
                 return (outcome, outcome.Result == EnqueueCommandResult.Queued ? End.Commit : End.Rollback);
             },
             cancellationToken);
 
-    private static async Task<EnqueueCommandOutcome> EnqueueInAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId, CancellationToken cancellationToken)
+    public async Task<bool> ReturnCommandToQueueAsync(string commandId, CancellationToken cancellationToken = default) =>
+        await WriteAsync("UPDATE commands SET state = 'queued', sent_at = NULL WHERE command_id = $1 AND state = 'sent'", cancellationToken, commandId).ConfigureAwait(false) == 1;
+
+    private static async Task<EnqueueCommandOutcome> EnqueueInAsync(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction transaction, string deviceId, string name, string? payload, TimeSpan ttl, DateTimeOffset at, string? rolloutId, DateTimeOffset? sentAt, CancellationToken cancellationToken)
     {
         // The device row is locked until the commit: concurrent enqueues to one device count one after another.
         var device = await QueryOneAsync(connection, transaction, "SELECT device_id FROM devices WHERE device_id = $1 FOR UPDATE", r => r.GetString(0), cancellationToken, deviceId).ConfigureAwait(false);
@@ -38,11 +41,11 @@ internal sealed partial class PostgresRegistry
             return new EnqueueCommandOutcome(EnqueueCommandResult.TooMany);
         }
 
-        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, CommandStatuses.Queued, at, at + ttl, RolloutId: rolloutId);
+        var command = new CommandRecord(CommandRecord.NewId(), deviceId, name, payload, sentAt is null ? CommandStatuses.Queued : CommandStatuses.Sent, at, at + ttl, SentAt: sentAt, RolloutId: rolloutId);
         await ExecuteAsync(
             connection,
             transaction,
-            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id) VALUES ($1, $2, $3, $4::text, $5, $6, $7, $8::text)",
+            "INSERT INTO commands (command_id, device_id, name, payload, state, created_at, expires_at, rollout_id, sent_at) VALUES ($1, $2, $3, $4::text, $5, $6, $7, $8::text, $9::bigint)",
             cancellationToken,
             command.CommandId,
             deviceId,
@@ -51,7 +54,8 @@ internal sealed partial class PostgresRegistry
             command.State,
             ToUnix(at),
             ToUnix(command.ExpiresAt),
-            rolloutId).ConfigureAwait(false);
+            rolloutId,
+            sentAt is { } sent ? ToUnix(sent) : null).ConfigureAwait(false);
         return new EnqueueCommandOutcome(EnqueueCommandResult.Queued, command);
     }
 

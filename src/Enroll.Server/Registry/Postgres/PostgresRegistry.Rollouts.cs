@@ -75,7 +75,7 @@ internal sealed partial class PostgresRegistry
                         (long)count).ConfigureAwait(false);
                     foreach (var device in devices)
                     {
-                        var outcome = await EnqueueInAsync(connection, transaction, device, rollout.Name, rollout.Payload, rollout.Ttl, now, rollout.RolloutId, cancellationToken).ConfigureAwait(false);
+                        var outcome = await EnqueueInAsync(connection, transaction, device, rollout.Name, rollout.Payload, rollout.Ttl, now, rollout.RolloutId, null, cancellationToken).ConfigureAwait(false);
                         await ExecuteAsync(
                             connection,
                             transaction,

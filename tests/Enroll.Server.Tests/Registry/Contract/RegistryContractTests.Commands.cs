@@ -111,6 +111,31 @@ public abstract partial class RegistryContractTests
     }
 
     [Fact]
+    public async Task EnqueueAsSent_StoresItSent_AndReturnToQueueUndoesOnlyThat()
+    {
+        var device = await CreateDeviceAsync("cmd-as-sent");
+        var outcome = await Registry.EnqueueCommandAsync(device.DeviceId, "reboot", null, Hour, Now, sentAt: Now);
+        var command = outcome.Command!;
+
+        Assert.Equal((CommandStatuses.Sent, Now), (command.State, command.SentAt));
+        Assert.Equal(command, await Registry.GetCommandAsync(command.CommandId));
+        Assert.False(await Registry.MarkCommandSentAsync(command.CommandId, Now + Hour)); // already sent
+
+        // A failed publish: back in the queue, delivered by the next commands/pending.
+        Assert.True(await Registry.ReturnCommandToQueueAsync(command.CommandId));
+        Assert.Equal(command with { State = CommandStatuses.Queued, SentAt = null }, await Registry.GetCommandAsync(command.CommandId));
+        Assert.False(await Registry.ReturnCommandToQueueAsync(command.CommandId)); // no longer sent
+        var taken = Assert.Single(await Registry.TakeDeliverableCommandsAsync(device.DeviceId, Now));
+        Assert.Equal(command.CommandId, taken.CommandId);
+
+        // A finished command is never returned to the queue.
+        await Registry.RecordCommandResultAsync(command.CommandId, device.DeviceId, CommandStatuses.Succeeded, null, null, Now);
+        Assert.False(await Registry.ReturnCommandToQueueAsync(command.CommandId));
+        Assert.Equal(CommandStatuses.Succeeded, (await Registry.GetCommandAsync(command.CommandId))!.State);
+        Assert.False(await Registry.ReturnCommandToQueueAsync("cmd_nobody"));
+    }
+
+    [Fact]
     public async Task MarkSent_MovesOnlyAQueuedCommand()
     {
         var device = await CreateDeviceAsync("cmd-mark");
