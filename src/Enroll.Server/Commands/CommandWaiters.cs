@@ -22,6 +22,12 @@ internal sealed class CommandWaiters : IDisposable
     private readonly IDisposable _subscription;
     private readonly Dictionary<string, List<TaskCompletionSource>> _waiting = new(StringComparer.Ordinal);
 
+    // The commands announced finished most recently (bounded): a waiter that registers after its command's announcement
+    // sees it here, so a caller that knows the command is still open can wait without first re-reading the store.
+    private const int RecentCapacity = 4096;
+    private readonly HashSet<string> _recentlyFinished = new(StringComparer.Ordinal);
+    private readonly Queue<string> _recentOrder = new();
+
     public CommandWaiters(ICommandStore store, IRegistryChanges changes, TimeProvider timeProvider)
     {
         _store = store;
@@ -36,18 +42,22 @@ internal sealed class CommandWaiters : IDisposable
 
     /// <summary>
     /// The command once it is final, or as it is when <paramref name="wait"/> passed first; null when there is no such
-    /// command.
+    /// command. <paramref name="known"/> is the command as the caller just had it from the store: while it is open and
+    /// not announced finished since, the first look at the store is skipped.
     /// </summary>
-    public async Task<CommandRecord?> WaitAsync(string commandId, TimeSpan wait, CancellationToken cancellationToken)
+    public async Task<CommandRecord?> WaitAsync(string commandId, TimeSpan wait, CancellationToken cancellationToken, CommandRecord? known = null)
     {
         var deadline = _timeProvider.GetUtcNow() + wait;
         while (true)
         {
             var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            Register(commandId, signal);
+            var finished = Register(commandId, signal);
             try
             {
-                var command = await _store.GetCommandAsync(commandId, cancellationToken).ConfigureAwait(false);
+                var command = known is { IsFinal: false } && !finished
+                    ? known
+                    : await _store.GetCommandAsync(commandId, cancellationToken).ConfigureAwait(false);
+                known = null;
                 var left = deadline - _timeProvider.GetUtcNow();
                 if (command is null || command.IsFinal || left <= TimeSpan.Zero)
                 {
@@ -55,8 +65,16 @@ internal sealed class CommandWaiters : IDisposable
                 }
 
                 var nap = left < Recheck ? left : Recheck;
-                await Task.WhenAny(signal.Task, Task.Delay(nap, _timeProvider, cancellationToken)).ConfigureAwait(false);
-                cancellationToken.ThrowIfCancellationRequested();
+                try
+                {
+                    // WaitAsync drops its timer as soon as the signal comes; a Task.Delay raced against the signal would
+                    // keep one timer alive per waiter for the whole nap (thousands of them at a high command rate).
+                    await signal.Task.WaitAsync(nap, _timeProvider, cancellationToken).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    // No notification within the nap: re-read the store.
+                }
             }
             finally
             {
@@ -76,9 +94,21 @@ internal sealed class CommandWaiters : IDisposable
             {
                 woken.AddRange(_waiting.Values.SelectMany(s => s));
             }
-            else if (change.Kind == ChangeKind && change.Id is { } id && _waiting.TryGetValue(id, out var signals))
+            else if (change.Kind == ChangeKind && change.Id is { } id)
             {
-                woken.AddRange(signals);
+                if (_recentlyFinished.Add(id))
+                {
+                    _recentOrder.Enqueue(id);
+                    if (_recentOrder.Count > RecentCapacity)
+                    {
+                        _recentlyFinished.Remove(_recentOrder.Dequeue());
+                    }
+                }
+
+                if (_waiting.TryGetValue(id, out var signals))
+                {
+                    woken.AddRange(signals);
+                }
             }
         }
 
@@ -90,7 +120,8 @@ internal sealed class CommandWaiters : IDisposable
         return Task.CompletedTask;
     }
 
-    private void Register(string commandId, TaskCompletionSource signal)
+    /// <summary>Registers <paramref name="signal"/> for <paramref name="commandId"/>; true when it was announced finished recently.</summary>
+    private bool Register(string commandId, TaskCompletionSource signal)
     {
         lock (_waiting)
         {
@@ -101,6 +132,7 @@ internal sealed class CommandWaiters : IDisposable
             }
 
             signals.Add(signal);
+            return _recentlyFinished.Contains(commandId);
         }
     }
 

@@ -93,7 +93,7 @@ internal static class CommandApi
         var command = outcome.Command!;
         if (waitFor > TimeSpan.Zero && !command.IsFinal)
         {
-            command = await waiters.WaitAsync(command.CommandId, waitFor, cancellationToken).ConfigureAwait(false) ?? command;
+            command = await waiters.WaitAsync(command.CommandId, waitFor, cancellationToken, known: command).ConfigureAwait(false) ?? command;
         }
 
         http.HttpContext.Response.Headers.Location = $"/api/commands/{command.CommandId}";
