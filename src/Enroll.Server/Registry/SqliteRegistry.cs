@@ -218,6 +218,14 @@ internal sealed partial class SqliteRegistry : IRegistry
         );
         CREATE INDEX files_device ON files (device_id, seq);
         """,
+        // Issue 15, operators: operator accounts, console sessions, the audit log (IOperatorStore, IAuditStore).
+        """
+        SELECT 1;
+        """,
+        // Issue 15, console: refusals and device status reports (IRefusalStore).
+        """
+        SELECT 1;
+        """,
     ];
 
     private readonly SqliteDatabase _database;

