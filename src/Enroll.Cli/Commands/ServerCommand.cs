@@ -90,6 +90,13 @@ internal static class ServerCommand
             filesDir, maxMessageSize, maxFileSize, deviceFileQuota, incompleteExpiry,
         };
 
+        // Issue 15: each part adds its flags in ServerFlags.
+        ServerFlags.AddOperators(command);
+
+        ServerFlags.AddObservability(command);
+
+        ServerFlags.AddConsole(command);
+
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
@@ -130,6 +137,15 @@ internal static class ServerCommand
                 DeviceFileQuotaBytes = ParseSize(parse.GetValue(deviceFileQuota)),
                 IncompleteTransferExpiry = parse.GetDuration(incompleteExpiry),
             };
+            // Issue 15, operators: set options from flags here.
+            ServerFlags.ApplyOperators(parse, options);
+
+            // Issue 15, observability: set options from flags here.
+            ServerFlags.ApplyObservability(parse, options);
+
+            // Issue 15, console API: set options from flags here.
+            ServerFlags.ApplyConsole(parse, options);
+
             var level = parse.GetValue(logLevel);
             var verbose = CliOptions.IsVerbose(parse);
 

@@ -293,4 +293,19 @@ public sealed class EnrollServerOptions
     /// </summary>
     [DurationRange("incomplete transfer expiry (--incomplete-transfer-expiry)", "00:01:00", "365.00:00:00")]
     public TimeSpan IncompleteTransferExpiry { get; set; } = TransferLimits.DefaultIncompleteExpiry;
+
+    // --- Issue 15, operators (sessions, accounts): add options here. ---
+
+    /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
+    internal const string OperatorOptionsEnd = "operators";
+
+    // --- Issue 15, observability (metrics, health, logs): add options here. ---
+
+    /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
+    internal const string ObservabilityOptionsEnd = "observability";
+
+    // --- Issue 15, console API (events, overview, device status): add options here. ---
+
+    /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
+    internal const string ConsoleOptionsEnd = "console";
 }

@@ -5,11 +5,14 @@ using Enroll.Server.Data;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Handlers;
 using Enroll.Server.Http;
+using Enroll.Server.Http.ConsoleApi;
+using Enroll.Server.Http.Operators;
 using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;
 using Enroll.Server.Security;
 using Enroll.Server.Tokens;
+using Enroll.Server.WebConsole;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 
@@ -62,6 +65,10 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<ServerMetrics>();
         services.TryAddSingleton<RegistryDiskFull>();
         services.TryAddSingleton<AdminGate>();
+        services.AddEnrollObservability(options);
+        services.AddEnrollOperators(options);
+        services.AddEnrollConsoleApi(options);
+        services.AddEnrollConsole(options);
         services.TryAddSingleton<ProvisioningTokenService>();
         services.TryAddSingleton<TokenIssuer>();
         services.TryAddSingleton<DeviceTokenValidator>();

@@ -1,6 +1,10 @@
 using System.Text.Json;
 using Enroll.Protocol.Admin;
+using Enroll.Server.WebConsole;
+using Enroll.Server.Diagnostics;
 using Enroll.Server.Http;
+using Enroll.Server.Http.ConsoleApi;
+using Enroll.Server.Http.Operators;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -35,6 +39,8 @@ internal static class ServerHttp
         {
             json.SerializerOptions.PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower;
             json.SerializerOptions.TypeInfoResolverChain.Insert(0, AdminJsonContext.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(1, OperatorJsonContext.Default);
+            json.SerializerOptions.TypeInfoResolverChain.Insert(2, ConsoleJsonContext.Default);
             json.SerializerOptions.UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow;
         });
     }
@@ -52,7 +58,11 @@ internal static class ServerHttp
             app.Use(middleware);
         }
 
+        app.MapEnrollObservability();
         app.MapEnrollApi();
+        app.MapEnrollOperators();
+        app.MapEnrollConsoleApi();
+        app.MapEnrollConsole();
         if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<EnrollServerOptions>>().Value.BrokerHooks)
         {
             app.MapBrokerHooks();

@@ -44,6 +44,9 @@ internal static class RegistryServices
         services.AddSingleton<ICommandStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<ICommandRolloutStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IFileStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IOperatorStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IAuditStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IRefusalStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

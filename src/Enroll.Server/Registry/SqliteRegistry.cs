@@ -223,6 +223,14 @@ internal sealed partial class SqliteRegistry : IRegistry
         """
         CREATE INDEX commands_device_open ON commands (device_id, seq) WHERE state IN ('queued', 'sent');
         """,
+        // Issue 15, operators: operator accounts, console sessions, the audit log (IOperatorStore, IAuditStore).
+        """
+        SELECT 1;
+        """,
+        // Issue 15, console: refusals and device status reports (IRefusalStore).
+        """
+        SELECT 1;
+        """,
     ];
 
     private readonly SqliteDatabase _database;
