@@ -156,7 +156,8 @@ internal static partial class OperatorServices
         }
 
         LogOperatorRemoved(logger, name, OperatorIdentity.Of(http)?.Name ?? "?");
-        return TypedResults.NoContent();
+        var removed = (await store.ListOperatorsAsync(cancellationToken).ConfigureAwait(false)).First(o => o.Name == name);
+        return TypedResults.Json(Info(removed), OperatorJsonContext.Default.OperatorInfo);
     }
 
     private static async Task<IResult> ListAuditAsync(HttpContext http, IAuditStore store, string? limit, string? before, string? @operator, string? action, CancellationToken cancellationToken)
