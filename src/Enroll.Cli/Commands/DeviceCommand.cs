@@ -6,6 +6,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace Enroll.Cli.Commands;
 
@@ -93,7 +95,7 @@ internal static class DeviceCommand
         /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
         /// nothing, so that its failure is the one line the CLI contract promises.
         /// </summary>
-        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null, Action<EnrollDeviceOptions>? configure = null)
+        public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null, Action<EnrollDeviceOptions>? configure = null, string? logFormat = null, Uri? otlpEndpoint = null)
         {
             var statePath = parse.GetValue(State)!;
             var stored = await LoadStoredAsync(statePath);
@@ -109,10 +111,19 @@ internal static class DeviceCommand
             var services = new ServiceCollection();
             var verbose = CliOptions.IsVerbose(parse);
             services.AddLogging(logging => logging
-                .AddCliConsole(verbose)
+                .AddCliLogging(logFormat, verbose)
                 .SetMinimumLevel(verbose ? LogLevel.Debug : longRunning ? LogLevel.Warning : LogLevel.None)
                 .AddFilter("MQTTnet", LogLevel.Warning));
             services.AddMetrics();
+            otlpEndpoint ??= Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") is { Length: > 0 } fromEnv && longRunning ? ServerFlags.ParseOtlp(fromEnv) : null;
+            if (otlpEndpoint is not null)
+            {
+                // The device library's meter to an OpenTelemetry collector; started with the agent's other hosted services.
+                services.AddOpenTelemetry()
+                    .ConfigureResource(resource => resource.AddService("enroll-device"))
+                    .WithMetrics(metrics => metrics.AddMeter("Enroll.Device").AddOtlpExporter(exporter => exporter.Endpoint = otlpEndpoint));
+            }
+
             services.AddEnrollDevice(o =>
             {
                 o.Broker = parse.GetUri(Broker);
@@ -241,6 +252,8 @@ internal static class DeviceCommand
     private static Command Run()
     {
         var options = new DeviceOptions();
+        var logFormat = ServerFlags.LogFormatOption();
+        var otlpEndpoint = ServerFlags.OtlpEndpointOption();
         var commandHandler = new Option<string?>("--command-handler")
         {
             Description = "Hand every command to PROGRAM: the command name is its argument, the payload JSON its standard input; exit 0 succeeds with standard output as the result, any other exit fails with standard error as the message; killed when the command expires",
@@ -250,6 +263,8 @@ internal static class DeviceCommand
             "Run the device agent until stopped (Ctrl+C): register, then keep tokens fresh, re-provisioning when needed, keep the twin in step and run commands; ends with exit code 3 when the device is refused for good")
         {
             commandHandler,
+            logFormat,
+            otlpEndpoint,
         };
         options.AddTo(command);
         command.SetAction(async (parse, cancellationToken) =>
@@ -268,7 +283,7 @@ internal static class DeviceCommand
 
                 var handlerProgram = parse.GetValue(commandHandler) is { } program ? new CommandHandlerProgram(ResolveProgram(program)) : null;
                 using var lifetime = new AgentLifetime(cancellationToken);
-                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime);
+                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime, logFormat: parse.GetValue(logFormat), otlpEndpoint: ServerFlags.ParseOtlp(parse.GetValue(otlpEndpoint)));
                 if (handlerProgram is not null)
                 {
                     provider.GetRequiredService<DeviceCommands>().OnAnyCommand(handlerProgram.RunAsync);
@@ -289,6 +304,12 @@ internal static class DeviceCommand
                 }
 
                 output.Error.WriteLine("Device agent running; press Ctrl+C to stop.");
+                var systemd = new Microsoft.Extensions.Hosting.Systemd.SystemdNotifier();
+                if (systemd.IsEnabled)
+                {
+                    // Type=notify: started means registered or registering, with every agent loop running.
+                    systemd.Notify(Microsoft.Extensions.Hosting.Systemd.ServiceState.Ready);
+                }
 
                 // Until Ctrl+C, the library asks to stop, or a background loop ends by itself (the agent gives up
                 // after a permanent failure: it stops keeping the device registered, so the process must not go on).
@@ -297,6 +318,11 @@ internal static class DeviceCommand
                 var ended = await Task.WhenAny([stopped, .. loops]);
                 var interrupted = cancellationToken.IsCancellationRequested;
                 var last = registration.Status;
+                if (systemd.IsEnabled)
+                {
+                    systemd.Notify(Microsoft.Extensions.Hosting.Systemd.ServiceState.Stopping);
+                }
+
                 foreach (var agent in Enumerable.Reverse(agents))
                 {
                     await agent.StopAsync(CancellationToken.None);

@@ -154,7 +154,7 @@ internal static class ServerCommand
             {
                 host = await EnrollServerHost.StartAsync(
                     options,
-                    logging => logging.AddCliConsole(verbose, standardError: false).SetMinimumLevel(verbose ? LogLevel.Debug : level).AddFilter("Microsoft", LogLevel.Warning),
+                    logging => logging.AddCliLogging(parse.GetValue(ServerFlags.LogFormat), verbose, standardError: false).SetMinimumLevel(verbose ? LogLevel.Debug : level).AddFilter("Microsoft", LogLevel.Warning),
                     cancellationToken: cancellationToken);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)

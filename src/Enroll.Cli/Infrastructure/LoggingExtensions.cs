@@ -12,6 +12,21 @@ internal static class LoggingExtensions
     /// error when <paramref name="standardError"/>. An exception appears as its type and message; only with
     /// <paramref name="verbose"/> as the full exception with its stack trace.
     /// </summary>
+    /// <summary>
+    /// <see cref="AddCliConsole"/> for <paramref name="format"/> <c>text</c>; for <c>json</c>, one JSON object per line
+    /// (timestamp in UTC, event ID, category, level, message, state and scopes).
+    /// </summary>
+    public static ILoggingBuilder AddCliLogging(this ILoggingBuilder builder, string? format, bool verbose, bool standardError = true) =>
+        format == "json"
+            ? builder.AddJsonConsole(o =>
+            {
+                o.IncludeScopes = true;
+                o.UseUtcTimestamp = true;
+                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+                o.JsonWriterOptions = new System.Text.Json.JsonWriterOptions { Indented = false };
+            }).AddConsole(o => o.LogToStandardErrorThreshold = standardError ? LogLevel.Trace : LogLevel.None)
+            : builder.AddCliConsole(verbose, standardError);
+
     public static ILoggingBuilder AddCliConsole(this ILoggingBuilder builder, bool verbose, bool standardError = true) =>
         builder
             .AddConsole(o =>

@@ -2,16 +2,18 @@ using System.Diagnostics.Metrics;
 
 namespace Enroll.Device.Diagnostics;
 
-/// <summary>Outbox instruments: depth, bytes and oldest age as gauges; sent, acknowledged, dropped and quarantined as counters.</summary>
+/// <summary>Outbox instruments (declared in <see cref="DeviceInstruments"/>): depth, bytes and oldest age as gauges; sent, acknowledged, dropped and quarantined as counters.</summary>
 internal sealed class OutboxMetrics
 {
-    public const string Depth = "enroll.device.outbox.depth";
-    public const string Bytes = "enroll.device.outbox.bytes";
-    public const string OldestAge = "enroll.device.outbox.oldest_age";
-    public const string Sent = "enroll.device.outbox.sent";
-    public const string Acknowledged = "enroll.device.outbox.acknowledged";
-    public const string DroppedName = "enroll.device.outbox.dropped";
-    public const string Quarantined = "enroll.device.outbox.quarantined";
+    public const string Depth = DeviceInstruments.OutboxDepth;
+    public const string Bytes = DeviceInstruments.OutboxBytes;
+    public const string OldestAge = DeviceInstruments.OutboxOldestAge;
+    public const string Sent = DeviceInstruments.MessagesSent;
+    public const string Acknowledged = DeviceInstruments.OutboxAcknowledged;
+    public const string DroppedName = DeviceInstruments.OutboxDropped;
+    public const string Quarantined = DeviceInstruments.OutboxQuarantined;
+
+    private static readonly KeyValuePair<string, object?>[] PublishTags = [new("messaging.system", "mqtt"), new("messaging.operation.name", "publish")];
 
     private readonly Meter _meter;
     private readonly Counter<long> _sent;
@@ -22,21 +24,28 @@ internal sealed class OutboxMetrics
     public OutboxMetrics(IMeterFactory meterFactory)
     {
         _meter = meterFactory.Create(DeviceInstruments.MeterName);
-        _sent = _meter.CreateCounter<long>(Sent, "{message}", "Messages published");
-        _acknowledged = _meter.CreateCounter<long>(Acknowledged, "{message}", "Messages acknowledged by the broker and deleted");
-        _dropped = _meter.CreateCounter<long>(DroppedName, "{message}", "Messages dropped by the DropOldest overflow policy");
-        _quarantined = _meter.CreateCounter<long>(Quarantined, "{message}", "Rows moved to quarantine: undecodable, refused for good by the broker, or too large for its packet limit");
+        _sent = DeviceInstruments.Counter(_meter, Sent);
+        _acknowledged = DeviceInstruments.Counter(_meter, Acknowledged);
+        _dropped = DeviceInstruments.Counter(_meter, DroppedName);
+        _quarantined = DeviceInstruments.Counter(_meter, Quarantined);
     }
 
     /// <summary>Publishes the outbox's depth, bytes and oldest age as observable gauges.</summary>
     public void Observe(Enroll.Device.DeviceOutbox outbox)
     {
-        _meter.CreateObservableGauge(Depth, () => outbox.GetStatistics().Depth, "{message}", "Messages waiting in the outbox");
-        _meter.CreateObservableGauge(Bytes, () => outbox.GetStatistics().Bytes, "By", "Payload bytes waiting in the outbox");
-        _meter.CreateObservableGauge(OldestAge, () => outbox.GetStatistics().OldestAge?.TotalSeconds ?? 0, "s", "Age of the oldest waiting message");
+        Gauge(Depth, () => outbox.GetStatistics().Depth);
+        Gauge(Bytes, () => outbox.GetStatistics().Bytes);
+        Gauge(OldestAge, () => outbox.GetStatistics().OldestAge?.TotalSeconds ?? 0);
     }
 
-    public void SentOne() => _sent.Add(1);
+    private void Gauge<T>(string name, Func<T> observe)
+        where T : struct
+    {
+        var declared = DeviceInstruments.Get(name);
+        _meter.CreateObservableGauge(declared.Name, observe, declared.Unit, declared.Description);
+    }
+
+    public void SentOne() => _sent.Add(1, PublishTags);
 
     public void AcknowledgedMany(int count) => _acknowledged.Add(count);
 

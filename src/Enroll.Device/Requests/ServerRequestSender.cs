@@ -38,6 +38,9 @@ internal sealed class ServerRequestSender
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
     private readonly DeviceMetrics? _metrics;
+
+    /// <summary>The device's metrics, for the components that send through this sender.</summary>
+    internal DeviceMetrics? Metrics => _metrics;
     private readonly ServerTokenVerifier? _keys;
     private readonly Jitter _jitter;
 

@@ -377,6 +377,7 @@ internal sealed class DeviceManagementAgent : BackgroundService
             var result = await RunHandlerAsync(command, commandId, name, stopping).ConfigureAwait(false);
             await _store.Store.FinishAsync(commandId, result.Status, result.Payload, result.Message, stopping).ConfigureAwait(false);
             Log.CommandFinished(_logger, commandId, name, result.Status);
+            _sender.Metrics?.CommandHandled(result.Status);
             _commandWork.Set();
         }
         catch (OperationCanceledException) when (stopping.IsCancellationRequested)

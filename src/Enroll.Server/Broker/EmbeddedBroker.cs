@@ -78,6 +78,9 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     /// <summary>The TLS address, for example <c>mqtts://127.0.0.1:8883</c>, when TLS is configured.</summary>
     public Uri? TlsEndpoint => TlsPort is { } port ? new($"mqtts://{BindAddress.ClientHost(Address)}:{port}") : null;
 
+    /// <summary>True once the broker has started and until it stops (for <c>/readyz</c>).</summary>
+    public bool IsStarted => _server?.IsStarted == true;
+
     internal MqttServer Server => _server ?? throw new InvalidOperationException("The broker has not started.");
 
     /// <summary>The embedded broker ends sessions itself.</summary>

@@ -11,7 +11,7 @@ namespace Enroll.Server.Commands;
 /// it: an expired command is not delivered even before the sweep marks it. Any instance may sweep (PostgreSQL skips rows
 /// another instance holds).
 /// </summary>
-internal sealed partial class CommandExpirySweeper(ICommandStore store, CommandService commands, TimeProvider timeProvider, ILogger<CommandExpirySweeper> logger) : BackgroundService
+internal sealed partial class CommandExpirySweeper(ICommandStore store, CommandService commands, TimeProvider timeProvider, ILogger<CommandExpirySweeper> logger, Diagnostics.ServerMetrics metrics) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
 
@@ -58,6 +58,7 @@ internal sealed partial class CommandExpirySweeper(ICommandStore store, CommandS
             }
 
             total += expired.Count;
+            metrics.CommandState(Protocol.Messages.CommandStatuses.Expired, expired.Count);
             if (expired.Count < CommandRecord.ExpiryBatch)
             {
                 break;

@@ -15,7 +15,8 @@ internal sealed partial class CommandService(
     CommandDelivery delivery,
     CommandWaiters waiters,
     TimeProvider timeProvider,
-    ILogger<CommandService> logger)
+    ILogger<CommandService> logger,
+    Diagnostics.ServerMetrics metrics)
 {
     /// <summary>
     /// Queues a command for <paramref name="deviceId"/> and, after the commit, publishes it at once when the device can be
@@ -48,6 +49,7 @@ internal sealed partial class CommandService(
 
         var command = outcome.Command!;
         LogQueued(logger, command.CommandId, deviceId, name);
+        metrics.CommandState(Protocol.Messages.CommandStatuses.Queued);
         if (reachable)
         {
             command = await PublishStoredAsSentAsync(command, cancellationToken).ConfigureAwait(false);
@@ -65,6 +67,7 @@ internal sealed partial class CommandService(
         try
         {
             await delivery.PublishAsync(command, cancellationToken).ConfigureAwait(false);
+            metrics.CommandState(Protocol.Messages.CommandStatuses.Sent);
             return command;
         }
 #pragma warning disable CA1031 // the command is stored: a failed publish returns it to the queue for the device's next commands/pending
@@ -94,9 +97,13 @@ internal sealed partial class CommandService(
 
             await delivery.PublishAsync(command, cancellationToken).ConfigureAwait(false);
             var sentAt = timeProvider.GetUtcNow();
-            return await commands.MarkCommandSentAsync(command.CommandId, sentAt, cancellationToken).ConfigureAwait(false)
-                ? command with { State = Protocol.Messages.CommandStatuses.Sent, SentAt = sentAt }
-                : await commands.GetCommandAsync(command.CommandId, cancellationToken).ConfigureAwait(false) ?? command;
+            if (await commands.MarkCommandSentAsync(command.CommandId, sentAt, cancellationToken).ConfigureAwait(false))
+            {
+                metrics.CommandState(Protocol.Messages.CommandStatuses.Sent);
+                return command with { State = Protocol.Messages.CommandStatuses.Sent, SentAt = sentAt };
+            }
+
+            return await commands.GetCommandAsync(command.CommandId, cancellationToken).ConfigureAwait(false) ?? command;
         }
 #pragma warning disable CA1031 // the command is stored: a failed publish leaves it queued for the device's next commands/pending
         catch (Exception ex) when (ex is not OperationCanceledException)
@@ -114,6 +121,7 @@ internal sealed partial class CommandService(
         if (outcome.Result == CommandResultOutcome.Changed)
         {
             LogCanceled(logger, commandId);
+            metrics.CommandState(Protocol.Messages.CommandStatuses.Canceled);
             await AnnounceAsync(commandId, cancellationToken).ConfigureAwait(false);
         }
 
@@ -127,6 +135,7 @@ internal sealed partial class CommandService(
         if (outcome.Result == CommandResultOutcome.Changed)
         {
             LogFinished(logger, commandId, deviceId, status);
+            metrics.CommandState(status);
             await AnnounceAsync(commandId, cancellationToken).ConfigureAwait(false);
         }
 

@@ -308,6 +308,15 @@ public sealed class EnrollServerOptions
 
     // --- Issue 15, observability (metrics, health, logs): add options here. ---
 
+    /// <summary>Serve Prometheus metrics at <c>/metrics</c> on the HTTP port (default on; <c>--no-metrics</c>).</summary>
+    public bool MetricsEndpoint { get; set; } = true;
+
+    /// <summary>When set, <c>/metrics</c> answers only requests with <c>Authorization: Bearer KEY</c> (<c>--metrics-key</c>).</summary>
+    public string? MetricsKey { get; set; }
+
+    /// <summary>Export metrics over OTLP to this collector (<c>--otlp-endpoint</c>; else <c>OTEL_EXPORTER_OTLP_ENDPOINT</c> when set).</summary>
+    public Uri? OtlpEndpoint { get; set; }
+
     /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
     internal const string ObservabilityOptionsEnd = "observability";
 

@@ -7,6 +7,7 @@ using Enroll.Server.Handlers;
 using Enroll.Server.Http;
 using Enroll.Server.Http.ConsoleApi;
 using Enroll.Server.Http.Operators;
+using Enroll.Server.Observability;
 using Enroll.Server.Provisioning;
 using Enroll.Server.ProvisioningTokens;
 using Enroll.Server.Registry;

@@ -1,10 +1,10 @@
 using System.Text.Json;
 using Enroll.Protocol.Admin;
 using Enroll.Server.WebConsole;
-using Enroll.Server.Diagnostics;
 using Enroll.Server.Http;
 using Enroll.Server.Http.ConsoleApi;
 using Enroll.Server.Http.Operators;
+using Enroll.Server.Observability;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.DependencyInjection;

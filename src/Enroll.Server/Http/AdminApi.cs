@@ -19,7 +19,6 @@ internal static class AdminApi
 {
     public static void MapEnrollApi(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/healthz", () => TypedResults.Text("ok\n"));
         app.MapGet("/.well-known/jwks.json", (PublishedKeys keys) => TypedResults.Json(keys.KeySet, AdminJsonContext.Default.ServerKeySet));
 
         // The admin key, the body limit and the failure limit are checked by AdminGate before anything here runs.

@@ -21,7 +21,7 @@ namespace Enroll.Server.Twins;
 internal sealed partial class TwinService
 {
     /// <summary>Counter of desired pushes the broker did not take.</summary>
-    public const string PushFailures = "enroll.server.twins.desired_push_failures";
+    public const string PushFailures = ServerInstruments.DesiredPushFailures;
 
     private readonly ITwinStore _store;
     private readonly IDeviceStore _devices;
@@ -29,8 +29,9 @@ internal sealed partial class TwinService
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<TwinService> _logger;
     private readonly Counter<long> _pushFailures;
+    private readonly ServerMetrics _metrics;
 
-    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
+    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory, ServerMetrics metrics)
     {
         ArgumentNullException.ThrowIfNull(meterFactory);
         _store = store;
@@ -38,7 +39,8 @@ internal sealed partial class TwinService
         _publisher = publisher;
         _timeProvider = timeProvider;
         _logger = logger;
-        _pushFailures = meterFactory.Create(ServerInstruments.MeterName).CreateCounter<long>(PushFailures, "{push}", "Desired twin patches committed but not taken by the broker (the device catches up with twin/get)");
+        _metrics = metrics;
+        _pushFailures = meterFactory.Create(ServerInstruments.MeterName).CreateCounter<long>(PushFailures, ServerInstruments.Get(PushFailures).Unit, ServerInstruments.Get(PushFailures).Description);
     }
 
     /// <summary>
@@ -52,6 +54,7 @@ internal sealed partial class TwinService
         if (outcome.Result == DesiredPatchResult.Applied)
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
+            _metrics.TwinPatched("desired");
             // Committed: the caller going away now must not keep the device from being told.
             if ((await _devices.FindDeviceAsync(deviceId, CancellationToken.None).ConfigureAwait(false))?.IsActive == true)
             {
@@ -72,6 +75,7 @@ internal sealed partial class TwinService
         ArgumentNullException.ThrowIfNull(filter);
         var outcome = await _store.PatchDesiredWhereAsync(filter, patch, _timeProvider.GetUtcNow(), CancellationToken.None).ConfigureAwait(false);
         LogFleetPatched(_logger, filter.OrgId, filter, outcome.Touched.Count, outcome.Refused);
+        _metrics.TwinPatched("desired", outcome.Touched.Count);
         foreach (var patched in outcome.Touched)
         {
             await PushAsync(patched.DeviceId, patched.Version, patch).ConfigureAwait(false);

@@ -40,6 +40,9 @@ internal abstract partial class ExternalBrokerConnection : BackgroundService
 
     protected EnrollServerOptions Options { get; }
 
+    /// <summary>True while the connection to the broker is up (for <c>/readyz</c>).</summary>
+    public bool IsConnected => Client.IsConnected;
+
     protected TimeProvider TimeProvider { get; }
 
     protected IMqttClient Client { get; }

@@ -69,7 +69,7 @@ internal sealed partial class MosquittoDynamicSecurity : IBrokerCredentials, IDe
         _client = new MqttClientFactory().CreateMqttClient();
         _client.ApplicationMessageReceivedAsync += OnResponseAsync;
         _errors = meterFactory.Create(Diagnostics.ServerInstruments.MeterName)
-            .CreateCounter<long>("enroll.server.broker.admin.errors", "{command}", "Dynamic-security commands that failed or went unanswered");
+            .CreateCounter<long>(Diagnostics.ServerInstruments.BrokerAdminErrors, Diagnostics.ServerInstruments.Get(Diagnostics.ServerInstruments.BrokerAdminErrors).Unit, Diagnostics.ServerInstruments.Get(Diagnostics.ServerInstruments.BrokerAdminErrors).Description);
     }
 
     public Uri Endpoint { get; }

@@ -82,6 +82,8 @@ internal sealed partial class GuardedServerAdapter(
             throw new InvalidOperationException("The listeners are already started.");
         }
 
+        metrics.ObserveConnectedDevices(() => _connections.Keys.Count(c => c.IsDevice));
+
         _stopping = new CancellationTokenSource();
         try
         {
