@@ -1,6 +1,5 @@
 using Enroll.Protocol.Admin;
 using Enroll.Server.Diagnostics;
-using Enroll.Server.Http.Operators;
 using Enroll.Server.Registry;
 using Enroll.Server.Security;
 using Microsoft.AspNetCore.Http;
@@ -106,7 +105,7 @@ internal sealed partial class AdminGate
 
             identity = new OperatorIdentity(session.Operator, session.IsAdmin, session.IdHash);
             identity.Set(context);
-            context.Items[OperatorServices.SessionItem] = session;
+            context.Items[OperatorAuth.SessionItem] = session;
             if (AuditRecorder.Records(context.Request.Method) && !OperatorAuth.CsrfMatches(session, headers[OperatorAuth.CsrfHeader].ToString()))
             {
                 await WriteAsync(context, StatusCodes.Status403Forbidden, "forbidden", "csrf token missing or wrong").ConfigureAwait(false);

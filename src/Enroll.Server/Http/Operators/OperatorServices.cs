@@ -86,7 +86,7 @@ internal static partial class OperatorServices
         return TypedResults.Json(Info(session), OperatorJsonContext.Default.SessionInfo);
     }
 
-    private static IResult GetSession(HttpContext http) => http.Items.TryGetValue(SessionItem, out var value) && value is ConsoleSession session
+    private static IResult GetSession(HttpContext http) => http.Items.TryGetValue(OperatorAuth.SessionItem, out var value) && value is ConsoleSession session
             ? TypedResults.Json(Info(session), OperatorJsonContext.Default.SessionInfo)
             : AdminApi.Problem(StatusCodes.Status401Unauthorized, "no session", "this request carries no session cookie (a key in the Authorization header is not a session)");
 
@@ -189,9 +189,6 @@ internal static partial class OperatorServices
 
         return TypedResults.Json(new ItemList<AuditEntry>(entries), OperatorJsonContext.Default.ItemListAuditEntry);
     }
-
-    /// <summary>Where the gate leaves the request's session row (for <c>GET /api/session</c>).</summary>
-    public static readonly object SessionItem = new();
 
     private static string? NullIfEmpty(string? value) => string.IsNullOrEmpty(value) ? null : value;
 

@@ -6,7 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.Logging;
 
-namespace Enroll.Server.Http.Operators;
+namespace Enroll.Server.Http;
 
 /// <summary>
 /// Writes one audit entry per state-changing <c>/api</c> request once it is answered: who (the gate's

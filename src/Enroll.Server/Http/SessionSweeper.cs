@@ -2,7 +2,7 @@ using Enroll.Server.Registry;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
-namespace Enroll.Server.Http.Operators;
+namespace Enroll.Server.Http;
 
 /// <summary>Deletes expired and idle console sessions once an hour, so the table holds only live ones.</summary>
 internal sealed partial class SessionSweeper(IOperatorStore store, TimeProvider timeProvider, ILogger<SessionSweeper> logger) : BackgroundService

@@ -6,7 +6,7 @@ using Enroll.Server.Registry;
 using Microsoft.Extensions.Options;
 using Microsoft.IdentityModel.Tokens;
 
-namespace Enroll.Server.Http.Operators;
+namespace Enroll.Server.Http;
 
 /// <summary>
 /// Who a credential is: the admin key, an operator's key (<c>eop_...</c>, looked up by its SHA-256), or a console
@@ -19,6 +19,9 @@ internal sealed partial class OperatorAuth(AdminKey adminKey, IOperatorStore sto
     public const string CsrfHeader = "X-Enroll-CSRF";
 
     public const string KeyPrefix = "eop_";
+
+    /// <summary>Where the gate leaves the request's session row (for <c>GET /api/session</c>).</summary>
+    public static readonly object SessionItem = new();
 
     /// <summary>A session not used for this long ends.</summary>
     public static readonly TimeSpan IdleTimeout = TimeSpan.FromHours(1);

@@ -1,6 +1,6 @@
 using Microsoft.AspNetCore.Http;
 
-namespace Enroll.Server.Http.Operators;
+namespace Enroll.Server.Http;
 
 /// <summary>
 /// What an endpoint tells the audit log about its request beyond the route: a short detail (a rejection's reason, how
