@@ -16,7 +16,7 @@ internal sealed partial class CommandService(
     CommandWaiters waiters,
     TimeProvider timeProvider,
     ILogger<CommandService> logger,
-    Http.ConsoleApi.ConsoleFeed feed)
+    ConsoleFeed feed)
 {
     /// <summary>
     /// Queues a command for <paramref name="deviceId"/> and, after the commit, publishes it at once when the device can be
@@ -46,7 +46,7 @@ internal sealed partial class CommandService(
         var command = outcome.Command!;
         LogQueued(logger, command.CommandId, deviceId, name);
         command = await DeliverAsync(command, device, cancellationToken).ConfigureAwait(false);
-        await feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Commands, command.CommandId).ConfigureAwait(false);
+        await feed.AnnounceAsync(ConsoleFeed.Commands, command.CommandId).ConfigureAwait(false);
         return new SendCommandOutcome(SendCommandResult.Queued, command);
     }
 

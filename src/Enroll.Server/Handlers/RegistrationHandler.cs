@@ -36,7 +36,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
     private readonly EnrollServerOptions _options;
     private readonly ILogger<RegistrationHandler> _logger;
     private readonly IBrokerCredentials _brokerCredentials;
-    private readonly Http.ConsoleApi.ConsoleFeed _feed;
+    private readonly ConsoleFeed _feed;
 
     public RegistrationHandler(
         IDeviceStore devices,
@@ -48,7 +48,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         IOptions<EnrollServerOptions> options,
         ILogger<RegistrationHandler> logger,
         IBrokerCredentials brokerCredentials,
-        Http.ConsoleApi.ConsoleFeed feed)
+        ConsoleFeed feed)
     {
         _feed = feed;
         _brokerCredentials = brokerCredentials;
@@ -85,7 +85,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         };
 
         Log.DeviceRegistered(_logger, device.DeviceId, outcome.Result == RegisterDeviceResult.Created ? "new" : "again", device.ClientId, device.OrgId);
-        await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Devices, device.DeviceId).ConfigureAwait(false);
+        await _feed.AnnounceAsync(ConsoleFeed.Devices, device.DeviceId).ConfigureAwait(false);
         var access = _issuer.IssueAccessToken(device);
         // Before the answer leaves: the device's first connection with this token must already work on the broker.
         await _brokerCredentials.DeviceTokenIssuedAsync(device.DeviceId, device.ClientId, access.Token, access.ExpiresAt, cancellationToken).ConfigureAwait(false);

@@ -20,9 +20,9 @@ internal sealed class OperationService
     private readonly TimeOrderedId _ids;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<OperationService> _logger;
-    private readonly Http.ConsoleApi.ConsoleFeed _feed;
+    private readonly ConsoleFeed _feed;
 
-    public OperationService(IOperationStore registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger, Http.ConsoleApi.ConsoleFeed feed)
+    public OperationService(IOperationStore registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger, ConsoleFeed feed)
     {
         _feed = feed;
         _registry = registry;
@@ -42,7 +42,7 @@ internal sealed class OperationService
 
         var operation = outcome.Operation!;
         Log.OperationDecided(_logger, operation.OperationId, operation.Status, decidedBy, operation.DeviceId ?? "-");
-        await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Operations, operation.OperationId).ConfigureAwait(false);
+        await _feed.AnnounceAsync(ConsoleFeed.Operations, operation.OperationId).ConfigureAwait(false);
         if (push)
         {
             await PushAsync(operation, cancellationToken).ConfigureAwait(false);

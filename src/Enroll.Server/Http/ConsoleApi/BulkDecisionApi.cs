@@ -17,9 +17,6 @@ internal static class BulkDecisionApi
     /// <summary>The most operations one bulk decision covers; a filter matching more is refused (narrow it, or repeat).</summary>
     public const int MaxDecisions = 10_000;
 
-    /// <summary>The most pending operations one call looks through for matches (newest first).</summary>
-    public const int MaxScanned = 100_000;
-
     /// <summary>Where the audit log finds what a request did (auth's audit middleware reads it).</summary>
     public const string AuditDetailItem = "enroll.audit.detail";
 
@@ -55,8 +52,8 @@ internal static class BulkDecisionApi
             return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid reason", "reason is longer than 1024 characters");
         }
 
-        var pending = await operations.ListAsync(OperationStatus.Pending, MaxScanned, cancellationToken).ConfigureAwait(false);
-        var matched = pending.Where(o => Matches(o, request.Filter)).ToList();
+        var pending = await operations.ListAsync(OperationStatus.Pending, OperationFilters.MaxScanned, cancellationToken).ConfigureAwait(false);
+        var matched = pending.Where(o => OperationFilters.Matches(o, request.Filter)).ToList();
         if (matched.Count > MaxDecisions)
         {
             return AdminApi.Problem(StatusCodes.Status400BadRequest, "too many operations", $"the filter matches {matched.Count} pending operations; a bulk decision covers at most {MaxDecisions:N0} per call (narrow the filter, or repeat the call)");
@@ -89,48 +86,4 @@ internal static class BulkDecisionApi
             new BulkDecisionResult { Matched = matched.Count, Decided = decided.Count, OperationIds = request.DryRun ? matched.Select(o => o.OperationId).ToList() : decided },
             ConsoleJsonContext.Default.BulkDecisionResult);
     }
-
-    /// <summary>True when <paramref name="operation"/> matches every field <paramref name="filter"/> gives.</summary>
-    public static bool Matches(OperationRecord operation, OperationFilter filter)
-    {
-        if (filter.OrgId is { } org && operation.OrgId != org)
-        {
-            return false;
-        }
-
-        if (filter.ProvisioningTokenId is { } token && operation.ProvisioningTokenId != token)
-        {
-            return false;
-        }
-
-        if (filter.Metadata is not { Count: > 0 } wanted)
-        {
-            return true;
-        }
-
-        if (operation.MetadataJson is null)
-        {
-            return false;
-        }
-
-        var metadata = JsonSerializer.Deserialize(operation.MetadataJson, RegistryJsonContext.Default.DictionaryStringJsonElement);
-        return metadata is not null && wanted.All(w => metadata.TryGetValue(w.Key, out var value) && Text(value) == w.Value);
-    }
-
-    /// <summary>The filter for <c>GET /api/provisioning-operations?org=&amp;token=&amp;meta.KEY=VALUE</c>.</summary>
-    public static OperationFilter FromQuery(IQueryCollection query)
-    {
-        Dictionary<string, string>? metadata = null;
-        foreach (var (key, value) in query)
-        {
-            if (key.StartsWith("meta.", StringComparison.Ordinal) && key.Length > 5)
-            {
-                (metadata ??= new(StringComparer.Ordinal))[key[5..]] = value.ToString();
-            }
-        }
-
-        return new OperationFilter { OrgId = query["org"].FirstOrDefault(), ProvisioningTokenId = query["token"].FirstOrDefault(), Metadata = metadata };
-    }
-
-    private static string Text(JsonElement value) => value.ValueKind == JsonValueKind.String ? value.GetString()! : value.GetRawText();
 }

@@ -1,7 +1,6 @@
-using Enroll.Server.Registry;
 using Microsoft.Extensions.Logging;
 
-namespace Enroll.Server.Http.ConsoleApi;
+namespace Enroll.Server.Registry;
 
 /// <summary>
 /// Announces, after the commit, what the console shows live (<c>GET /api/events</c>): an operation created or decided, a
@@ -14,7 +13,7 @@ internal sealed partial class ConsoleFeed(IRegistryChanges changes, ILogger<Cons
     /// <summary>An operation was created, decided or expired; the ID is the operation's (none for an expiry sweep).</summary>
     public const string Operations = "operations";
 
-    /// <summary>A command was queued or sent; the ID is the command's. A finished command is <see cref="Commands.CommandWaiters.ChangeKind"/>.</summary>
+    /// <summary>A command was queued or sent; the ID is the command's. A finished command is announced by the command waiters (<c>command_result</c>).</summary>
     public const string Commands = "commands";
 
     /// <summary>A device was registered or revoked; the ID is the device's.</summary>
