@@ -16,7 +16,8 @@ internal sealed partial class CommandService(
     CommandWaiters waiters,
     TimeProvider timeProvider,
     ILogger<CommandService> logger,
-    Diagnostics.ServerMetrics metrics)
+    Diagnostics.ServerMetrics metrics,
+    ConsoleFeed feed)
 {
     /// <summary>
     /// Queues a command for <paramref name="deviceId"/> and, after the commit, publishes it at once when the device can be
@@ -55,6 +56,7 @@ internal sealed partial class CommandService(
             command = await PublishStoredAsSentAsync(command, cancellationToken).ConfigureAwait(false);
         }
 
+        await feed.AnnounceAsync(ConsoleFeed.Commands, command.CommandId).ConfigureAwait(false);
         return new SendCommandOutcome(SendCommandResult.Queued, command);
     }
 

@@ -24,6 +24,7 @@ internal sealed partial class TwinService
     public const string PushFailures = ServerInstruments.DesiredPushFailures;
 
     private readonly ITwinStore _store;
+    private readonly ConsoleFeed _feed;
     private readonly IDeviceStore _devices;
     private readonly IResponsePublisher _publisher;
     private readonly TimeProvider _timeProvider;
@@ -31,8 +32,9 @@ internal sealed partial class TwinService
     private readonly Counter<long> _pushFailures;
     private readonly ServerMetrics _metrics;
 
-    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory, ServerMetrics metrics)
+    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory, ServerMetrics metrics, ConsoleFeed feed)
     {
+        _feed = feed;
         ArgumentNullException.ThrowIfNull(meterFactory);
         _store = store;
         _devices = devices;
@@ -55,6 +57,7 @@ internal sealed partial class TwinService
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
             _metrics.TwinPatched("desired");
+            await _feed.AnnounceAsync(ConsoleFeed.Twins, deviceId).ConfigureAwait(false);
             // Committed: the caller going away now must not keep the device from being told.
             if ((await _devices.FindDeviceAsync(deviceId, CancellationToken.None).ConfigureAwait(false))?.IsActive == true)
             {
