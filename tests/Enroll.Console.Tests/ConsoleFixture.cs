@@ -31,6 +31,7 @@ public sealed class ConsoleFixture : IAsyncLifetime
     {
         // Pending devices are told by push; the poll stays as the fallback it is.
         Server = await TestServer.StartAsync(configure: o => o.PendingPollInterval = TimeSpan.FromSeconds(2));
+        Assertions.SetDefaultExpectTimeout((float)Patience.TotalMilliseconds);
         _playwright = await Playwright.CreateAsync();
         Browser = await _playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions
         {

@@ -34,9 +34,6 @@ internal sealed class ConsoleAssets
 
     private ConsoleAssets(FrozenDictionary<string, Asset> assets) => _assets = assets;
 
-    /// <summary>The request paths served, <c>/</c> being <c>index.html</c>.</summary>
-    public IEnumerable<string> Paths => _assets.Keys;
-
     public static ConsoleAssets Load()
     {
         var assembly = typeof(ConsoleAssets).Assembly;
