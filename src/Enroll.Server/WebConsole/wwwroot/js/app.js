@@ -31,7 +31,7 @@ function showSignIn(message) {
   const button = h('button', { type: 'submit' }, 'Sign in');
   const form = h('form', { class: 'panel', id: 'signin-form', 'aria-describedby': 'signin-help' },
     key.wrap,
-    h('p', { id: 'signin-help', class: 'muted' }, 'The admin key (the server\'s admin.key file) or the key `enroll operators add` printed.'),
+    h('p', { id: 'signin-help', class: 'muted' }, 'The admin key (the server\'s ', h('code', {}, 'admin.key'), ' file) or the key ', h('code', {}, 'enroll operators add'), ' printed.'),
     error, button);
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
