@@ -1,7 +1,7 @@
 // The console's shell: sign-in, the header, and hash routes (#/approvals, #/devices/ID, ...) to the pages.
-import { signIn, resumeSession, signOut, onSessionExpired, startEvents, stopEvents, currentSession } from './api.js';
+import { signIn, resumeSession, signOut, onSessionExpired, startEvents, stopEvents, currentSession, get, subscribe } from './api.js';
 import { h, clear, field, flash } from './dom.js';
-import { approvalsPage } from './approvals.js';
+import { approvalsPage, setPendingBadge } from './approvals.js';
 import { devicesPage, devicePage } from './devices.js';
 import { tokensPage } from './tokens.js';
 import { overviewPage } from './overview.js';
@@ -60,6 +60,7 @@ function enter() {
   document.getElementById('operator-name').textContent = info.operator;
   document.querySelector('[data-page="operators"]').parentElement.hidden = !info.is_admin;
   startEvents();
+  refreshBadge();
   if (!location.hash || location.hash === '#' || location.hash === '#/') location.hash = '#/approvals';
   else route();
 }
@@ -88,6 +89,18 @@ async function route() {
   }
   main.focus({ preventScroll: true });
 }
+
+// The pending count in the navigation bar, kept current on every page (the Approvals page sets it from its own list).
+let badgeTimer = null;
+function refreshBadge() {
+  clearTimeout(badgeTimer);
+  badgeTimer = setTimeout(async () => {
+    if (!currentSession() || location.hash.startsWith('#/approvals')) return;
+    try { setPendingBadge((await get('/api/provisioning-operations?status=pending&limit=1000')).items.length); } catch { /* shown on the next event */ }
+  }, 300);
+}
+subscribe('operation', refreshBadge);
+subscribe('poll', refreshBadge);
 
 onSessionExpired(() => showSignIn('Your session has ended: sign in again.'));
 window.addEventListener('hashchange', route);

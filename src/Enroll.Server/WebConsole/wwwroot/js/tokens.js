@@ -47,7 +47,7 @@ export async function tokensPage(container) {
   }
 
   async function load() {
-    const tokens = (await get('/api/tokens')).items;
+    const tokens = (await get('/api/tokens')).items.sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
     clear(list, tokens.length === 0 ? h('p', { class: 'muted' }, 'No tokens yet.') : table(columns, tokens.map((t) => row(columns, [
       h('span', { class: 'mono' }, t.id), t.org_id, t.description || '—',
       t.max_uses ? `${t.uses} of ${t.max_uses}` : String(t.uses),
