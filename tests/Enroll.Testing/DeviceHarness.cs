@@ -54,7 +54,7 @@ public sealed class DeviceHarness : IAsyncDisposable
         _agents = null;
     }
 
-    public static DeviceHarness Create(Uri broker, string clientId, string statePath, string? provisioningToken, ITestOutputHelper? output = null, Action<EnrollDeviceOptions>? configure = null, TimeProvider? timeProvider = null)
+    public static DeviceHarness Create(Uri broker, string clientId, string statePath, string? provisioningToken, ITestOutputHelper? output = null, Action<EnrollDeviceOptions>? configure = null, TimeProvider? timeProvider = null, Action<IServiceCollection>? replace = null)
     {
         var services = new ServiceCollection();
         services.AddLogging(logging =>
@@ -83,6 +83,7 @@ public sealed class DeviceHarness : IAsyncDisposable
             o.MaxAttempts = 5;
             configure?.Invoke(o);
         });
+        replace?.Invoke(services);
         return new DeviceHarness(services.BuildServiceProvider(), statePath);
     }
 

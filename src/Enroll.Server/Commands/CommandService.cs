@@ -15,7 +15,8 @@ internal sealed partial class CommandService(
     CommandDelivery delivery,
     CommandWaiters waiters,
     TimeProvider timeProvider,
-    ILogger<CommandService> logger)
+    ILogger<CommandService> logger,
+    Http.ConsoleApi.ConsoleFeed feed)
 {
     /// <summary>
     /// Queues a command for <paramref name="deviceId"/> and, after the commit, publishes it at once when the device can be
@@ -45,6 +46,7 @@ internal sealed partial class CommandService(
         var command = outcome.Command!;
         LogQueued(logger, command.CommandId, deviceId, name);
         command = await DeliverAsync(command, device, cancellationToken).ConfigureAwait(false);
+        await feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Commands, command.CommandId).ConfigureAwait(false);
         return new SendCommandOutcome(SendCommandResult.Queued, command);
     }
 

@@ -25,9 +25,11 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
     private readonly TimeOrderedId _ids;
     private readonly EnrollServerOptions _options;
     private readonly ILogger<ProvisioningInitHandler> _logger;
+    private readonly Http.ConsoleApi.ConsoleFeed _feed;
 
-    public ProvisioningInitHandler(IDeviceStore devices, IOperationStore operationStore, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger)
+    public ProvisioningInitHandler(IDeviceStore devices, IOperationStore operationStore, ProvisioningTokenService provisioningTokens, OperationService operations, TimeOrderedId ids, IOptions<EnrollServerOptions> options, ILogger<ProvisioningInitHandler> logger, Http.ConsoleApi.ConsoleFeed feed)
     {
+        _feed = feed;
         _devices = devices;
         _operationStore = operationStore;
         _provisioningTokens = provisioningTokens;
@@ -112,6 +114,7 @@ internal sealed class ProvisioningInitHandler : IRequestHandler<ProvisioningInit
         await _operationStore.CreateOperationAsync(operation, cancellationToken).ConfigureAwait(false);
         var detail = existing is null ? string.Empty : $" (re-provisioning of {existing.DeviceId})";
         Log.OperationStarted(_logger, operation.OperationId, clientId, token.OrgId, OperationStatus.Pending, detail);
+        await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Operations, operation.OperationId).ConfigureAwait(false);
 
         // Auto-approve tokens skip the operator, except to bring back a device an operator revoked.
         if (token.AutoApprove && existing is not { IsActive: false })

@@ -36,6 +36,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
     private readonly EnrollServerOptions _options;
     private readonly ILogger<RegistrationHandler> _logger;
     private readonly IBrokerCredentials _brokerCredentials;
+    private readonly Http.ConsoleApi.ConsoleFeed _feed;
 
     public RegistrationHandler(
         IDeviceStore devices,
@@ -46,8 +47,10 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         TimeOrderedId ids,
         IOptions<EnrollServerOptions> options,
         ILogger<RegistrationHandler> logger,
-        IBrokerCredentials brokerCredentials)
+        IBrokerCredentials brokerCredentials,
+        Http.ConsoleApi.ConsoleFeed feed)
     {
+        _feed = feed;
         _brokerCredentials = brokerCredentials;
         _logger = logger;
         _devices = devices;
@@ -82,6 +85,7 @@ internal sealed class RegistrationHandler : IRequestHandler<RegistrationRequest,
         };
 
         Log.DeviceRegistered(_logger, device.DeviceId, outcome.Result == RegisterDeviceResult.Created ? "new" : "again", device.ClientId, device.OrgId);
+        await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Devices, device.DeviceId).ConfigureAwait(false);
         var access = _issuer.IssueAccessToken(device);
         // Before the answer leaves: the device's first connection with this token must already work on the broker.
         await _brokerCredentials.DeviceTokenIssuedAsync(device.DeviceId, device.ClientId, access.Token, access.ExpiresAt, cancellationToken).ConfigureAwait(false);

@@ -9,7 +9,7 @@ namespace Enroll.Server.Handlers;
 /// Handles <c>enroll/v1/devices/{device_id}/twin/report</c> (SPEC §2.5): merges the patch into the reported document and
 /// answers after the commit; a patch over the twin limits is refused with the reason and changes nothing.
 /// </summary>
-internal sealed class TwinReportHandler(IDeviceStore devices, ITwinStore twins, TimeProvider timeProvider) : IRequestHandler<TwinReportRequest, TwinReportResponse>
+internal sealed class TwinReportHandler(IDeviceStore devices, ITwinStore twins, TimeProvider timeProvider, Http.ConsoleApi.ConsoleFeed feed) : IRequestHandler<TwinReportRequest, TwinReportResponse>
 {
     public async Task<TwinReportResponse> HandleAsync(TwinReportRequest request, RequestContext context, CancellationToken cancellationToken)
     {
@@ -20,6 +20,11 @@ internal sealed class TwinReportHandler(IDeviceStore devices, ITwinStore twins, 
 
         var device = await DeviceScope.RequireActiveAsync(devices, context, cancellationToken).ConfigureAwait(false);
         var outcome = await twins.PatchReportedAsync(device.DeviceId, request.Patch, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
+        if (outcome.Result == ReportedPatchResult.Applied)
+        {
+            await feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Twins, device.DeviceId).ConfigureAwait(false);
+        }
+
         return outcome.Result switch
         {
             ReportedPatchResult.Applied => new TwinReportResponse { ReportedVersion = outcome.Version, RequestId = request.RequestId },

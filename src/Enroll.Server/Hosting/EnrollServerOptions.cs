@@ -306,6 +306,13 @@ public sealed class EnrollServerOptions
 
     // --- Issue 15, console API (events, overview, device status): add options here. ---
 
+    /// <summary>
+    /// The most <c>GET /api/events</c> streams open at once (--max-event-streams); one more is refused with 503: 1 to
+    /// 100000. The default value is 100.
+    /// </summary>
+    [CountRange("event streams (--max-event-streams)", 1, 100_000)]
+    public int MaxEventStreams { get; set; } = 100;
+
     /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
     internal const string ConsoleOptionsEnd = "console";
 }

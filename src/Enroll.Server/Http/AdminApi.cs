@@ -204,13 +204,15 @@ internal static class AdminApi
             : TypedResults.Json(ToInfo(device), AdminJsonContext.Default.DeviceInfo);
     }
 
-    private static async Task<IResult> RevokeDeviceAsync(string id, IDeviceStore registry, Broker.IDeviceSessions sessions, TimeProvider timeProvider, ILogger<AdminKey> logger, CancellationToken cancellationToken)
+    private static async Task<IResult> RevokeDeviceAsync(string id, IDeviceStore registry, Broker.IDeviceSessions sessions, TimeProvider timeProvider, ILogger<AdminKey> logger, ConsoleApi.ConsoleFeed feed, CancellationToken cancellationToken)
     {
         var device = await registry.RevokeDeviceAsync(id, timeProvider.GetUtcNow(), cancellationToken).ConfigureAwait(false);
         if (device is null)
         {
             return Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'");
         }
+
+        await feed.AnnounceAsync(ConsoleApi.ConsoleFeed.Devices, device.DeviceId).ConfigureAwait(false);
 
         // Its tokens are refused from now on; a session it already has on the broker ends now too, where the transport can
         // end one (an external broker cannot be asked to: the answer says so).
@@ -288,14 +290,22 @@ internal static class AdminApi
 
     private static readonly string[] OperationStatuses = ["pending", "approved", "rejected", "expired", "completed"];
 
-    private static async Task<IResult> ListOperationsAsync(OperationService operations, string? status, int? limit, CancellationToken cancellationToken)
+    private static async Task<IResult> ListOperationsAsync(OperationService operations, HttpRequest http, string? status, int? limit, CancellationToken cancellationToken)
     {
         if (status is not null && status != "all" && !OperationStatuses.Contains(status))
         {
             return Problem(StatusCodes.Status400BadRequest, "invalid status", $"status must be one of {string.Join(", ", OperationStatuses)} or all");
         }
 
-        var list = await operations.ListAsync(status is "all" ? null : status, Math.Clamp(limit ?? 1000, 1, 10_000), cancellationToken).ConfigureAwait(false);
+        var filter = ConsoleApi.BulkDecisionApi.FromQuery(http.Query);
+        var count = Math.Clamp(limit ?? 1000, 1, 10_000);
+        var filtered = filter.OrgId is not null || filter.ProvisioningTokenId is not null || filter.Metadata is not null;
+        var list = await operations.ListAsync(status is "all" ? null : status, filtered ? ConsoleApi.BulkDecisionApi.MaxScanned : count, cancellationToken).ConfigureAwait(false);
+        if (filtered)
+        {
+            list = list.Where(o => ConsoleApi.BulkDecisionApi.Matches(o, filter)).Take(count).ToList();
+        }
+
         return TypedResults.Json(new ItemList<ProvisioningOperationInfo>(list.Select(ToInfo).ToList()), AdminJsonContext.Default.ItemListProvisioningOperationInfo);
     }
 

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace Enroll.Server.Provisioning;
 
 /// <summary>Marks pending operations past their expiry as expired, once a minute.</summary>
-internal sealed partial class OperationExpirySweeper(IOperationStore registry, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger<OperationExpirySweeper> logger) : BackgroundService
+internal sealed partial class OperationExpirySweeper(IOperationStore registry, TimeProvider timeProvider, RegistryDiskFull diskFull, ILogger<OperationExpirySweeper> logger, Http.ConsoleApi.ConsoleFeed feed) : BackgroundService
 {
     public static readonly TimeSpan Interval = TimeSpan.FromMinutes(1);
 
@@ -21,6 +21,7 @@ internal sealed partial class OperationExpirySweeper(IOperationStore registry, T
                 if (expired > 0)
                 {
                     Log.OperationsExpired(logger, expired);
+                    await feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Operations, null).ConfigureAwait(false);
                 }
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -20,9 +20,11 @@ internal sealed class OperationService
     private readonly TimeOrderedId _ids;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<OperationService> _logger;
+    private readonly Http.ConsoleApi.ConsoleFeed _feed;
 
-    public OperationService(IOperationStore registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger)
+    public OperationService(IOperationStore registry, IResponsePublisher publisher, TimeOrderedId ids, TimeProvider timeProvider, ILogger<OperationService> logger, Http.ConsoleApi.ConsoleFeed feed)
     {
+        _feed = feed;
         _registry = registry;
         _publisher = publisher;
         _ids = ids;
@@ -40,6 +42,7 @@ internal sealed class OperationService
 
         var operation = outcome.Operation!;
         Log.OperationDecided(_logger, operation.OperationId, operation.Status, decidedBy, operation.DeviceId ?? "-");
+        await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Operations, operation.OperationId).ConfigureAwait(false);
         if (push)
         {
             await PushAsync(operation, cancellationToken).ConfigureAwait(false);

@@ -24,14 +24,16 @@ internal sealed partial class TwinService
     public const string PushFailures = "enroll.server.twins.desired_push_failures";
 
     private readonly ITwinStore _store;
+    private readonly Http.ConsoleApi.ConsoleFeed _feed;
     private readonly IDeviceStore _devices;
     private readonly IResponsePublisher _publisher;
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<TwinService> _logger;
     private readonly Counter<long> _pushFailures;
 
-    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory)
+    public TwinService(ITwinStore store, IDeviceStore devices, IResponsePublisher publisher, TimeProvider timeProvider, ILogger<TwinService> logger, IMeterFactory meterFactory, Http.ConsoleApi.ConsoleFeed feed)
     {
+        _feed = feed;
         ArgumentNullException.ThrowIfNull(meterFactory);
         _store = store;
         _devices = devices;
@@ -52,6 +54,7 @@ internal sealed partial class TwinService
         if (outcome.Result == DesiredPatchResult.Applied)
         {
             LogDesiredPatched(_logger, deviceId, outcome.Version);
+            await _feed.AnnounceAsync(Http.ConsoleApi.ConsoleFeed.Twins, deviceId).ConfigureAwait(false);
             // Committed: the caller going away now must not keep the device from being told.
             if ((await _devices.FindDeviceAsync(deviceId, CancellationToken.None).ConfigureAwait(false))?.IsActive == true)
             {

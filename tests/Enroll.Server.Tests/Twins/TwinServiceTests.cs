@@ -52,7 +52,8 @@ public sealed class TwinServiceTests : IAsyncLifetime
     }
 
     private TwinService Service(IResponsePublisher publisher) =>
-        new(_registry, _registry, publisher, new FakeTimeProvider(T0), NullLogger<TwinService>.Instance, _metrics.GetRequiredService<IMeterFactory>());
+        new(_registry, _registry, publisher, new FakeTimeProvider(T0), NullLogger<TwinService>.Instance, _metrics.GetRequiredService<IMeterFactory>(),
+            new Enroll.Server.Http.ConsoleApi.ConsoleFeed(new InProcessRegistryChanges(NullLogger<InProcessRegistryChanges>.Instance), NullLogger<Enroll.Server.Http.ConsoleApi.ConsoleFeed>.Instance));
 
     [Fact]
     public async Task AppliedPatch_IsPushedAfterItsCommit_ToTheDevicesDesiredTopic_NotRetained()

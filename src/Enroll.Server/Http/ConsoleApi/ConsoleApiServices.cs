@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Enroll.Server.Http.ConsoleApi;
@@ -9,8 +10,16 @@ internal static class ConsoleApiServices
     public static IServiceCollection AddEnrollConsoleApi(this IServiceCollection services, EnrollServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        services.AddSingleton<ConsoleFeed>();
+        services.AddSingleton<EventsApi>();
         return services;
     }
 
-    public static WebApplication MapEnrollConsoleApi(this WebApplication app) => app;
+    public static WebApplication MapEnrollConsoleApi(this WebApplication app)
+    {
+        var api = app.MapGroup("/api");
+        api.MapGet("/events", (HttpContext http, EventsApi events) => events.StreamAsync(http));
+        api.MapPost("/provisioning-operations/bulk", BulkDecisionApi.DecideAsync);
+        return app;
+    }
 }
