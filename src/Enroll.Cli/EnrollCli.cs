@@ -27,6 +27,8 @@ internal static class EnrollCli
         root.Subcommands.Add(FilesCommand.Create());
         root.Subcommands.Add(TwinCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        root.Subcommands.Add(OperatorsCommand.Create());
+        root.Subcommands.Add(OperatorsCommand.Audit());
         return root;
     }
 

@@ -296,6 +296,13 @@ public sealed class EnrollServerOptions
 
     // --- Issue 15, operators (sessions, accounts): add options here. ---
 
+    /// <summary>
+    /// How long a console session lasts after sign-in (<c>--session-lifetime</c>, default 12 h). A session also ends after
+    /// an hour without a request, and at sign-out.
+    /// </summary>
+    [DurationRange("session lifetime (--session-lifetime)", "00:01:00", "30.00:00:00")]
+    public TimeSpan SessionLifetime { get; set; } = TimeSpan.FromHours(12);
+
     /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
     internal const string OperatorOptionsEnd = "operators";
 

@@ -1,6 +1,6 @@
 using Enroll.Protocol.Admin;
-using Enroll.Server.Data;
 using Enroll.Server.Diagnostics;
+using Enroll.Server.Http.Operators;
 using Enroll.Server.Registry;
 using Enroll.Server.Security;
 using Microsoft.AspNetCore.Http;
@@ -12,15 +12,18 @@ using Microsoft.Extensions.Options;
 namespace Enroll.Server.Http;
 
 /// <summary>
-/// What every <c>/api</c> request passes before anything reads its body: the admin key is checked first (an
-/// unauthenticated request is answered without its body being read), wrong keys are limited per remote address (429 with
+/// What every <c>/api</c> request passes before anything reads its body: the credential is checked first, in order the
+/// admin key or an operator's key as a bearer, else the console session cookie (whose state-changing requests must carry
+/// the session's CSRF token in <c>X-Enroll-CSRF</c>); an unauthenticated request is answered without its body being read,
+/// and every state-changing request is recorded in the audit log once answered, wrong keys are limited per remote address (429 with
 /// Retry-After, logged once per interval), a body above <see cref="EnrollServerOptions.MaxAdminRequestBytes"/> is refused
 /// with 413 before it is read, and a full registry disk is answered 503 with Retry-After and a JSON body, like every other
 /// failure (never a 500 with an empty body).
 /// </summary>
 internal sealed partial class AdminGate
 {
-    private readonly AdminKey _key;
+    private readonly OperatorAuth _auth;
+    private readonly AuditRecorder _audit;
     private readonly FailureRateLimiter _failures;
     private readonly RegistryDiskFull _diskFull;
     private readonly ServerMetrics _metrics;
@@ -29,9 +32,10 @@ internal sealed partial class AdminGate
     private readonly RepeatedCondition _limited;
     private readonly int _maxBodyBytes;
 
-    public AdminGate(AdminKey key, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter failures, ILogger<AdminGate> logger)
+    public AdminGate(OperatorAuth auth, AuditRecorder audit, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter failures, ILogger<AdminGate> logger)
     {
-        _key = key;
+        _auth = auth;
+        _audit = audit;
         _diskFull = diskFull;
         _metrics = metrics;
         _logger = logger;
@@ -61,28 +65,57 @@ internal sealed partial class AdminGate
         var presented = headers.Authorization.ToString() is { } auth && auth.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)
             ? auth["Bearer ".Length..].Trim()
             : headers["X-Enroll-Admin-Key"].ToString();
-        if (!_key.Matches(presented))
+        var signIn = HttpMethods.IsPost(context.Request.Method) && context.Request.Path.Equals("/api/session", StringComparison.Ordinal);
+        var cookie = context.Request.Cookies[OperatorAuth.CookieName];
+        OperatorIdentity? identity = null;
+        if (signIn)
         {
-            // Counted in the registry, so every instance refuses the address once it is out of attempts.
-            if (await _failures.ReserveAsync(null, remote, context.RequestAborted).ConfigureAwait(false) is { } refill)
+            // Unauthenticated: the endpoint checks the key in the body and counts a wrong one like the gate does.
+        }
+        else if (presented.Length > 0 || string.IsNullOrEmpty(cookie))
+        {
+            identity = await _auth.AuthenticateKeyAsync(presented, context.RequestAborted).ConfigureAwait(false);
+            if (identity is null)
             {
-                await RateLimitedAsync(context, remote, refill).ConfigureAwait(false);
+                if (await CountFailureAsync(context, remote).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                if (_unauthorized.Occurred(out var count))
+                {
+                    Log.AdminUnauthorized(_logger, count, context.Request.Path, remote);
+                }
+
+                context.Response.Headers.WWWAuthenticate = "Bearer";
+                // Says how to authenticate, and nothing about the server (such as where it keeps the key) to someone who cannot.
+                await WriteAsync(context, StatusCodes.Status401Unauthorized, "unauthorized", "send the admin key as 'Authorization: Bearer <key>'").ConfigureAwait(false);
+                return;
+            }
+        }
+        else
+        {
+            // A console session. A wrong or expired cookie is not counted as a failed credential (a 256-bit random
+            // value cannot be guessed, and a console left open past its session must still be able to sign in again).
+            var session = await _auth.AuthenticateSessionAsync(cookie, context.RequestAborted).ConfigureAwait(false);
+            if (session is null)
+            {
+                await WriteAsync(context, StatusCodes.Status401Unauthorized, "session expired", "the session ended (expired, signed out, or its operator was removed); sign in again").ConfigureAwait(false);
                 return;
             }
 
-            await _failures.FailedAsync(null, remote, CancellationToken.None).ConfigureAwait(false);
-            _metrics.AdminKeyFailure("unauthorized");
-            if (_unauthorized.Occurred(out var count))
+            identity = new OperatorIdentity(session.Operator, session.IsAdmin, session.IdHash);
+            identity.Set(context);
+            context.Items[OperatorServices.SessionItem] = session;
+            if (AuditRecorder.Records(context.Request.Method) && !OperatorAuth.CsrfMatches(session, headers[OperatorAuth.CsrfHeader].ToString()))
             {
-                Log.AdminUnauthorized(_logger, count, context.Request.Path, remote);
+                await WriteAsync(context, StatusCodes.Status403Forbidden, "forbidden", "csrf token missing or wrong").ConfigureAwait(false);
+                await _audit.RecordAsync(context).ConfigureAwait(false);
+                return;
             }
-
-            context.Response.Headers.WWWAuthenticate = "Bearer";
-            // Says how to authenticate, and nothing about the server (such as where it keeps the key) to someone who cannot.
-            await WriteAsync(context, StatusCodes.Status401Unauthorized, "unauthorized", "send the admin key as 'Authorization: Bearer <key>'").ConfigureAwait(false);
-            return;
         }
 
+        identity?.Set(context);
         if (context.Request.ContentLength is { } length && length > _maxBodyBytes)
         {
             await WriteAsync(context, StatusCodes.Status413PayloadTooLarge, "body too large", $"the request body is larger than {_maxBodyBytes} bytes").ConfigureAwait(false);
@@ -97,6 +130,10 @@ internal sealed partial class AdminGate
         try
         {
             await next(context).ConfigureAwait(false);
+            if (AuditRecorder.Records(context.Request.Method))
+            {
+                await _audit.RecordAsync(context).ConfigureAwait(false);
+            }
         }
         catch (Exception ex) when (DiskFull.Is(ex) && !context.Response.HasStarted)
         {
@@ -119,6 +156,23 @@ internal sealed partial class AdminGate
         }
     }
 
+    /// <summary>
+    /// Counts one wrong credential of <paramref name="remote"/> (in the registry, so every instance refuses the address
+    /// once it is out of attempts); true when the request was answered 429 instead.
+    /// </summary>
+    public async Task<bool> CountFailureAsync(HttpContext context, string remote)
+    {
+        if (await _failures.ReserveAsync(null, remote, context.RequestAborted).ConfigureAwait(false) is { } refill)
+        {
+            await RateLimitedAsync(context, remote, refill).ConfigureAwait(false);
+            return true;
+        }
+
+        await _failures.FailedAsync(null, remote, CancellationToken.None).ConfigureAwait(false);
+        _metrics.AdminKeyFailure("unauthorized");
+        return false;
+    }
+
     private Task RateLimitedAsync(HttpContext context, string remote, TimeSpan wait)
     {
         _metrics.AdminKeyFailure("rate_limited");
@@ -132,7 +186,7 @@ internal sealed partial class AdminGate
         return WriteAsync(context, StatusCodes.Status429TooManyRequests, "too many attempts", $"too many requests without a valid admin key from this address; try again in {seconds} s");
     }
 
-    private static Task WriteAsync(HttpContext context, int status, string title, string detail)
+    public static Task WriteAsync(HttpContext context, int status, string title, string detail)
     {
         context.Response.StatusCode = status;
         context.Response.ContentType = "application/problem+json";

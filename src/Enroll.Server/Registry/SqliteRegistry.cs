@@ -220,7 +220,35 @@ internal sealed partial class SqliteRegistry : IRegistry
         """,
         // Issue 15, operators: operator accounts, console sessions, the audit log (IOperatorStore, IAuditStore).
         """
-        SELECT 1;
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            created_at INTEGER NOT NULL,
+            created_by TEXT,
+            removed_at INTEGER
+        );
+        CREATE TABLE console_sessions (
+            id_hash TEXT PRIMARY KEY,
+            operator TEXT NOT NULL,
+            is_admin INTEGER NOT NULL,
+            csrf_token TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            last_seen INTEGER NOT NULL
+        );
+        CREATE INDEX console_sessions_operator ON console_sessions (operator);
+        CREATE TABLE audit_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            operator TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT,
+            remote TEXT,
+            status INTEGER NOT NULL,
+            detail TEXT
+        );
+        CREATE INDEX audit_log_operator ON audit_log (operator, id);
+        CREATE INDEX audit_log_action ON audit_log (action, id);
         """,
         // Issue 15, console: refusals and device status reports (IRefusalStore).
         """

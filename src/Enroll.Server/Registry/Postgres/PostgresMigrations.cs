@@ -222,7 +222,35 @@ internal static class PostgresMigrations
         """,
         // Issue 15, operators: operator accounts, console sessions, the audit log (IOperatorStore, IAuditStore).
         """
-        SELECT 1;
+        CREATE TABLE operators (
+            name text PRIMARY KEY,
+            key_hash text NOT NULL UNIQUE,
+            created_at bigint NOT NULL,
+            created_by text,
+            removed_at bigint
+        );
+        CREATE TABLE console_sessions (
+            id_hash text PRIMARY KEY,
+            operator text NOT NULL,
+            is_admin boolean NOT NULL,
+            csrf_token text NOT NULL,
+            created_at bigint NOT NULL,
+            expires_at bigint NOT NULL,
+            last_seen bigint NOT NULL
+        );
+        CREATE INDEX console_sessions_operator ON console_sessions (operator);
+        CREATE TABLE audit_log (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            at bigint NOT NULL,
+            operator text NOT NULL,
+            action text NOT NULL,
+            target text,
+            remote text,
+            status integer NOT NULL,
+            detail text
+        );
+        CREATE INDEX audit_log_operator ON audit_log (operator, id);
+        CREATE INDEX audit_log_action ON audit_log (action, id);
         """,
         // Issue 15, console: refusals and device status reports (IRefusalStore).
         """
