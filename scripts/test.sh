@@ -19,6 +19,8 @@ have mosquitto_rr || packages+=(mosquitto-clients)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresql)
 # libfaketime: the fault matrix skews the device agent's clock a day ahead and behind (LD_PRELOAD, that process only).
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || packages+=(faketime)
+# Chromium: the console's browser tests drive Debian's build through Playwright (never a downloaded browser).
+[ -x /usr/bin/chromium ] || packages+=(chromium)
 if [ ${#packages[@]} -gt 0 ]; then
   log "Installing ${packages[*]}"
   sudo_cmd=()

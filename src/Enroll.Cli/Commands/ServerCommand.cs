@@ -266,6 +266,9 @@ internal static class ServerCommand
         {
             output.Line($"  HTTPS API     {https.ToString().TrimEnd('/')}");
         }
+
+        // The console is served on every HTTP listener; TLS is named first when there is one (its cookie is Secure).
+        output.Line($"  Web console   {(host.HttpsEndpoint ?? host.HttpEndpoint).ToString().TrimEnd('/')}/   (sign in with the admin key or an operator's key)");
         output.Line(options.Database is { } database
             ? $"  Registry      PostgreSQL {PostgresTarget(database)}"
             : $"  Data folder   {host.DataDirectory}   (registry.db, keys/, admin.key)");

@@ -1,0 +1,239 @@
+// Devices: the list with search and filters, and one device's page (metadata, history, messages, files, twin, commands).
+import { get, post, request, subscribe } from './api.js';
+import { h, clear, field, table, row, flash, age, when, json, metadataText, parsePairs, confirmDialog } from './dom.js';
+
+const listColumns = ['Device ID', 'Client ID', 'Name', 'Organisation', 'Status', 'Last registered', 'Metadata'];
+const lastSeenChoices = [['', 'any time'], ['3600', 'last hour'], ['86400', 'last 24 h'], ['604800', 'last 7 days'], ['-604800', 'not for 7 days']];
+
+export async function devicesPage(container) {
+  const search = field('Search', { type: 'search', name: 'q', placeholder: 'ID, client ID or name' });
+  const org = field('Organisation', { name: 'org', placeholder: 'any' });
+  const status = field('Status', { name: 'status' }, 'select');
+  for (const [value, text] of [['', 'any'], ['active', 'active'], ['revoked', 'revoked']]) status.input.append(h('option', { value }, text));
+  const seen = field('Last registered', { name: 'seen' }, 'select');
+  for (const [value, text] of lastSeenChoices) seen.input.append(h('option', { value }, text));
+  const meta = field('Metadata (key=value, ...)', { name: 'metadata', placeholder: 'e.g. site=berlin' });
+  const results = h('div', { id: 'device-list', 'aria-live': 'polite' });
+  const form = h('form', { class: 'panel', role: 'search' }, h('div', { class: 'fields' }, search.wrap, org.wrap, status.wrap, seen.wrap, meta.wrap));
+  clear(container, h('h1', { id: 'page-title' }, 'Devices'), form, results);
+
+  let devices = [];
+  async function load() {
+    const q = org.input.value.trim();
+    devices = (await get(`/api/devices${q ? `?org=${encodeURIComponent(q)}` : ''}`)).items;
+    render();
+  }
+
+  function render() {
+    const text = search.input.value.trim().toLowerCase();
+    let pairs = null;
+    try { pairs = parsePairs(meta.input.value); } catch { pairs = null; }
+    const window = Number(seen.input.value || 0);
+    const now = Date.now();
+    const shown = devices.filter((d) =>
+      (!text || [d.device_id, d.client_id, d.device_name || ''].some((v) => v.toLowerCase().includes(text)))
+      && (!status.input.value || d.status === status.input.value)
+      && (!window || (window > 0
+        ? d.last_registered_at && now - Date.parse(d.last_registered_at) <= window * 1000
+        : !d.last_registered_at || now - Date.parse(d.last_registered_at) > -window * 1000))
+      && (!pairs || Object.entries(pairs).every(([k, v]) => d.metadata && k in d.metadata && (typeof d.metadata[k] === 'string' ? d.metadata[k] : JSON.stringify(d.metadata[k])) === v)));
+    clear(results,
+      h('p', { class: 'muted' }, `${shown.length} of ${devices.length} devices`),
+      table(listColumns, shown.map((d) => row(listColumns, [
+        h('a', { href: `#/devices/${encodeURIComponent(d.device_id)}`, class: 'mono' }, d.device_id),
+        h('span', { class: 'mono' }, d.client_id),
+        d.device_name || '—', d.org_id,
+        h('span', { class: `tag ${d.status === 'active' ? 'ok' : 'danger'}` }, d.status),
+        d.last_registered_at ? `${age(d.last_registered_at)} ago` : '—',
+        metadataText(d.metadata),
+      ], { 'data-device': d.device_id }))));
+  }
+
+  form.addEventListener('submit', (e) => { e.preventDefault(); load().catch((err) => flash(err.message, true)); });
+  org.input.addEventListener('change', () => load().catch((err) => flash(err.message, true)));
+  for (const input of [search.input, status.input, seen.input, meta.input]) input.addEventListener('input', render);
+  const unsubscribe = [subscribe('device', () => load().catch(() => {})), subscribe('resync', () => load().catch(() => {}))];
+  await load();
+  return () => unsubscribe.forEach((u) => u());
+}
+
+const commandColumns = ['Command', 'Name', 'State', 'Sent', 'Finished', 'Result'];
+
+export async function devicePage(container, id) {
+  const path = `/api/devices/${encodeURIComponent(id)}`;
+  const device = await get(path);
+  const info = h('div', { class: 'panel' });
+  const history = h('div', { class: 'panel' }, h('h2', {}, 'Registration history'));
+  const twinPanel = h('div', { class: 'panel', id: 'twin' }, h('h2', {}, 'Twin'));
+  const commandPanel = h('div', { class: 'panel', id: 'commands' }, h('h2', {}, 'Commands'));
+  const messages = h('div', { class: 'panel' }, h('h2', {}, 'Recent messages'));
+  const files = h('div', { class: 'panel' }, h('h2', {}, 'Files'));
+  const outbox = h('div', { class: 'panel', id: 'outbox' }, h('h2', {}, 'Outbox'));
+  const revoke = h('button', { type: 'button', class: 'danger', id: 'revoke-device', onclick: onRevoke }, 'Revoke device…');
+  clear(container,
+    h('p', {}, h('a', { href: '#/devices' }, '← Devices')),
+    h('h1', { id: 'page-title' }, 'Device ', h('span', { class: 'mono' }, id)),
+    info, h('div', { class: 'grid' }, twinPanel, commandPanel), history, messages, files, outbox);
+
+  function renderInfo(d) {
+    revoke.hidden = d.status === 'revoked';
+    clear(info, h('h2', {}, 'Details'), h('dl', { class: 'kv' },
+      h('dt', {}, 'Status'), h('dd', { id: 'device-status' }, h('span', { class: `tag ${d.status === 'active' ? 'ok' : 'danger'}` }, d.status)),
+      h('dt', {}, 'Client ID'), h('dd', { class: 'mono' }, d.client_id),
+      h('dt', {}, 'Name'), h('dd', {}, d.device_name || '—'),
+      h('dt', {}, 'Organisation'), h('dd', {}, d.org_id),
+      h('dt', {}, 'Token'), h('dd', { class: 'mono' }, d.provisioning_token_id || '—'),
+      h('dt', {}, 'Created'), h('dd', {}, when(d.created_at)),
+      h('dt', {}, 'Last registered'), h('dd', {}, when(d.last_registered_at)),
+      d.revoked_at ? [h('dt', {}, 'Revoked'), h('dd', {}, when(d.revoked_at))] : null,
+      h('dt', {}, 'Metadata'), h('dd', {}, json(d.metadata))),
+      h('div', { class: 'actions' }, revoke));
+  }
+
+  async function onRevoke() {
+    if (!await confirmDialog(`Revoke ${id}?`, [h('p', {}, 'Its tokens stop working at once and its broker connection is closed. This cannot be undone; the device must register again.')], 'Revoke', true)) return;
+    try {
+      const d = await post(`${path}/revoke`, {});
+      renderInfo(d);
+      flash(`Revoked ${id}${d.disconnect ? ` (connection: ${d.disconnect.replaceAll('_', ' ')})` : ''}.`);
+    } catch (err) { flash(`Revoke failed: ${err.message}`, true); }
+  }
+
+  async function loadHistory() {
+    try {
+      const body = await get(`${path}/history`);
+      const items = body.items || body.operations || [];
+      const tokens = body.registration_tokens || body.tokens || [];
+      clear(history, h('h2', {}, 'Registration history'),
+        h('h3', {}, 'Provisioning operations'),
+        items.length === 0 ? h('p', { class: 'muted' }, 'None recorded.') : table(['Operation', 'Status', 'Created', 'Decided by', 'Reason'],
+          items.map((op) => row(['Operation', 'Status', 'Created', 'Decided by', 'Reason'], [h('span', { class: 'mono' }, op.operation_id), op.status, when(op.created_at), op.decided_by || '—', op.reason || '—']))),
+        h('h3', {}, 'Registration tokens (expiries)'),
+        tokens.length === 0 ? h('p', { class: 'muted' }, 'None recorded.') : table(['Token', 'Issued', 'Expires', 'State'],
+          tokens.map((t) => row(['Token', 'Issued', 'Expires', 'State'], [h('span', { class: 'mono' }, t.jti || t.id || '—'), when(t.issued_at), when(t.expires_at), t.state || t.status || '—']))));
+    } catch (err) {
+      clear(history, h('h2', {}, 'Registration history'), h('p', { class: 'muted' }, err.status === 404 ? 'This server does not keep a registration history.' : err.message));
+    }
+  }
+
+  async function loadMessages() {
+    const list = (await get(`/api/messages?device=${encodeURIComponent(id)}&limit=20`)).items;
+    clear(messages, h('h2', {}, 'Recent messages'), list.length === 0 ? h('p', { class: 'muted' }, 'No messages yet.')
+      : table(['Seq', 'Stream', 'Received', 'Payload'], list.slice(-20).reverse().map((m) => row(['Seq', 'Stream', 'Received', 'Payload'], [
+        String(m.seq), m.stream, when(m.received_at),
+        h('code', {}, m.payload !== undefined && m.payload !== null ? m.payload.slice(0, 200) : `(${(m.payload_base64 || '').length * 3 / 4 | 0} bytes, binary)`)]))));
+  }
+
+  async function loadFiles() {
+    const list = (await get(`/api/files?device=${encodeURIComponent(id)}`)).items;
+    clear(files, h('h2', {}, 'Files'), list.length === 0 ? h('p', { class: 'muted' }, 'No files.')
+      : table(['Name', 'Size', 'Received', 'Download'], list.map((f) => row(['Name', 'Size', 'Received', 'Download'], [
+        f.name, `${f.size} bytes`, when(f.received_at),
+        h('a', { href: `/api/files/${encodeURIComponent(f.file_id)}/content`, download: f.name }, `Download ${f.name}`)]))));
+  }
+
+  async function loadOutbox() {
+    try {
+      const overview = await get('/api/overview');
+      const mine = (overview.outboxes || []).find((o) => o.device_id === id);
+      clear(outbox, h('h2', {}, 'Outbox'), mine ? h('dl', { class: 'kv' },
+        h('dt', {}, 'Reported'), h('dd', {}, when(mine.reported_at)),
+        h('dt', {}, 'Pending'), h('dd', {}, `${mine.pending} (${mine.pending_bytes} bytes)`),
+        h('dt', {}, 'Oldest'), h('dd', {}, mine.oldest_age_seconds != null ? `${Math.round(mine.oldest_age_seconds)} s` : '—'),
+        h('dt', {}, 'Quarantined'), h('dd', {}, String(mine.quarantined))) : h('p', { class: 'muted' }, 'The device has not reported its outbox.'));
+    } catch { outbox.hidden = true; }
+  }
+
+  // --- Twin: desired (editable, with the version it was read at) and reported.
+  let twinEtag = null;
+  const desiredEditor = field('Desired patch (JSON merge patch)', { name: 'desired', id: 'desired-patch', spellcheck: 'false' }, 'textarea');
+  const twinView = h('div', { id: 'twin-view', 'aria-live': 'polite' });
+  const twinError = h('p', { class: 'error', role: 'alert', id: 'twin-error' });
+  const twinForm = h('form', {}, desiredEditor.wrap, twinError,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'save-desired' }, 'Apply patch'),
+      h('button', { type: 'button', class: 'secondary', id: 'reload-twin', onclick: () => loadTwin() }, 'Reload')));
+  twinForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    twinError.textContent = '';
+    let patch;
+    try { patch = JSON.parse(desiredEditor.input.value); } catch (err) { twinError.textContent = `Not JSON: ${err.message}`; return; }
+    try {
+      const headers = twinEtag ? { 'If-Match': twinEtag } : {};
+      const answer = await request('PATCH', `${path}/twin/desired`, { body: patch, headers, contentType: 'application/merge-patch+json' });
+      showTwin(answer.body, answer.etag);
+      desiredEditor.input.value = '{}';
+      flash('Desired twin updated.');
+    } catch (err) {
+      twinError.textContent = err.status === 412 ? 'The twin changed meanwhile: reload it and patch again.' : `Patch refused: ${err.message}`;
+    }
+  });
+  clear(twinPanel, h('h2', {}, 'Twin'), twinView, twinForm);
+
+  function showTwin(twin, etag) {
+    twinEtag = etag;
+    clear(twinView, h('div', { class: 'grid' },
+      h('div', {}, h('h3', {}, `Desired (version ${twin.desired_version})`), h('div', { id: 'twin-desired' }, json(twin.desired || {}))),
+      h('div', {}, h('h3', {}, `Reported (version ${twin.reported_version})`), h('div', { id: 'twin-reported' }, json(twin.reported || {})))));
+  }
+
+  async function loadTwin() {
+    const answer = await request('GET', `${path}/twin`);
+    showTwin(answer.body, answer.etag);
+    twinError.textContent = '';
+  }
+
+  // --- Commands: send one; the list follows `command` events.
+  const commands = new Map();
+  const cmdName = field('Name', { name: 'command', id: 'command-name', required: true });
+  const cmdPayload = field('Payload (JSON)', { name: 'payload', id: 'command-payload', spellcheck: 'false' }, 'textarea');
+  const cmdTtl = field('TTL', { name: 'ttl', id: 'command-ttl', value: '1h' });
+  const cmdBody = h('tbody');
+  cmdTtl.wrap.className = 'narrow';
+  const cmdForm = h('form', {}, h('div', { class: 'fields' }, cmdName.wrap, cmdTtl.wrap), cmdPayload.wrap,
+    h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'send-command' }, 'Send command')));
+  cmdForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    let payload = null;
+    if (cmdPayload.input.value.trim()) {
+      try { payload = JSON.parse(cmdPayload.input.value); } catch (err) { flash(`Payload is not JSON: ${err.message}`, true); return; }
+    }
+    try {
+      const sent = await post(`${path}/commands`, { name: cmdName.input.value.trim(), payload, ttl: cmdTtl.input.value.trim() || undefined });
+      commands.set(sent.command_id, sent);
+      renderCommands();
+      flash(`Command ${sent.name} queued.`);
+    } catch (err) { flash(`Send failed: ${err.message}`, true); }
+  });
+  clear(commandPanel, h('h2', {}, 'Commands'), cmdForm,
+    h('div', { class: 'table-wrap' }, h('table', { class: 'cards', id: 'command-list' },
+      h('thead', {}, h('tr', {}, commandColumns.map((c) => h('th', { scope: 'col' }, c)))), cmdBody)));
+
+  function renderCommands() {
+    const list = [...commands.values()].sort((a, b) => Date.parse(b.created_at) - Date.parse(a.created_at));
+    clear(cmdBody, list.map((c) => row(commandColumns, [
+      h('span', { class: 'mono' }, c.command_id), c.name,
+      h('span', { class: 'tag command-state', dataset: { state: c.state } }, c.state),
+      when(c.sent_at), when(c.finished_at),
+      c.result !== undefined && c.result !== null ? h('code', { class: 'command-result' }, JSON.stringify(c.result)) : (c.message || '—'),
+    ], { 'data-command': c.command_id })));
+  }
+
+  async function loadCommands() {
+    const list = (await get(`${path}/commands?limit=50`)).items;
+    commands.clear();
+    for (const c of list) commands.set(c.command_id, c);
+    renderCommands();
+  }
+
+  const refresh = () => Promise.all([loadTwin(), loadCommands()]).catch(() => {});
+  const unsubscribe = [
+    subscribe('command', (e) => { if (e.command && e.command.device_id === id) { commands.set(e.command.command_id, { ...commands.get(e.command.command_id), ...e.command }); renderCommands(); } }),
+    subscribe('twin', (e) => { if (e.device_id === id) loadTwin().catch(() => {}); }),
+    subscribe('device', (e) => { if (e.device && e.device.device_id === id) renderInfo(e.device); }),
+    subscribe('resync', refresh),
+    subscribe('poll', refresh),
+  ];
+  renderInfo(device);
+  await Promise.all([loadTwin(), loadCommands(), loadHistory(), loadMessages(), loadFiles(), loadOutbox()].map((p) => p.catch((err) => flash(err.message, true))));
+  return () => unsubscribe.forEach((u) => u());
+}
