@@ -72,7 +72,7 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
         await page.GetByRole(AriaRole.Button, new() { Name = "Apply patch" }).ClickAsync();
 
         // Either the page saw the change live first (then it applies on the new version), or it is told to reload.
-        await Expect(page.Locator("#twin-error").Or(page.Locator("#twin-desired", new() { HasText = "turbo" }))).ToBeVisibleAsync();
+        await Expect(page.Locator("#twin-error").Or(page.Locator("#twin-desired", new() { HasText = "turbo" })).First).ToBeVisibleAsync();
         if (await page.Locator("#twin-error").TextContentAsync() is { Length: > 0 } text)
         {
             Assert.Contains("changed meanwhile", text, StringComparison.Ordinal);

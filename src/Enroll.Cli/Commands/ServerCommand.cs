@@ -84,7 +84,7 @@ internal static class ServerCommand
             });
         }
 
-        var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry and HTTP API")
+        var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry, HTTP API and web console")
         {
             mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi, keyEncryptionKeyFile,
             filesDir, maxMessageSize, maxFileSize, deviceFileQuota, incompleteExpiry,

@@ -127,7 +127,7 @@ public sealed class CommandTests(ITestOutputHelper output) : IAsyncLifetime
         var result = await CliRunner.RunAsync("server", "--help");
 
         Assert.Contains("Port of the HTTP API", result.Out, StringComparison.Ordinal);
-        Assert.DoesNotContain("console", result.Out, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("web console", result.Out, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -17,9 +17,6 @@ internal static class BulkDecisionApi
     /// <summary>The most operations one bulk decision covers; a filter matching more is refused (narrow it, or repeat).</summary>
     public const int MaxDecisions = 10_000;
 
-    /// <summary>Where the audit log finds what a request did (auth's audit middleware reads it).</summary>
-    public const string AuditDetailItem = "enroll.audit.detail";
-
     private static readonly ConsoleJsonContext StrictJson = new(new JsonSerializerOptions(ConsoleJsonContext.Default.Options)
     {
         UnmappedMemberHandling = System.Text.Json.Serialization.JsonUnmappedMemberHandling.Disallow,
@@ -81,7 +78,8 @@ internal static class BulkDecisionApi
             }
         }
 
-        http.Items[AuditDetailItem] = request.DryRun ? $"dry run: matched {matched.Count}" : $"{request.Action}: matched {matched.Count}, decided {decided.Count}";
+        AuditDetail.SetAction(http, request.DryRun ? "operation.bulk_preview" : "operation.bulk_" + request.Action);
+        AuditDetail.Set(http, request.DryRun ? $"dry run: matched {matched.Count}" : $"{request.Action}: matched {matched.Count}, decided {decided.Count}");
         return TypedResults.Json(
             new BulkDecisionResult { Matched = matched.Count, Decided = decided.Count, OperationIds = request.DryRun ? matched.Select(o => o.OperationId).ToList() : decided },
             ConsoleJsonContext.Default.BulkDecisionResult);
