@@ -18,6 +18,14 @@ internal static partial class ServerFlags
 
     static partial void ApplyConsoleFlags(ParseResult parse, EnrollServerOptions options);
 
+    static partial void AddOverviewFlags(Command command);
+
+    static partial void ApplyOverviewFlags(ParseResult parse, EnrollServerOptions options);
+
+    static partial void AddDeviceStatusFlags(Command command);
+
+    static partial void ApplyDeviceStatusFlags(ParseResult parse, EnrollServerOptions options);
+
     public static void AddOperators(Command command) => AddOperatorFlags(command);
 
     public static void ApplyOperators(ParseResult parse, EnrollServerOptions options) => ApplyOperatorFlags(parse, options);
@@ -26,7 +34,17 @@ internal static partial class ServerFlags
 
     public static void ApplyObservability(ParseResult parse, EnrollServerOptions options) => ApplyObservabilityFlags(parse, options);
 
-    public static void AddConsole(Command command) => AddConsoleFlags(command);
+    public static void AddConsole(Command command)
+    {
+        AddConsoleFlags(command);
+        AddOverviewFlags(command);
+        AddDeviceStatusFlags(command);
+    }
 
-    public static void ApplyConsole(ParseResult parse, EnrollServerOptions options) => ApplyConsoleFlags(parse, options);
+    public static void ApplyConsole(ParseResult parse, EnrollServerOptions options)
+    {
+        ApplyConsoleFlags(parse, options);
+        ApplyOverviewFlags(parse, options);
+        ApplyDeviceStatusFlags(parse, options);
+    }
 }

@@ -331,4 +331,14 @@ public sealed class EnrollServerOptions
 
     /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
     internal const string ConsoleOptionsEnd = "console";
+
+    // --- Issue 15, fleet overview (refusals, per-minute counts): add options here. ---
+
+    /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
+    internal const string OverviewOptionsEnd = "overview";
+
+    // --- Issue 15, device status reports and history: add options here. ---
+
+    /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
+    internal const string DeviceStatusOptionsEnd = "device-status";
 }

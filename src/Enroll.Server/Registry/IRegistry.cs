@@ -7,4 +7,4 @@ namespace Enroll.Server.Registry;
 /// <see cref="IOperationStore"/>, <see cref="IMessageStore"/>). A store is held to the contract suite
 /// (<c>tests/Enroll.Server.Tests/Registry/Contract</c>); <see cref="SqliteRegistry"/> is the default.
 /// </summary>
-internal interface IRegistry : IProvisioningTokenStore, IDeviceStore, IOperationStore, IMessageStore, IKeyStore, ICredentialFailureStore, ITwinStore, ICommandStore, ICommandRolloutStore, IFileStore, IOperatorStore, IAuditStore, IRefusalStore, IAsyncDisposable;
+internal interface IRegistry : IProvisioningTokenStore, IDeviceStore, IOperationStore, IMessageStore, IKeyStore, ICredentialFailureStore, ITwinStore, ICommandStore, ICommandRolloutStore, IFileStore, IOperatorStore, IAuditStore, IRefusalStore, IDeviceStatusStore, IAsyncDisposable;

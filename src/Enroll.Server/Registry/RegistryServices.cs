@@ -47,6 +47,7 @@ internal static class RegistryServices
         services.AddSingleton<IOperatorStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IAuditStore>(sp => sp.GetRequiredService<IRegistry>());
         services.AddSingleton<IRefusalStore>(sp => sp.GetRequiredService<IRegistry>());
+        services.AddSingleton<IDeviceStatusStore>(sp => sp.GetRequiredService<IRegistry>());
         return services;
     }
 }

@@ -255,7 +255,11 @@ internal sealed partial class SqliteRegistry : IRegistry
         CREATE INDEX audit_log_operator ON audit_log (operator, id);
         CREATE INDEX audit_log_action ON audit_log (action, id);
         """,
-        // Issue 15, console: refusals and device status reports (IRefusalStore).
+        // Issue 15, console: refusals and per-minute counts (IRefusalStore).
+        """
+        SELECT 1;
+        """,
+        // Issue 15, console: device status reports and registration history (IDeviceStatusStore).
         """
         SELECT 1;
         """,

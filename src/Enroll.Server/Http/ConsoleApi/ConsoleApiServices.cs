@@ -13,6 +13,8 @@ internal static class ConsoleApiServices
         ArgumentNullException.ThrowIfNull(options);
         services.AddSingleton<ConsoleFeed>();
         services.AddSingleton<EventsApi>();
+        services.AddEnrollOverview(options);
+        services.AddEnrollDeviceStatus(options);
         return services;
     }
 
@@ -21,6 +23,8 @@ internal static class ConsoleApiServices
         var api = app.MapGroup("/api");
         api.MapGet("/events", (HttpContext http, EventsApi events) => events.StreamAsync(http));
         api.MapPost("/provisioning-operations/bulk", BulkDecisionApi.DecideAsync);
+        api.MapEnrollOverview();
+        api.MapEnrollDeviceStatus();
         return app;
     }
 }
