@@ -77,7 +77,9 @@ internal sealed class CliConsoleFormatter : ConsoleFormatter
             LogLevel.Error => "fail",
             _ => "crit",
         };
-        var line = $"{TimeProvider.System.GetLocalNow():HH:mm:ss} {level}: {logEntry.Category}: {message.ReplaceLineEndings(" ")}";
+        // --verbose names the event ID (docs/log-events.md), as the JSON format always does.
+        var category = verbose ? $"{logEntry.Category}[{logEntry.EventId.Id}]" : logEntry.Category;
+        var line = $"{TimeProvider.System.GetLocalNow():HH:mm:ss} {level}: {category}: {message.ReplaceLineEndings(" ")}";
         if (exception is not null)
         {
             line += verbose ? Environment.NewLine + exception : $" ({exception.GetType().Name}: {exception.Message.ReplaceLineEndings(" ")})";

@@ -336,6 +336,11 @@ internal static class AdminApi
             return Problem(StatusCodes.Status400BadRequest, "invalid reason", "reason is longer than 1024 characters");
         }
 
+        if (body?.Reason is { Length: > 0 } reason)
+        {
+            AuditDetail.Set(http.HttpContext, "reason: " + reason);
+        }
+
         var outcome = await operations.DecideAsync(id, approve, body?.Reason, "operator", push: true, cancellationToken).ConfigureAwait(false);
         return outcome.Result switch
         {

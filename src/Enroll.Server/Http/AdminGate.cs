@@ -152,6 +152,11 @@ internal sealed partial class AdminGate
             LogFailed(_logger, context.Request.Method, context.Request.Path, ex);
             context.Response.Clear();
             await WriteAsync(context, StatusCodes.Status500InternalServerError, "internal error", "the server failed to handle the request; see its log").ConfigureAwait(false);
+            if (AuditRecorder.Records(context.Request.Method))
+            {
+                // An action that failed is still an action someone tried: the log shows it, with its 500.
+                await _audit.RecordAsync(context).ConfigureAwait(false);
+            }
         }
     }
 

@@ -174,6 +174,7 @@ public sealed class OperatorGateTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(tokenId, Find("token.revoke").Target);
         Assert.Equal("op-x", Find("operation.approve").Target);
         Assert.Equal("op-y", Find("operation.reject").Target);
+        Assert.Equal("reason: unknown", Find("operation.reject").Detail);
         Assert.Equal("dev-1", Find("device.revoke").Target);
         Assert.Equal("dev-1", Find("twin.desired").Target);
         Find("twin.fleet_desired");

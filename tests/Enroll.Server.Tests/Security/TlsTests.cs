@@ -220,6 +220,45 @@ public sealed class TlsTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task ConsoleSignIn_OverHttps_SetsASecureCookie_AndOverPlainHttpDoesNot()
+    {
+        using var ca = Authority();
+        await using var server = await StartTlsServerAsync(ca.IssueServer());
+        var roots = new X509Certificate2Collection();
+        roots.ImportFromPemFile(ca.CaPath);
+        using var handler = new HttpClientHandler
+        {
+            UseCookies = false,
+            ServerCertificateCustomValidationCallback = (_, certificate, _, _) =>
+            {
+                using var chain = new X509Chain();
+                chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
+                chain.ChainPolicy.CustomTrustStore.AddRange(roots);
+                chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
+                return certificate is not null && chain.Build(certificate);
+            },
+        };
+        using var client = new HttpClient(handler);
+        var body = System.Text.Json.JsonSerializer.Serialize(new { key = server.AdminKey });
+
+        async Task<string> SignInAsync(Uri endpoint)
+        {
+            using var response = await client.PostAsync(new Uri(endpoint, "/api/session"), new StringContent(body, System.Text.Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            return string.Join("; ", response.Headers.GetValues("Set-Cookie"));
+        }
+
+        var overTls = await SignInAsync(server.Host.HttpsEndpoint ?? throw new InvalidOperationException("no HTTPS endpoint"));
+        var plain = await SignInAsync(server.HttpEndpoint);
+        output.WriteLine(overTls);
+
+        Assert.Contains("secure", overTls.Split(';', StringSplitOptions.TrimEntries), StringComparer.OrdinalIgnoreCase);
+        Assert.Contains("httponly", overTls, StringComparison.OrdinalIgnoreCase);
+        Assert.Contains("samesite=strict", overTls, StringComparison.OrdinalIgnoreCase);
+        Assert.DoesNotContain("secure", plain.Split(';', StringSplitOptions.TrimEntries), StringComparer.OrdinalIgnoreCase);
+    }
+
+    [Fact]
     [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
     public async Task Server_RefusesToStart_WithAWorldReadableTlsKey()
     {

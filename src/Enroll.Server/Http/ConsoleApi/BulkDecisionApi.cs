@@ -79,7 +79,8 @@ internal static class BulkDecisionApi
         }
 
         AuditDetail.SetAction(http, request.DryRun ? "operation.bulk_preview" : "operation.bulk_" + request.Action);
-        AuditDetail.Set(http, request.DryRun ? $"dry run: matched {matched.Count}" : $"{request.Action}: matched {matched.Count}, decided {decided.Count}");
+        var summary = request.DryRun ? $"dry run: matched {matched.Count}" : $"{request.Action}: matched {matched.Count}, decided {decided.Count}";
+        AuditDetail.Set(http, request.Reason is { Length: > 0 } reason ? $"{summary}; reason: {reason}" : summary);
         return TypedResults.Json(
             new BulkDecisionResult { Matched = matched.Count, Decided = decided.Count, OperationIds = request.DryRun ? matched.Select(o => o.OperationId).ToList() : decided },
             ConsoleJsonContext.Default.BulkDecisionResult);
