@@ -92,7 +92,8 @@ internal static class DeviceCommand
 
         /// <summary>
         /// Builds the device services from the command line, falling back to what the state folder remembers. Without
-        /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each); a one-shot command logs
+        /// <c>--verbose</c> a <paramref name="longRunning"/> agent logs warnings (one line each; with <c>--log-format json</c>,
+        /// for a log shipper, information too: connected, registered, token refreshed); a one-shot command logs
         /// nothing, so that its failure is the one line the CLI contract promises.
         /// </summary>
         public async Task<ServiceProvider> BuildAsync(ParseResult parse, bool longRunning = false, IHostApplicationLifetime? lifetime = null, Action<EnrollDeviceOptions>? configure = null, string? logFormat = null, Uri? otlpEndpoint = null)
@@ -112,7 +113,7 @@ internal static class DeviceCommand
             var verbose = CliOptions.IsVerbose(parse);
             services.AddLogging(logging => logging
                 .AddCliLogging(logFormat, verbose)
-                .SetMinimumLevel(verbose ? LogLevel.Debug : longRunning ? LogLevel.Warning : LogLevel.None)
+                .SetMinimumLevel(verbose ? LogLevel.Debug : !longRunning ? LogLevel.None : logFormat == "json" ? LogLevel.Information : LogLevel.Warning)
                 .AddFilter("MQTTnet", LogLevel.Warning));
             services.AddMetrics();
             otlpEndpoint ??= Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") is { Length: > 0 } fromEnv && longRunning ? ServerFlags.ParseOtlp(fromEnv) : null;
