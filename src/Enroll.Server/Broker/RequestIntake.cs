@@ -21,9 +21,10 @@ internal sealed record RequestSender(string? ClientId, string? DeviceId, string?
 /// queues ahead of other devices; a request that finds the queue full is answered <c>unavailable</c>. The sender is its
 /// source address where the transport knows it (embedded broker); where it does not (external broker), the client its
 /// answer is addressed to, which the dispatcher holds a request to (a request is answered only on its own client's or
-/// device's response topic).
+/// device's response topic). A request that would be answered only after its sender stops waiting is answered
+/// <c>unavailable</c> with its own retry slot (<see cref="AdmissionControl"/>).
 /// </summary>
-internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, ServerMetrics metrics, TimeProvider timeProvider)
+internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, AdmissionControl admission, ServerMetrics metrics, TimeProvider timeProvider)
 {
     /// <summary>True for the topics requests are published on; they are for the server alone, never routed to subscribers.</summary>
     public static bool IsRequest(string topic) => EnrollTopics.IsRequestTopic(topic);
@@ -50,6 +51,14 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
             ReceivedAt = now,
             ExpiresAt = IncomingRequest.Expiry(now, message.MessageExpiryInterval),
         };
+        if (!admission.TryAdmit(queue.Count, request.ExpiresAt, out var slot))
+        {
+            // It would wait in the queue past its sender's patience: told at once when to come back instead.
+            metrics.RequestRejected(message.Topic, "busy");
+            await AnswerAsync(message, RequestQueue.BusyAnswer((int)Math.Ceiling(Math.Max(1, slot.TotalSeconds))), answers).ConfigureAwait(false);
+            return;
+        }
+
         if (!queue.TryEnqueue(request))
         {
             metrics.RequestRejected(message.Topic, "overloaded");

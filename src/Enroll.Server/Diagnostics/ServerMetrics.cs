@@ -49,7 +49,7 @@ internal static class ServerInstruments
         new(Requests, InstrumentKind.Counter, "{request}", "Requests handled, by topic and outcome", "topic, outcome"),
         new(RequestDuration, InstrumentKind.Histogram, "s", "Time to handle a request, answer included", "messaging.system, messaging.operation.name, messaging.destination.template, enroll.outcome"),
         new(MessagesConsumed, InstrumentKind.Counter, "{message}", "Requests taken from the broker by the request handlers", "messaging.system, messaging.operation.name, messaging.destination.template"),
-        new(RequestsRejected, InstrumentKind.Counter, "{request}", "Requests refused, by topic and reason (rate_limited, overloaded, expired, unauthorized, ...)", "topic, reason"),
+        new(RequestsRejected, InstrumentKind.Counter, "{request}", "Requests refused, by topic and reason (rate_limited, busy, overloaded, expired, unauthorized, ...)", "topic, reason"),
         new(Registrations, InstrumentKind.Counter, "{registration}", "Registration requests answered, by result (ok or the error code)", "result"),
         new(ProvisioningOperations, InstrumentKind.Counter, "{operation}", "Provisioning requests answered, by step (init, complete) and result (ok or the error code)", "step, result"),
         new(TokenRefreshes, InstrumentKind.Counter, "{refresh}", "Registration Token refreshes answered, by result (ok or the error code)", "result"),

@@ -30,6 +30,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     private readonly ILogger<RequestDispatcher> _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Registry.RegistryDiskFull? _diskFull;
+    private readonly AdmissionControl? _admission;
 
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
@@ -40,8 +41,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
         ServerMetrics metrics,
         ILogger<RequestDispatcher> logger,
         TimeProvider? timeProvider = null,
-        Registry.RegistryDiskFull? diskFull = null)
+        Registry.RegistryDiskFull? diskFull = null,
+        AdmissionControl? admission = null)
     {
+        _admission = admission;
         _diskFull = diskFull;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _routes = RequestHandlerServices.CheckedRoutes(routes);
@@ -83,6 +86,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
             // the requests behind it. No answer; counted and logged.
             _metrics.RequestRejected(request.Topic, "expired");
             LogExpired(_logger, request.Topic, request.SenderClientId ?? "?", now - request.ReceivedAt);
+            _admission?.Served();
             return;
         }
 
@@ -107,6 +111,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
         }
 
         _metrics.RequestHandled(request.Topic, outcome, Stopwatch.GetElapsedTime(started));
+        _admission?.Served();
     }
 
     internal async Task<string> DispatchAsync<TRequest, TResponse>(RequestRoute<TRequest, TResponse> route, IncomingRequest request, CancellationToken cancellationToken)

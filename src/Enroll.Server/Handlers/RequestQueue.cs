@@ -30,11 +30,25 @@ internal sealed class RequestQueue
 
     public bool TryEnqueue(IncomingRequest request) => _channel.Writer.TryWrite(request);
 
+    /// <summary>Requests waiting for a worker.</summary>
+    public int Count => _channel.Reader.Count;
+
     /// <summary>A <c>rate_limited</c> answer (an <see cref="ErrorResponse"/>, readable as every response type) for a source that failed too often.</summary>
     public static byte[] RateLimitedAnswer(int retryAfterSeconds) => JsonSerializer.SerializeToUtf8Bytes(
         new ErrorResponse
         {
             Error = new ErrorBody(ErrorCodes.RateLimited, "too many failed attempts from this address; wait before trying again") { RetryAfterSeconds = retryAfterSeconds },
+        },
+        EnrollJsonContext.Default.ErrorResponse);
+
+    /// <summary>
+    /// An <c>unavailable</c> answer for a request <see cref="AdmissionControl"/> refused: it would have been answered after
+    /// its sender stopped waiting. <paramref name="retryAfterSeconds"/> is the sender's own slot after the backlog.
+    /// </summary>
+    public static byte[] BusyAnswer(int retryAfterSeconds) => JsonSerializer.SerializeToUtf8Bytes(
+        new ErrorResponse
+        {
+            Error = new ErrorBody(ErrorCodes.Unavailable, "the server is busy and would answer after this request's sender stops waiting; try again after retry_after_seconds") { RetryAfterSeconds = retryAfterSeconds },
         },
         EnrollJsonContext.Default.ErrorResponse);
 

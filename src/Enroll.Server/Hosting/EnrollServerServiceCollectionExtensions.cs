@@ -74,6 +74,7 @@ public static class EnrollServerServiceCollectionExtensions
         services.TryAddSingleton<TokenIssuer>();
         services.TryAddSingleton<DeviceTokenValidator>();
         services.TryAddSingleton<RequestQueue>();
+        services.TryAddSingleton<AdmissionControl>();
         services.TryAddSingleton<RegistrationTokenService>();
         services.TryAddSingleton<FailureRateLimiter>();
         services.TryAddKeyedSingleton(FailureRateLimiter.AdminKeys, (sp, _) => FailureRateLimiter.ForAdminKeys(sp));
