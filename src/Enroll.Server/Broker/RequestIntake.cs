@@ -23,7 +23,7 @@ internal sealed record RequestSender(string? ClientId, string? DeviceId, string?
 /// answer is addressed to, which the dispatcher holds a request to (a request is answered only on its own client's or
 /// device's response topic).
 /// </summary>
-internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, ServerMetrics metrics, TimeProvider timeProvider)
+internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, ServerMetrics metrics, TimeProvider timeProvider, Refusals.RefusalLog refusals)
 {
     /// <summary>True for the topics requests are published on; they are for the server alone, never routed to subscribers.</summary>
     public static bool IsRequest(string topic) => EnrollTopics.IsRequestTopic(topic);
@@ -34,6 +34,7 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
         if (IsOutOfAttempts(message, sender, out var retryAfter))
         {
             metrics.RequestRejected(message.Topic, ErrorCodes.RateLimited);
+            refusals.Record(Refusals.RefusalLog.RateLimited, message.Topic, sender.Address ?? sender.ClientId);
             await AnswerAsync(message, RequestQueue.RateLimitedAnswer((int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds))), answers).ConfigureAwait(false);
             return;
         }
@@ -53,6 +54,7 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
         if (!queue.TryEnqueue(request))
         {
             metrics.RequestRejected(message.Topic, "overloaded");
+            refusals.Record(Refusals.RefusalLog.Overloaded, message.Topic, sender.Address ?? sender.ClientId);
             await AnswerAsync(message, RequestQueue.OverloadedAnswer, answers).ConfigureAwait(false);
         }
     }

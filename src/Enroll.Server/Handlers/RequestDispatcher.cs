@@ -30,6 +30,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     private readonly ILogger<RequestDispatcher> _logger;
     private readonly TimeProvider _timeProvider;
     private readonly Registry.RegistryDiskFull? _diskFull;
+    private readonly Refusals.RefusalLog? _refusals;
 
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
@@ -40,9 +41,11 @@ internal sealed partial class RequestDispatcher : BackgroundService
         ServerMetrics metrics,
         ILogger<RequestDispatcher> logger,
         TimeProvider? timeProvider = null,
-        Registry.RegistryDiskFull? diskFull = null)
+        Registry.RegistryDiskFull? diskFull = null,
+        Refusals.RefusalLog? refusals = null)
     {
         _diskFull = diskFull;
+        _refusals = refusals;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _routes = RequestHandlerServices.CheckedRoutes(routes);
         _publisher = publisher;
@@ -250,6 +253,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
         {
             LogRejected(_logger, route.Name, sender, rejected.Code, rejected.Message);
             _metrics.RequestRejected(request.Topic, rejected.Code);
+            if (rejected.Code == ErrorCodes.RateLimited)
+            {
+                _refusals?.Record(Refusals.RefusalLog.RateLimited, route.Name, request.SenderAddress ?? sender);
+            }
             answer = ErrorAnswer(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;
         }
