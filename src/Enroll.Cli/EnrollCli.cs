@@ -29,6 +29,7 @@ internal static class EnrollCli
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(OperatorsCommand.Create());
         root.Subcommands.Add(OperatorsCommand.Audit());
+        root.Subcommands.Add(OverviewCommand.Create());
         return root;
     }
 

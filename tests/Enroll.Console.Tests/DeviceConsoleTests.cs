@@ -149,7 +149,7 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
         var (device, deviceId) = await OnlineDeviceAsync("gw-pages");
         await using var _ = device;
         var page = await fixture.SignedInPageAsync();
-        foreach (var (link, heading, shot) in new[] { ("Devices", "Devices", "devices"), ("Overview", "Fleet overview", "overview"), ("Audit log", "Audit log", "audit"), ("Operators", "Operators", "operators") })
+        foreach (var (link, heading, shot) in new[] { ("Devices", "Devices", "devices"), ("Overview", "Fleet overview", "overview-pages"), ("Audit log", "Audit log", "audit"), ("Operators", "Operators", "operators") })
         {
             await page.GetByRole(AriaRole.Link, new() { Name = link, Exact = true }).ClickAsync();
             await Expect(page.GetByRole(AriaRole.Heading, new() { Name = heading, Exact = true })).ToBeVisibleAsync();

@@ -26,7 +26,8 @@ internal sealed class ConnectionAuthenticator(
     TimeProvider timeProvider,
     ILogger logger,
     MqttServer server,
-    Transport.GuardedServerAdapter adapter)
+    Transport.GuardedServerAdapter adapter,
+    Refusals.RefusalLog refusalLog)
 {
     private readonly RepeatedCondition _refusals = new(timeProvider, RepeatedCondition.DefaultInterval);
     private readonly ConcurrentDictionary<string, byte> _deviceClientIds = new(StringComparer.Ordinal);
@@ -167,6 +168,9 @@ internal sealed class ConnectionAuthenticator(
         e.ReasonCode = code;
         e.ReasonString = reason;
         metrics.ConnectionRefused(reason);
+        // By address, so one client retrying under ever new client IDs is still one row a minute.
+        var kind = code is MqttConnectReasonCode.BadUserNameOrPassword or MqttConnectReasonCode.NotAuthorized ? Refusals.RefusalLog.CredentialRefused : Refusals.RefusalLog.ConnectionRefused;
+        refusalLog.Record(kind, reason, (e.RemoteEndPoint as IPEndPoint)?.Address.ToString() ?? e.ClientId);
         // A client retrying bad credentials as fast as it can must not write a line per attempt: the latest refusal is
         // logged once per interval, with the number refused since the last line (every one is counted in the metrics).
         if (_refusals.Occurred(out var refused))

@@ -31,6 +31,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     private readonly TimeProvider _timeProvider;
     private readonly ILogger<EmbeddedBroker> _logger;
     private readonly ServerTls _tls;
+    private readonly Refusals.RefusalLog _refusals;
     private MqttServer? _server;
     private AnswerDelivery? _answers;
 
@@ -46,8 +47,10 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         TimeProvider timeProvider,
         ServerTls tls,
         Registry.RegistryDiskFull diskFull,
-        ILogger<EmbeddedBroker> logger)
+        ILogger<EmbeddedBroker> logger,
+        Refusals.RefusalLog refusals)
     {
+        _refusals = refusals;
         _tls = tls;
         _options = options.Value;
         _tokens = tokens;
@@ -107,9 +110,9 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
         var maxConnections = _options.MaxConnections ?? Transport.DescriptorLimit.ConnectionCap(descriptors, Transport.DescriptorLimit.InUse());
         // Real time, not the injected clock: these limits are about real sockets, and a test that moves its clock a day
         // ahead must not see every connection as silent for a day.
-        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, maxConnections, TimeProvider.System, _metrics, _logger);
+        var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, maxConnections, TimeProvider.System, _metrics, _logger, _refusals);
         var server = new MqttServerFactory().CreateMqttServer(serverOptions, [adapter]);
-        var authenticator = new ConnectionAuthenticator(_options, _tokens, _metrics, _timeProvider, _logger, server, adapter);
+        var authenticator = new ConnectionAuthenticator(_options, _tokens, _metrics, _timeProvider, _logger, server, adapter, _refusals);
         _answers = new AnswerDelivery(server);
         server.ValidatingConnectionAsync += authenticator.ValidateAsync;
         server.InterceptingPublishAsync += e => Guard(() => InterceptPublishAsync(e));
@@ -214,6 +217,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             e.Response.ReasonCode = MqttPubAckReasonCode.NotAuthorized;
             e.Response.ReasonString = "not allowed to publish on this topic";
             _metrics.AccessDenied("publish");
+            _refusals.Record(Refusals.RefusalLog.AccessDenied, "publish " + message.Topic, e.ClientId);
             Log.AccessDenied(_logger, "publish", e.ClientId, message.Topic, deviceId is null ? "anonymous client" : $"device {deviceId}");
             return;
         }
@@ -243,6 +247,7 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             e.Response.ReasonCode = MqttSubscribeReasonCode.NotAuthorized;
             e.ReasonString = "not allowed to subscribe to this filter";
             _metrics.AccessDenied("subscribe");
+            _refusals.Record(Refusals.RefusalLog.AccessDenied, "subscribe " + filter, e.ClientId);
             Log.AccessDenied(_logger, "subscribe", e.ClientId, filter, deviceId is null ? "anonymous client" : $"device {deviceId}");
             return Task.CompletedTask;
         }

@@ -24,7 +24,7 @@ internal sealed record RequestSender(string? ClientId, string? DeviceId, string?
 /// device's response topic). A request that would be answered only after its sender stops waiting is answered
 /// <c>unavailable</c> with its own retry slot (<see cref="AdmissionControl"/>).
 /// </summary>
-internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, AdmissionControl admission, ServerMetrics metrics, TimeProvider timeProvider)
+internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limiter, AdmissionControl admission, ServerMetrics metrics, TimeProvider timeProvider, Refusals.RefusalLog refusals)
 {
     /// <summary>True for the topics requests are published on; they are for the server alone, never routed to subscribers.</summary>
     public static bool IsRequest(string topic) => EnrollTopics.IsRequestTopic(topic);
@@ -35,6 +35,7 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
         if (IsOutOfAttempts(message, sender, out var retryAfter))
         {
             metrics.RequestRejected(message.Topic, ErrorCodes.RateLimited);
+            refusals.Record(Refusals.RefusalLog.RateLimited, message.Topic, sender.Address ?? sender.ClientId);
             await AnswerAsync(message, RequestQueue.RateLimitedAnswer((int)Math.Ceiling(Math.Max(1, retryAfter.TotalSeconds))), answers).ConfigureAwait(false);
             return;
         }
@@ -62,6 +63,7 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
         if (!queue.TryEnqueue(request))
         {
             metrics.RequestRejected(message.Topic, "overloaded");
+            refusals.Record(Refusals.RefusalLog.Overloaded, message.Topic, sender.Address ?? sender.ClientId);
             await AnswerAsync(message, RequestQueue.OverloadedAnswer, answers).ConfigureAwait(false);
         }
     }

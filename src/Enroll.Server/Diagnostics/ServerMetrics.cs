@@ -43,6 +43,8 @@ internal static class ServerInstruments
     public const string Commands = "enroll.server.commands";
     public const string DesiredPushFailures = "enroll.server.twins.desired_push_failures";
     public const string BrokerAdminErrors = "enroll.server.broker.admin.errors";
+    public const string Refusals = "enroll.server.refusals";
+    public const string RefusalsDropped = "enroll.server.refusals.dropped";
 
     public static readonly IReadOnlyList<InstrumentDeclaration> All =
     [
@@ -67,6 +69,8 @@ internal static class ServerInstruments
         new(Commands, InstrumentKind.Counter, "{command}", "Command state changes, by state (queued, sent, succeeded, failed, rejected, expired, canceled)", "state"),
         new(DesiredPushFailures, InstrumentKind.Counter, "{push}", "Desired twin patches committed but not taken by the broker (the device catches up with twin/get)", ""),
         new(BrokerAdminErrors, InstrumentKind.Counter, "{command}", "Dynamic-security commands that failed or went unanswered (Mosquitto)", ""),
+        new(Refusals, InstrumentKind.Counter, "{refusal}", "Refusals told to the refusal log (the fleet overview), by kind (rate_limited, token_refused, credential_refused, connection_refused, access_denied, overloaded)", "kind"),
+        new(RefusalsDropped, InstrumentKind.Counter, "{refusal}", "Refusals the refusal log dropped, by reason (queue_full: a storm faster than the registry; store_failed: a batch the registry did not take)", "reason"),
     ];
 
     /// <summary>The declaration of <paramref name="name"/>; throws when it is not declared.</summary>

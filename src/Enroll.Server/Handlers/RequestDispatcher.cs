@@ -31,6 +31,7 @@ internal sealed partial class RequestDispatcher : BackgroundService
     private readonly TimeProvider _timeProvider;
     private readonly Registry.RegistryDiskFull? _diskFull;
     private readonly AdmissionControl? _admission;
+    private readonly Refusals.RefusalLog? _refusals;
 
     public RequestDispatcher(
         IEnumerable<RequestRoute> routes,
@@ -42,10 +43,12 @@ internal sealed partial class RequestDispatcher : BackgroundService
         ILogger<RequestDispatcher> logger,
         TimeProvider? timeProvider = null,
         Registry.RegistryDiskFull? diskFull = null,
-        AdmissionControl? admission = null)
+        AdmissionControl? admission = null,
+        Refusals.RefusalLog? refusals = null)
     {
         _admission = admission;
         _diskFull = diskFull;
+        _refusals = refusals;
         _timeProvider = timeProvider ?? TimeProvider.System;
         _routes = RequestHandlerServices.CheckedRoutes(routes);
         _publisher = publisher;
@@ -255,6 +258,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
         {
             LogRejected(_logger, route.Name, sender, rejected.Code, rejected.Message);
             _metrics.RequestRejected(request.Topic, rejected.Code);
+            if (rejected.Code == ErrorCodes.RateLimited)
+            {
+                _refusals?.Record(Refusals.RefusalLog.RateLimited, route.Name, request.SenderAddress ?? sender);
+            }
             answer = ErrorAnswer(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;
         }

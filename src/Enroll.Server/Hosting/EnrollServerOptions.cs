@@ -334,6 +334,13 @@ public sealed class EnrollServerOptions
 
     // --- Issue 15, fleet overview (refusals, per-minute counts): add options here. ---
 
+    /// <summary>
+    /// How long the refusal log keeps a row (<c>--refusal-retention</c>): rows whose latest refusal is older are deleted by
+    /// the hourly sweep. 1 minute to 365 days. The default value is 24 hours.
+    /// </summary>
+    [DurationRange("refusal retention (--refusal-retention)", "00:01:00", "365.00:00:00")]
+    public TimeSpan RefusalRetention { get; set; } = TimeSpan.FromHours(24);
+
     /// <summary>Reserved: keeps the option regions of issue 15 apart.</summary>
     internal const string OverviewOptionsEnd = "overview";
 

@@ -30,9 +30,11 @@ internal sealed partial class AdminGate
     private readonly RepeatedCondition _unauthorized;
     private readonly RepeatedCondition _limited;
     private readonly int _maxBodyBytes;
+    private readonly Refusals.RefusalLog _refusals;
 
-    public AdminGate(OperatorAuth auth, AuditRecorder audit, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter failures, ILogger<AdminGate> logger)
+    public AdminGate(OperatorAuth auth, AuditRecorder audit, IOptions<EnrollServerOptions> options, TimeProvider timeProvider, RegistryDiskFull diskFull, ServerMetrics metrics, [FromKeyedServices(FailureRateLimiter.AdminKeys)] FailureRateLimiter failures, ILogger<AdminGate> logger, Refusals.RefusalLog refusals)
     {
+        _refusals = refusals;
         _auth = auth;
         _audit = audit;
         _diskFull = diskFull;
@@ -174,12 +176,14 @@ internal sealed partial class AdminGate
 
         await _failures.FailedAsync(null, remote, CancellationToken.None).ConfigureAwait(false);
         _metrics.AdminKeyFailure("unauthorized");
+        _refusals.Record(Refusals.RefusalLog.CredentialRefused, "admin or operator key", remote);
         return false;
     }
 
     private Task RateLimitedAsync(HttpContext context, string remote, TimeSpan wait)
     {
         _metrics.AdminKeyFailure("rate_limited");
+        _refusals.Record(Refusals.RefusalLog.RateLimited, "admin or operator key", remote);
         if (_limited.Occurred(out var count))
         {
             LogRateLimited(_logger, count, remote);

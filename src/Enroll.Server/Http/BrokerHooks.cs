@@ -44,7 +44,8 @@ internal static partial class BrokerHooks
             services.GetRequiredService<DeviceTokenValidator>(),
             services.GetRequiredService<ServerMetrics>(),
             options.BrokerUsername,
-            services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(BrokerHooks).FullName!));
+            services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(BrokerHooks).FullName!),
+            services.GetRequiredService<Refusals.RefusalLog>());
         var group = endpoints.MapGroup("/broker");
         group.MapPost("/emqx/authn", (Delegate)hooks.EmqxAuthenticateAsync);
         group.MapPost("/emqx/authz", (Delegate)hooks.EmqxAuthorizeAsync);
@@ -62,7 +63,7 @@ internal static partial class BrokerHooks
         Pass,
     }
 
-    private sealed partial class Hooks(AdminKey key, DeviceTokenValidator tokens, ServerMetrics metrics, string serverUser, ILogger logger)
+    private sealed partial class Hooks(AdminKey key, DeviceTokenValidator tokens, ServerMetrics metrics, string serverUser, ILogger logger, Refusals.RefusalLog refusals)
     {
         public async Task<IResult> EmqxAuthenticateAsync(HttpContext http)
         {
@@ -171,6 +172,7 @@ internal static partial class BrokerHooks
             if (!check.IsValid)
             {
                 metrics.ConnectionRefused("bad_token");
+                refusals.Record(Refusals.RefusalLog.CredentialRefused, "access token: " + (check.Failure ?? "invalid token"), username);
                 LogRefused(logger, username, check.Failure ?? "invalid token");
                 return (Verdict.Deny, null);
             }

@@ -31,9 +31,11 @@ internal sealed class ProvisioningTokenService
     private readonly IProvisioningTokenStore _registry;
     private readonly TimeProvider _timeProvider;
     private readonly FailureRateLimiter _limiter;
+    private readonly Refusals.RefusalLog _refusals;
 
-    public ProvisioningTokenService(IProvisioningTokenStore registry, TimeProvider timeProvider, FailureRateLimiter limiter)
+    public ProvisioningTokenService(IProvisioningTokenStore registry, TimeProvider timeProvider, FailureRateLimiter limiter, Refusals.RefusalLog refusals)
     {
+        _refusals = refusals;
         _registry = registry;
         _timeProvider = timeProvider;
         _limiter = limiter;
@@ -59,6 +61,11 @@ internal sealed class ProvisioningTokenService
         {
             _limiter.Refund(clientId, source);
             throw;
+        }
+
+        if (result.Check != ProvisioningTokenCheck.Valid)
+        {
+            _refusals.Record(Refusals.RefusalLog.TokenRefused, $"provisioning token: {result.Check.ToString().ToLowerInvariant()}", clientId);
         }
 
         if (result.Check is ProvisioningTokenCheck.Unknown or ProvisioningTokenCheck.Revoked or ProvisioningTokenCheck.Expired)

@@ -255,9 +255,23 @@ internal sealed partial class SqliteRegistry : IRegistry
         CREATE INDEX audit_log_operator ON audit_log (operator, id);
         CREATE INDEX audit_log_action ON audit_log (action, id);
         """,
-        // Issue 15, console: refusals and per-minute counts (IRefusalStore).
+        // Issue 15, console: refusals and per-minute counts (IRefusalStore). A refusal row is one (minute, kind, source)
+        // with a count; the series read the indexed instants of the registry's own rows.
         """
-        SELECT 1;
+        CREATE TABLE refusals (
+            minute INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            reason TEXT,
+            at INTEGER NOT NULL,
+            refused INTEGER NOT NULL,
+            PRIMARY KEY (minute, kind, source)
+        );
+        CREATE INDEX refusals_at ON refusals (at);
+        CREATE INDEX registration_tokens_issued_at ON registration_tokens (issued_at);
+        CREATE INDEX registration_tokens_replaced_by ON registration_tokens (replaced_by) WHERE replaced_by IS NOT NULL;
+        CREATE INDEX provisioning_operations_decided_at ON provisioning_operations (decided_at) WHERE decided_at IS NOT NULL;
+        CREATE INDEX messages_received_at ON messages (received_at);
         """,
         // Issue 15, console: device status reports and registration history (IDeviceStatusStore).
         """

@@ -28,9 +28,11 @@ internal sealed class RegistrationTokenService
     private readonly ILogger<RegistrationTokenService> _logger;
     private readonly Security.FailureRateLimiter _limiter;
     private readonly IBrokerCredentials _brokerCredentials;
+    private readonly Refusals.RefusalLog _refusals;
 
-    public RegistrationTokenService(IDeviceStore registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger, IBrokerCredentials brokerCredentials)
+    public RegistrationTokenService(IDeviceStore registry, TokenIssuer issuer, DeviceTokenValidator validator, Security.FailureRateLimiter limiter, TimeProvider timeProvider, IOptions<EnrollServerOptions> options, ILogger<RegistrationTokenService> logger, IBrokerCredentials brokerCredentials, Refusals.RefusalLog refusals)
     {
+        _refusals = refusals;
         _brokerCredentials = brokerCredentials;
         _limiter = limiter;
         _registry = registry;
@@ -81,6 +83,7 @@ internal sealed class RegistrationTokenService
         if (!check.IsValid)
         {
             await _limiter.FailedAsync(clientId, source, CancellationToken.None).ConfigureAwait(false);
+            _refusals.Record(Refusals.RefusalLog.CredentialRefused, $"registration token: {check.Failure}", clientId);
             throw new RejectedException(ErrorCodes.Unauthorized, $"registration token refused: {check.Failure}");
         }
 
@@ -97,9 +100,11 @@ internal sealed class RegistrationTokenService
         switch (use)
         {
             case RegistrationTokenUse.Unknown:
+                _refusals.Record(Refusals.RefusalLog.CredentialRefused, "registration token: unknown", clientId);
                 throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: unknown token");
             case RegistrationTokenUse.Reused:
                 Log.RegistrationTokenReused(_logger, device.DeviceId, clientId);
+                _refusals.Record(Refusals.RefusalLog.CredentialRefused, "registration token: reused", device.DeviceId);
                 await _brokerCredentials.DeviceTokensRevokedAsync(device.DeviceId, cancellationToken).ConfigureAwait(false);
                 throw new RejectedException(ErrorCodes.Unauthorized, "registration token refused: it was already refreshed; the device's tokens are revoked");
         }

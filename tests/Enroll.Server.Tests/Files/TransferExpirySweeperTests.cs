@@ -7,7 +7,6 @@ using Enroll.Server.Registry;
 using Enroll.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Enroll.Server.Tests.Files;
 
@@ -144,19 +143,6 @@ public sealed class TransferExpirySweeperTests : IAsyncLifetime
         Assert.Equal(4, removed);
         Assert.Equal([TransferIngest.BlobKey(live)], _blobs.ListStaged());
         Assert.Equal(TransferStates.Refused, (await _registry.GetTransferAsync("dev-1", finished.TransferId))!.State);
-    }
-
-    private sealed class TimerCountingClock(DateTimeOffset start) : FakeTimeProvider(start)
-    {
-        private int _timers;
-
-        public int Timers => Volatile.Read(ref _timers);
-
-        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-        {
-            Interlocked.Increment(ref _timers);
-            return base.CreateTimer(callback, state, dueTime, period);
-        }
     }
 
     private sealed class TestMeterFactory : System.Diagnostics.Metrics.IMeterFactory

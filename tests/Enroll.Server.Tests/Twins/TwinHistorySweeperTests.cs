@@ -3,7 +3,6 @@ using Enroll.Server.Registry;
 using Enroll.Server.Twins;
 using Enroll.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 
 namespace Enroll.Server.Tests.Twins;
 
@@ -12,7 +11,7 @@ public sealed class TwinHistorySweeperTests : IAsyncLifetime
 {
     private static readonly DateTimeOffset T0 = new(2026, 3, 1, 12, 0, 0, TimeSpan.Zero);
     private readonly TempDirectory _folder = new("enroll-twin-sweep");
-    private readonly CountingTimers _clock = new(T0);
+    private readonly TimerCountingClock _clock = new(T0);
     private SqliteRegistry _registry = null!;
     private string _device = null!;
 
@@ -113,20 +112,6 @@ public sealed class TwinHistorySweeperTests : IAsyncLifetime
         Assert.Equal(TwinHistorySweeper.Interval / 2, low.RetryDelay(50));
         Assert.InRange(high.RetryDelay(1), TimeSpan.FromSeconds(9.9), TimeSpan.FromSeconds(10));
         Assert.InRange(high.RetryDelay(50), TwinHistorySweeper.Interval * 0.99, TwinHistorySweeper.Interval);
-    }
-
-    /// <summary>A fake clock that counts the timers created on it (each wait of the sweeper is one).</summary>
-    private sealed class CountingTimers(DateTimeOffset start) : FakeTimeProvider(start)
-    {
-        private int _timers;
-
-        public int Timers => Volatile.Read(ref _timers);
-
-        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
-        {
-            Interlocked.Increment(ref _timers);
-            return base.CreateTimer(callback, state, dueTime, period);
-        }
     }
 
     /// <summary>The real store, whose first <c>failures</c> prunes throw.</summary>

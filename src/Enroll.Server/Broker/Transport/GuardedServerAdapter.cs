@@ -37,7 +37,8 @@ internal sealed partial class GuardedServerAdapter(
     int maxConnections,
     TimeProvider timeProvider,
     ServerMetrics metrics,
-    ILogger logger) : IMqttServerAdapter
+    ILogger logger,
+    Refusals.RefusalLog? refusals = null) : IMqttServerAdapter
 {
     /// <summary>How long an anonymous connection must have been silent before a new connection at the cap may take its place.</summary>
     public static readonly TimeSpan EvictableAfter = TimeSpan.FromSeconds(5);
@@ -234,6 +235,7 @@ internal sealed partial class GuardedServerAdapter(
             {
                 client.Dispose();
                 metrics.ConnectionRefused("connection_limit");
+                refusals?.Record(Refusals.RefusalLog.ConnectionRefused, "connection_limit", (client.RemoteEndPoint as IPEndPoint)?.Address.ToString());
                 if (_capped.Occurred(out var refused))
                 {
                     Log.ConnectionLimit(logger, refused, MaxConnections);
@@ -314,6 +316,7 @@ internal sealed partial class GuardedServerAdapter(
         catch (HandshakeRefusedException ex)
         {
             metrics.ConnectionRefused(ex.Reason);
+            refusals?.Record(Refusals.RefusalLog.ConnectionRefused, ex.Reason, (remote as IPEndPoint)?.Address.ToString());
             Log.TlsRefused(logger, remote, ex.Message);
         }
 #pragma warning disable CA1031 // one connection's failure must never reach the listener
@@ -323,6 +326,7 @@ internal sealed partial class GuardedServerAdapter(
             if (FindFrameError(ex) is { } frame)
             {
                 metrics.ConnectionRefused("malformed_packet");
+                refusals?.Record(Refusals.RefusalLog.ConnectionRefused, "malformed_packet", (remote as IPEndPoint)?.Address.ToString());
                 Log.FramingViolation(logger, remote, frame.Message);
             }
             else if (!stopping.IsCancellationRequested )
