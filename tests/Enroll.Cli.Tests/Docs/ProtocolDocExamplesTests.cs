@@ -173,9 +173,9 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         Assert.Contains("All subscription requests were denied.", otherDevice.StandardError, StringComparison.Ordinal);
         Assert.Equal(("{}", 0L, "{}", 0L), await server.TwinInStoreAsync(env["OTHER_DEVICE_ID"]));
 
-        using (var reported = await RunJsonAsync("device-status"))
+        using (var statusAnswer = await RunJsonAsync("device-status"))
         {
-            Assert.True(reported.RootElement.GetProperty("received_at").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(-5));
+            Assert.True(statusAnswer.RootElement.GetProperty("received_at").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(-5));
         }
 
         using (var status = JsonDocument.Parse(await server.Http.GetStringAsync(new Uri($"/api/devices/{env["DEVICE_ID"]}/status", UriKind.Relative))))
