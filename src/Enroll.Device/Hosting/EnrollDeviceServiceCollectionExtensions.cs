@@ -143,7 +143,6 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
             sp.GetRequiredService<Enroll.Device.Jitter>()));
         services.AddHostedService(sp => new Enroll.Device.DeviceStatusReporter(
-            sp.GetRequiredService<DeviceSession>(),
             sp.GetRequiredService<IDeviceConnection>(),
             sp.GetRequiredService<RequestChannel>(),
             sp.GetRequiredService<ServerRequestSender>(),

@@ -14,13 +14,13 @@ namespace Enroll.Device;
 /// <summary>
 /// Reports the device's outbox to the server on <c>enroll/v1/devices/{device_id}/status</c>
 /// (<see cref="EnrollRequests.DeviceStatus"/>): once after each new connection, then whenever the outbox's depth, bytes or
-/// quarantine changed, looking at most once per <see cref="EnrollDeviceOptions.StatusReportInterval"/> (the wait is the
-/// <see cref="TimeProvider"/>'s). It reads the outbox's statistics on its own read connection and sends on its own loop,
-/// so it never holds up a send or the publisher; a report that fails is logged at Debug and sent again at the next look.
+/// quarantine changed, at most once per <see cref="EnrollDeviceOptions.StatusReportInterval"/> (the wait is the
+/// <see cref="TimeProvider"/>'s). It uses the connection the other loops keep (it never connects itself, so a broker that
+/// is down sees no more connects), reads the outbox's statistics on its own read connection and sends on its own loop, so
+/// it never holds up a send or the publisher; a report that fails is logged at Debug and sent again at the next look.
 /// </summary>
 internal sealed class DeviceStatusReporter : BackgroundService
 {
-    private readonly DeviceSession _session;
     private readonly IDeviceConnection _connection;
     private readonly RequestChannel _channel;
     private readonly ServerRequestSender _sender;
@@ -29,9 +29,8 @@ internal sealed class DeviceStatusReporter : BackgroundService
     private readonly TimeProvider _timeProvider;
     private readonly ILogger _logger;
 
-    public DeviceStatusReporter(DeviceSession session, IDeviceConnection connection, RequestChannel channel, ServerRequestSender sender, DeviceOutbox outbox, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<DeviceStatusReporter> logger)
+    public DeviceStatusReporter(IDeviceConnection connection, RequestChannel channel, ServerRequestSender sender, DeviceOutbox outbox, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<DeviceStatusReporter> logger)
     {
-        _session = session;
         _connection = connection;
         _channel = channel;
         _sender = sender;
@@ -52,47 +51,76 @@ internal sealed class DeviceStatusReporter : BackgroundService
             return;
         }
 
-        long reportedIn = -1;
-        Snapshot? reported = null;
-        while (!stoppingToken.IsCancellationRequested)
+        // It never connects by itself (the publisher and the twin loop keep the device connected, with their backoff): it
+        // reports on the connection they made, woken when one is made.
+        var wake = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Action<ConnectionCredentials> onConnected = _ => Volatile.Read(ref wake).TrySetResult();
+        _connection.Connected += onConnected;
+        try
         {
-            try
+            long reportedIn = -1;
+            Snapshot? reported = null;
+            DateTimeOffset? lastAttempt = null;
+            while (!stoppingToken.IsCancellationRequested)
             {
-                var link = await _session.ConnectAsync(stoppingToken).ConfigureAwait(false);
-                var statistics = _outbox.GetStatistics();
-                var now = new Snapshot(statistics.Depth, statistics.Bytes, statistics.Quarantined);
-                if (link.Generation != reportedIn || now != reported)
+                var wait = _interval;
+                var now = _timeProvider.GetUtcNow();
+                if (lastAttempt is { } last && now - last < _interval)
                 {
-                    await ReportAsync(link, statistics, stoppingToken).ConfigureAwait(false);
-                    reportedIn = link.Generation;
-                    reported = now;
-                    Log.StatusReported(_logger, now.Pending, now.Bytes, now.Quarantined);
+                    wait = _interval - (now - last);
+                }
+                else if (_connection.IsConnected && _connection.Credentials is { IsAuthenticated: true, Username: { } deviceId })
+                {
+                    var link = new DeviceLink(_connection, deviceId, _connection.Generation);
+                    try
+                    {
+                        var statistics = _outbox.GetStatistics();
+                        var snapshot = new Snapshot(statistics.Depth, statistics.Bytes, statistics.Quarantined);
+                        if (link.Generation != reportedIn || snapshot != reported)
+                        {
+                            lastAttempt = now;
+                            await ReportAsync(link, statistics, stoppingToken).ConfigureAwait(false);
+                            reportedIn = link.Generation;
+                            reported = snapshot;
+                            Log.StatusReported(_logger, snapshot.Pending, snapshot.Bytes, snapshot.Quarantined);
+                        }
+                    }
+                    catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+                    {
+                        return;
+                    }
+                    catch (EnrollException ex) when (ex is not OutboxStorageException)
+                    {
+                        // Not connected any more, no answer, refused: the next look sends it again (reportedIn and reported are unchanged).
+                        Log.StatusReportFailed(_logger, ex.Message, _interval);
+                    }
+#pragma warning disable CA1031 // the outbox file unreadable for a moment (locked, damaged): the report waits for the next look; the publisher reports the fault
+                    catch (Exception ex) when (ex is not OperationCanceledException)
+#pragma warning restore CA1031
+                    {
+                        Log.StatusUnreadable(_logger, ex.Message, _interval);
+                    }
+                }
+
+                var woken = Volatile.Read(ref wake);
+                try
+                {
+                    using var timer = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+                    await Task.WhenAny(woken.Task, Task.Delay(wait, _timeProvider, timer.Token)).ConfigureAwait(false);
+                    await timer.CancelAsync().ConfigureAwait(false);
+                }
+                finally
+                {
+                    if (woken.Task.IsCompleted)
+                    {
+                        Interlocked.CompareExchange(ref wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), woken);
+                    }
                 }
             }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (EnrollException ex) when (ex is not OutboxStorageException)
-            {
-                // Not connected, no answer, refused: the next look sends it again (reportedIn and reported are unchanged).
-                Log.StatusReportFailed(_logger, ex.Message, _interval);
-            }
-#pragma warning disable CA1031 // the outbox file unreadable for a moment (locked, damaged): the report waits for the next look; the publisher reports the fault
-            catch (Exception ex) when (ex is not OperationCanceledException)
-#pragma warning restore CA1031
-            {
-                Log.StatusUnreadable(_logger, ex.Message, _interval);
-            }
-
-            try
-            {
-                await Task.Delay(_interval, _timeProvider, stoppingToken).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
+        }
+        finally
+        {
+            _connection.Connected -= onConnected;
         }
     }
 
