@@ -191,6 +191,14 @@ public sealed class EnrollDeviceOptions
     /// a command it has no handler for. The default value is true.
     /// </summary>
     public bool ReceiveCommands { get; set; } = true;
+
+    /// <summary>
+    /// How often, at most, the device reports its outbox (pending messages and bytes, oldest age, quarantined rows) to the
+    /// server on <c>enroll/v1/devices/{device_id}/status</c>: once after it connects, then when the outbox changed, never
+    /// more than once per interval. <see cref="TimeSpan.Zero"/> turns reporting off. The default value is 60 seconds.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan StatusReportInterval { get; set; } = TimeSpan.FromSeconds(60);
 }
 
 /// <summary>MQTT protocol versions the device can speak.</summary>

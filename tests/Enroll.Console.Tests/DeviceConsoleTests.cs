@@ -56,6 +56,40 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
     }
 
     [Fact]
+    public async Task DevicePage_ShowsTheRegistrationHistory_AndTheOutboxTheDeviceReported()
+    {
+        var (device, deviceId) = await OnlineDeviceAsync("gw-history");
+        await using (device)
+        {
+            // The device reports its outbox once it is connected (StatusReportInterval's first report).
+            await Eventually.ReturnsAsync(
+                async () => (await Server.Http.GetAsync($"/api/devices/{deviceId}/status")).StatusCode,
+                s => s == HttpStatusCode.OK,
+                Patience,
+                "the device's status report");
+        }
+
+        await Server.RevokeDeviceAsync(deviceId);
+        var page = await fixture.SignedInPageAsync();
+        await page.GotoAsync($"/#/devices/{deviceId}");
+
+        var history = page.Locator("#history-list");
+        await Expect(history).ToBeVisibleAsync();
+        await Expect(history.Locator("[data-kind='device.created']")).ToHaveCountAsync(1);
+        await Expect(history.Locator("[data-kind='device.registered']").First).ToBeVisibleAsync();
+        await Expect(history.Locator("[data-kind='device.revoked']")).ToHaveCountAsync(1);
+        await Expect(history.Locator("[data-kind='audit.device.revoke']")).ToHaveCountAsync(1);
+        var kinds = await history.Locator("[data-kind]").EvaluateAllAsync<string[]>("els => els.map(e => e.dataset.kind)");
+        // Oldest last: its creation and first registration (a Registration Token's time is its iat, whole seconds).
+        Assert.Equal(["device.created", "device.registered"], kinds[^2..].Order(StringComparer.Ordinal));
+        Assert.Contains(kinds[0], new[] { "device.revoked", "audit.device.revoke" });
+        await Expect(page.Locator("#outbox-pending")).ToHaveTextAsync("0 messages (0 bytes)");
+        await Expect(page.Locator("#outbox-quarantined")).ToHaveTextAsync("0");
+        await ConsoleFixture.ScreenshotAsync(page, "device-history");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task DesiredTwin_ChangedMeanwhile_IsRefusedWithReloadAdvice()
     {
         var (device, deviceId) = await OnlineDeviceAsync("gw-twin-412");

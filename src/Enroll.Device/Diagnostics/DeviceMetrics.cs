@@ -32,6 +32,7 @@ internal static class DeviceInstruments
     public const string OutboxAcknowledged = "enroll.device.outbox.acknowledged";
     public const string OutboxDropped = "enroll.device.outbox.dropped";
     public const string OutboxQuarantined = "enroll.device.outbox.quarantined";
+    public const string OutboxQuarantineDepth = "enroll.device.outbox.quarantine.depth";
 
     public static readonly IReadOnlyList<InstrumentDeclaration> All =
     [
@@ -47,6 +48,7 @@ internal static class DeviceInstruments
         new(OutboxAcknowledged, InstrumentKind.Counter, "{message}", "Messages acknowledged by the broker and deleted", ""),
         new(OutboxDropped, InstrumentKind.Counter, "{message}", "Messages dropped by the DropOldest overflow policy", ""),
         new(OutboxQuarantined, InstrumentKind.Counter, "{message}", "Rows moved to quarantine: undecodable, refused for good by the broker, or too large for its packet limit", ""),
+        new(OutboxQuarantineDepth, InstrumentKind.Gauge, "{message}", "Rows held in the outbox's quarantine table now (kept with their reason, never sent)", ""),
     ];
 
     /// <summary>The declaration of <paramref name="name"/>; throws when it is not declared.</summary>

@@ -184,4 +184,13 @@ internal static partial class Log
 
     [LoggerMessage(234, LogLevel.Warning, "Transfer {TransferId} moved to quarantine: {Reason}")]
     public static partial void TransferQuarantined(ILogger logger, string transferId, string reason);
+
+    [LoggerMessage(260, LogLevel.Debug, "Reported the outbox to the server: {Pending} pending ({Bytes} bytes), {Quarantined} quarantined")]
+    public static partial void StatusReported(ILogger logger, long pending, long bytes, long quarantined);
+
+    [LoggerMessage(261, LogLevel.Debug, "Reporting the outbox to the server failed ({Reason}); trying again in {Interval}")]
+    public static partial void StatusReportFailed(ILogger logger, string reason, TimeSpan interval);
+
+    [LoggerMessage(262, LogLevel.Debug, "Could not read the outbox for a status report ({Reason}); trying again in {Interval}")]
+    public static partial void StatusUnreadable(ILogger logger, string reason, TimeSpan interval);
 }

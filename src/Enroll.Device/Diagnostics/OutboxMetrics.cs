@@ -2,7 +2,7 @@ using System.Diagnostics.Metrics;
 
 namespace Enroll.Device.Diagnostics;
 
-/// <summary>Outbox instruments (declared in <see cref="DeviceInstruments"/>): depth, bytes and oldest age as gauges; sent, acknowledged, dropped and quarantined as counters.</summary>
+/// <summary>Outbox instruments (declared in <see cref="DeviceInstruments"/>): depth, bytes, oldest age and quarantine depth as gauges; sent, acknowledged, dropped and quarantined as counters.</summary>
 internal sealed class OutboxMetrics
 {
     public const string Depth = DeviceInstruments.OutboxDepth;
@@ -12,6 +12,7 @@ internal sealed class OutboxMetrics
     public const string Acknowledged = DeviceInstruments.OutboxAcknowledged;
     public const string DroppedName = DeviceInstruments.OutboxDropped;
     public const string Quarantined = DeviceInstruments.OutboxQuarantined;
+    public const string QuarantineDepth = DeviceInstruments.OutboxQuarantineDepth;
 
     private static readonly KeyValuePair<string, object?>[] PublishTags = [new("messaging.system", "mqtt"), new("messaging.operation.name", "publish")];
 
@@ -30,12 +31,16 @@ internal sealed class OutboxMetrics
         _quarantined = DeviceInstruments.Counter(_meter, Quarantined);
     }
 
-    /// <summary>Publishes the outbox's depth, bytes and oldest age as observable gauges.</summary>
+    /// <summary>
+    /// Publishes the outbox's depth, bytes, oldest age and quarantine depth as observable gauges, read from the outbox file
+    /// when a listener collects (the rows another process stored included).
+    /// </summary>
     public void Observe(Enroll.Device.DeviceOutbox outbox)
     {
         Gauge(Depth, () => outbox.GetStatistics().Depth);
         Gauge(Bytes, () => outbox.GetStatistics().Bytes);
         Gauge(OldestAge, () => outbox.GetStatistics().OldestAge?.TotalSeconds ?? 0);
+        Gauge(QuarantineDepth, () => outbox.GetStatistics().Quarantined);
     }
 
     private void Gauge<T>(string name, Func<T> observe)

@@ -19,7 +19,8 @@ public static class EnrollDeviceServiceCollectionExtensions
     /// <see cref="Enroll.Device.EnrollDeviceAgent"/> hosted service that registers the device and keeps it registered, and the
     /// <see cref="Enroll.Device.OutboxPublisher"/> that delivers what <see cref="Enroll.Device.DeviceOutbox"/> stores.
     /// The <see cref="Enroll.Device.DeviceTwin"/> and <see cref="Enroll.Device.DeviceCommands"/> are kept in step with the
-    /// server by a hosted service on the device's connection. Options are validated at start.
+    /// server by a hosted service on the device's connection, and another reports the outbox to the server
+    /// (<see cref="Enroll.Device.EnrollDeviceOptions.StatusReportInterval"/>). Options are validated at start.
     /// Replace <see cref="Enroll.Device.ICredentialStore"/> or <see cref="Enroll.Device.IDeviceInfoProvider"/> by registering
     /// your own before or after this call.
     /// </summary>
@@ -141,6 +142,14 @@ public static class EnrollDeviceServiceCollectionExtensions
             sp.GetRequiredService<ILogger<Enroll.Device.DeviceManagementAgent>>(),
             sp.GetRequiredService<Enroll.Device.DeviceHealth>(),
             sp.GetRequiredService<Enroll.Device.Jitter>()));
+        services.AddHostedService(sp => new Enroll.Device.DeviceStatusReporter(
+            sp.GetRequiredService<IDeviceConnection>(),
+            sp.GetRequiredService<RequestChannel>(),
+            sp.GetRequiredService<ServerRequestSender>(),
+            sp.GetRequiredService<Enroll.Device.DeviceOutbox>(),
+            sp.GetRequiredService<IOptions<Enroll.Device.EnrollDeviceOptions>>(),
+            sp.GetRequiredService<TimeProvider>(),
+            sp.GetRequiredService<ILogger<Enroll.Device.DeviceStatusReporter>>()));
         return services;
     }
 

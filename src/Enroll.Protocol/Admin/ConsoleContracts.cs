@@ -126,6 +126,57 @@ public sealed record FleetOverview
     public required IReadOnlyList<RefusalInfo> Refusals { get; init; }
 }
 
+// --- Issue 15, device status reports and registration history (status part). ---
+
+/// <summary>
+/// One entry of <c>GET /api/devices/{id}/history</c>: something that happened to the device's registration, read from
+/// the rows the registry keeps (provisioning operations, the device, its Registration Tokens, the audit log).
+/// </summary>
+public sealed record DeviceHistoryEntry
+{
+    /// <summary>The entry's cursor: pass it as <c>before</c> to get the entries older than this one.</summary>
+    public required string Id { get; init; }
+
+    public DateTimeOffset At { get; init; }
+
+    /// <summary>
+    /// <c>operation.created</c>, <c>operation.approved</c>, <c>operation.rejected</c>, <c>operation.expired</c>,
+    /// <c>device.created</c>, <c>device.registered</c> (a Registration Token issued by registering or re-registering,
+    /// provisioning included), <c>device.revoked</c>, or <c>audit.</c> followed by an operator action on the device
+    /// (<c>audit.device.revoke</c>, <c>audit.twin.desired</c>, ...).
+    /// </summary>
+    public required string Kind { get; init; }
+
+    /// <summary>Who: an operator's name, <c>auto-approve</c>, or <c>device</c> for what the device did itself.</summary>
+    public string? By { get; init; }
+
+    /// <summary>The provisioning operation it belongs to, if any.</summary>
+    public string? OperationId { get; init; }
+
+    /// <summary>The Provisioning Token used, if any.</summary>
+    public string? ProvisioningTokenId { get; init; }
+
+    /// <summary>True for an operation that re-provisions an existing (or revoked) device.</summary>
+    public bool? Reprovision { get; init; }
+
+    /// <summary>The client ID it concerned.</summary>
+    public string? ClientId { get; init; }
+
+    /// <summary>More, for people: a rejection's reason, an audit entry's detail.</summary>
+    public string? Detail { get; init; }
+}
+
+/// <summary><c>GET /api/devices/{id}/history</c>: a page of the device's history, newest first, and its last status report.</summary>
+public sealed record DeviceHistoryPage
+{
+    public required string DeviceId { get; init; }
+
+    public required IReadOnlyList<DeviceHistoryEntry> Items { get; init; }
+
+    /// <summary>The outbox the device last reported, if it ever did.</summary>
+    public DeviceOutboxInfo? Outbox { get; init; }
+}
+
 /// <summary>JSON of the console's API bodies (snake_case, like <see cref="AdminJsonContext"/>).</summary>
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(ServerEvent))]
@@ -134,4 +185,6 @@ public sealed record FleetOverview
 [JsonSerializable(typeof(FleetOverview))]
 [JsonSerializable(typeof(ItemList<RefusalInfo>))]
 [JsonSerializable(typeof(ItemList<DeviceOutboxInfo>))]
+[JsonSerializable(typeof(DeviceOutboxInfo))]
+[JsonSerializable(typeof(DeviceHistoryPage))]
 public sealed partial class ConsoleJsonContext : JsonSerializerContext;

@@ -32,6 +32,8 @@ namespace Enroll.Protocol.Json;
 [JsonSerializable(typeof(CommandResultResponse))]
 [JsonSerializable(typeof(TransferStatusRequest))]
 [JsonSerializable(typeof(TransferStatusResponse))]
+[JsonSerializable(typeof(DeviceStatusRequest))]
+[JsonSerializable(typeof(DeviceStatusResponse))]
 [JsonSerializable(typeof(ErrorBody))]
 [JsonSerializable(typeof(ErrorResponse))]
 [JsonSerializable(typeof(ServerKeySet))]

@@ -48,8 +48,12 @@ public static class EnrollRequests
     public static EnrollRequest<TransferStatusRequest, TransferStatusResponse> TransferStatus { get; } = new(
         EnrollTopics.DeviceRequest("transfers/status"), "transfer_status", EnrollJsonContext.Default.TransferStatusRequest, EnrollJsonContext.Default.TransferStatusResponse);
 
+    /// <summary>Reports the device's own state (its outbox) for the console; the server keeps the latest (issue 15).</summary>
+    public static EnrollRequest<DeviceStatusRequest, DeviceStatusResponse> DeviceStatus { get; } = new(
+        EnrollTopics.DeviceRequest("status"), "device_status", EnrollJsonContext.Default.DeviceStatusRequest, EnrollJsonContext.Default.DeviceStatusResponse);
+
     /// <summary>Every request type, in the order of the protocol description.</summary>
-    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport, CommandsPending, CommandResult, TransferStatus];
+    public static IReadOnlyList<EnrollRequest> All { get; } = [Register, ProvisioningInit, ProvisioningComplete, TokensRefresh, TwinGet, TwinReport, CommandsPending, CommandResult, TransferStatus, DeviceStatus];
 
     /// <summary>The requests any client may publish, signed in or not (their topics are fixed).</summary>
     public static IReadOnlyList<EnrollRequest> Open { get; } = [.. All.Where(r => !r.IsDeviceScoped)];

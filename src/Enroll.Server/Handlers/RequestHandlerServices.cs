@@ -18,6 +18,7 @@ internal static class RequestHandlerServices
         services.AddRequestHandler(EnrollRequests.CommandsPending, sp => ActivatorUtilities.CreateInstance<CommandsPendingHandler>(sp));
         services.AddRequestHandler(EnrollRequests.CommandResult, sp => ActivatorUtilities.CreateInstance<CommandResultHandler>(sp));
         services.AddRequestHandler(EnrollRequests.TransferStatus, sp => ActivatorUtilities.CreateInstance<TransferStatusHandler>(sp));
+        services.AddRequestHandler(EnrollRequests.DeviceStatus, sp => ActivatorUtilities.CreateInstance<DeviceStatusHandler>(sp));
         return services;
     }
 

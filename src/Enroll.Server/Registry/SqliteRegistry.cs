@@ -275,7 +275,18 @@ internal sealed partial class SqliteRegistry : IRegistry
         """,
         // Issue 15, console: device status reports and registration history (IDeviceStatusStore).
         """
-        SELECT 1;
+        CREATE TABLE device_status (
+            device_id TEXT PRIMARY KEY,
+            reported_at INTEGER NOT NULL,
+            pending INTEGER NOT NULL,
+            pending_bytes INTEGER NOT NULL,
+            oldest_age_s REAL,
+            quarantined INTEGER NOT NULL
+        );
+        CREATE INDEX device_status_pending ON device_status (pending DESC, pending_bytes DESC, device_id);
+        CREATE INDEX provisioning_operations_device ON provisioning_operations (device_id);
+        CREATE INDEX provisioning_operations_reprovision ON provisioning_operations (reprovision_of);
+        CREATE INDEX audit_log_target ON audit_log (target, id);
         """,
     ];
 

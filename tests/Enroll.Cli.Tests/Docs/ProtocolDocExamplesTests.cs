@@ -173,6 +173,18 @@ public sealed partial class ProtocolDocExamplesTests(ITestOutputHelper output)
         Assert.Contains("All subscription requests were denied.", otherDevice.StandardError, StringComparison.Ordinal);
         Assert.Equal(("{}", 0L, "{}", 0L), await server.TwinInStoreAsync(env["OTHER_DEVICE_ID"]));
 
+        using (var statusAnswer = await RunJsonAsync("device-status"))
+        {
+            Assert.True(statusAnswer.RootElement.GetProperty("received_at").GetDateTimeOffset() > DateTimeOffset.UtcNow.AddMinutes(-5));
+        }
+
+        using (var status = JsonDocument.Parse(await server.Http.GetStringAsync(new Uri($"/api/devices/{env["DEVICE_ID"]}/status", UriKind.Relative))))
+        {
+            Assert.Equal(3, status.RootElement.GetProperty("pending").GetInt64());
+            Assert.Equal(2048, status.RootElement.GetProperty("pending_bytes").GetInt64());
+            Assert.Equal(95, status.RootElement.GetProperty("oldest_age_seconds").GetDouble());
+        }
+
         // A new example on the page is a new step above, so no example goes stale unrun.
         Assert.Equal(examples.Keys.Order(StringComparer.Ordinal), ran.Order(StringComparer.Ordinal));
 

@@ -24,6 +24,7 @@ internal static class DeviceScopedAccess
         "commands/pending" => """{"request_id":"iso-pending"}""",
         "commands/result" => """{"command_id":"cmd_01isolation","status":"succeeded","request_id":"iso-result"}""",
         "transfers/status" => """{"transfer_id":"iso-transfer","request_id":"iso-status"}""",
+        "status" => """{"outbox":{"pending":1,"pending_bytes":10,"quarantined":0},"request_id":"iso-device-status"}""",
         _ => throw new ArgumentOutOfRangeException(nameof(request), request, "a device-scoped request this helper does not know: add its payload"),
     };
 

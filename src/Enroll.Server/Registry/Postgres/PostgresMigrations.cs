@@ -277,7 +277,18 @@ internal static class PostgresMigrations
         """,
         // Issue 15, console: device status reports and registration history (IDeviceStatusStore).
         """
-        SELECT 1;
+        CREATE TABLE device_status (
+            device_id text PRIMARY KEY,
+            reported_at bigint NOT NULL,
+            pending bigint NOT NULL,
+            pending_bytes bigint NOT NULL,
+            oldest_age_s double precision,
+            quarantined bigint NOT NULL
+        );
+        CREATE INDEX device_status_pending ON device_status (pending DESC, pending_bytes DESC, device_id);
+        CREATE INDEX provisioning_operations_device ON provisioning_operations (device_id);
+        CREATE INDEX provisioning_operations_reprovision ON provisioning_operations (reprovision_of);
+        CREATE INDEX audit_log_target ON audit_log (target, id);
         """,
     ];
 

@@ -99,21 +99,51 @@ export async function devicePage(container, id) {
     } catch (err) { flash(`Revoke failed: ${err.message}`, true); }
   }
 
-  async function loadHistory() {
-    try {
-      const body = await get(`${path}/history`);
-      const items = body.items || body.operations || [];
-      const tokens = body.registration_tokens || body.tokens || [];
-      clear(history, h('h2', {}, 'Registration history'),
-        h('h3', {}, 'Provisioning operations'),
-        items.length === 0 ? h('p', { class: 'muted' }, 'None recorded.') : table(['Operation', 'Status', 'Created', 'Decided by', 'Reason'],
-          items.map((op) => row(['Operation', 'Status', 'Created', 'Decided by', 'Reason'], [h('span', { class: 'mono' }, op.operation_id), op.status, when(op.created_at), op.decided_by || '—', op.reason || '—']))),
-        h('h3', {}, 'Registration tokens (expiries)'),
-        tokens.length === 0 ? h('p', { class: 'muted' }, 'None recorded.') : table(['Token', 'Issued', 'Expires', 'State'],
-          tokens.map((t) => row(['Token', 'Issued', 'Expires', 'State'], [h('span', { class: 'mono' }, t.jti || t.id || '—'), when(t.issued_at), when(t.expires_at), t.state || t.status || '—']))));
-    } catch (err) {
-      clear(history, h('h2', {}, 'Registration history'), h('p', { class: 'muted' }, err.status === 404 ? 'This server does not keep a registration history.' : err.message));
+  // --- Registration history (GET /api/devices/{id}/history, newest first, paged by `before`) and the reported outbox.
+  const historyColumns = ['When', 'What', 'By', 'Operation', 'Token', 'Detail'];
+  const historyKinds = {
+    'operation.created': 'Provisioning requested', 'operation.approved': 'Approved', 'operation.rejected': 'Rejected',
+    'operation.expired': 'Request expired', 'device.created': 'Device created', 'device.registered': 'Registered', 'device.revoked': 'Revoked',
+  };
+  const historyBody = h('tbody', { id: 'history-rows' });
+  const olderHistory = h('button', { type: 'button', class: 'secondary', id: 'history-older', hidden: true }, 'Older entries');
+  let historyCursor = null;
+
+  function historyRow(e) {
+    const what = historyKinds[e.kind] || (e.kind.startsWith('audit.') ? `Operator: ${e.kind.slice(6)}` : e.kind);
+    const detail = [e.reprovision ? 're-provisioning' : null, e.detail, e.client_id ? `client ${e.client_id}` : null].filter(Boolean).join(' · ');
+    return row(historyColumns, [when(e.at), h('span', { class: 'history-kind', dataset: { kind: e.kind } }, what), e.by || '—',
+      e.operation_id ? h('span', { class: 'mono' }, e.operation_id) : '—', e.provisioning_token_id ? h('span', { class: 'mono' }, e.provisioning_token_id) : '—',
+      detail || '—'], { 'data-history': e.id });
+  }
+
+  async function loadHistory(more = false) {
+    const q = `limit=50${more && historyCursor ? `&before=${encodeURIComponent(historyCursor)}` : ''}`;
+    const body = await get(`${path}/history?${q}`);
+    const items = body.items || [];
+    if (!more) {
+      clear(historyBody);
+      renderOutbox(body.outbox);
     }
+    for (const e of items) historyBody.append(historyRow(e));
+    historyCursor = items.length > 0 ? items[items.length - 1].id : historyCursor;
+    olderHistory.hidden = items.length < 50;
+    clear(history, h('h2', {}, 'Registration history'),
+      historyBody.childElementCount === 0 ? h('p', { class: 'muted' }, 'Nothing recorded.')
+        : h('div', { class: 'table-wrap' }, h('table', { class: 'cards', id: 'history-list' },
+          h('caption', { class: 'muted' }, 'Provisioning, registrations and operator actions, newest first'),
+          h('thead', {}, h('tr', {}, historyColumns.map((c) => h('th', { scope: 'col' }, c)))), historyBody)),
+      h('div', { class: 'actions' }, olderHistory));
+  }
+  olderHistory.addEventListener('click', () => loadHistory(true).catch((err) => flash(err.message, true)));
+
+  function renderOutbox(mine) {
+    clear(outbox, h('h2', {}, 'Outbox'), mine ? h('dl', { class: 'kv', id: 'outbox-report' },
+      h('dt', {}, 'Reported'), h('dd', {}, when(mine.reported_at)),
+      h('dt', {}, 'Pending'), h('dd', { id: 'outbox-pending' }, `${mine.pending} message${mine.pending === 1 ? '' : 's'} (${mine.pending_bytes} bytes)`),
+      h('dt', {}, 'Oldest'), h('dd', {}, mine.oldest_age_seconds != null ? `${Math.round(mine.oldest_age_seconds)} s when reported` : '—'),
+      h('dt', {}, 'Quarantined'), h('dd', { id: 'outbox-quarantined' }, String(mine.quarantined)))
+      : h('p', { class: 'muted' }, 'The device has not reported its outbox.'));
   }
 
   async function loadMessages() {
@@ -130,18 +160,6 @@ export async function devicePage(container, id) {
       : table(['Name', 'Size', 'Received', 'Download'], list.map((f) => row(['Name', 'Size', 'Received', 'Download'], [
         f.name, `${f.size} bytes`, when(f.received_at),
         h('a', { href: `/api/files/${encodeURIComponent(f.file_id)}/content`, download: f.name }, `Download ${f.name}`)]))));
-  }
-
-  async function loadOutbox() {
-    try {
-      const overview = await get('/api/overview');
-      const mine = (overview.outboxes || []).find((o) => o.device_id === id);
-      clear(outbox, h('h2', {}, 'Outbox'), mine ? h('dl', { class: 'kv' },
-        h('dt', {}, 'Reported'), h('dd', {}, when(mine.reported_at)),
-        h('dt', {}, 'Pending'), h('dd', {}, `${mine.pending} (${mine.pending_bytes} bytes)`),
-        h('dt', {}, 'Oldest'), h('dd', {}, mine.oldest_age_seconds != null ? `${Math.round(mine.oldest_age_seconds)} s` : '—'),
-        h('dt', {}, 'Quarantined'), h('dd', {}, String(mine.quarantined))) : h('p', { class: 'muted' }, 'The device has not reported its outbox.'));
-    } catch { outbox.hidden = true; }
   }
 
   // --- Twin: desired (editable, with the version it was read at) and reported.
@@ -225,15 +243,15 @@ export async function devicePage(container, id) {
     renderCommands();
   }
 
-  const refresh = () => Promise.all([loadTwin(), loadCommands()]).catch(() => {});
+  const refresh = () => Promise.all([loadTwin(), loadCommands(), loadHistory()]).catch(() => {});
   const unsubscribe = [
     subscribe('command', (e) => { if (e.command && e.command.device_id === id) { commands.set(e.command.command_id, { ...commands.get(e.command.command_id), ...e.command }); renderCommands(); } }),
     subscribe('twin', (e) => { if (e.device_id === id) loadTwin().catch(() => {}); }),
-    subscribe('device', (e) => { if (e.device && e.device.device_id === id) renderInfo(e.device); }),
+    subscribe('device', (e) => { if (e.device && e.device.device_id === id) { renderInfo(e.device); loadHistory().catch(() => {}); } }),
     subscribe('resync', refresh),
     subscribe('poll', refresh),
   ];
   renderInfo(device);
-  await Promise.all([loadTwin(), loadCommands(), loadHistory(), loadMessages(), loadFiles(), loadOutbox()].map((p) => p.catch((err) => flash(err.message, true))));
+  await Promise.all([loadTwin(), loadCommands(), loadHistory(), loadMessages(), loadFiles()].map((p) => p.catch((err) => flash(err.message, true))));
   return () => unsubscribe.forEach((u) => u());
 }
