@@ -13,6 +13,7 @@ public sealed class MaintainerScriptSyntaxTests
         { "deploy/debian/postrm", "sh" },
         { "scripts/build-deb.sh", "bash" },
         { "scripts/test.sh", "bash" },
+        { "scripts/test-arm-emulated.sh", "bash" },
     };
 
     [Theory]
