@@ -21,8 +21,12 @@ public sealed class MaintainerScriptTests(ITestOutputHelper output)
         using var root = FakeRoot();
         string R(string path) => root.Path + path;
 
-        // Install: a system user without a shell whose home is the state folder; the folder owner-only; the conffile for
-        // root and the agent's group; the unit enabled.
+        // The Provisioning Token as a manufacturer writes it before the package is installed (tokenFile in agent.json).
+        Directory.CreateDirectory(R("/etc/enroll"));
+        await File.WriteAllTextAsync(R("/etc/enroll/provisioning-token"), "ept_factory.secret\n");
+
+        // Install: a system user without a shell whose home is the state folder; the folder owner-only; the conffile and
+        // the token file for root and the agent's group; the unit enabled.
         await DpkgAsync(root, "--install", deb);
         var passwd = Entry(R("/etc/passwd"));
         Assert.NotNull(passwd);
@@ -33,6 +37,7 @@ public sealed class MaintainerScriptTests(ITestOutputHelper output)
         Assert.Equal(gid.ToString(System.Globalization.CultureInfo.InvariantCulture), Entry(R("/etc/group"))?[2]);
         await AssertOwnerAndModeAsync(R("/var/lib/enroll-agent"), $"{uid}:{gid}", "700");
         await AssertOwnerAndModeAsync(R("/etc/enroll/agent.json"), $"0:{gid}", "640");
+        await AssertOwnerAndModeAsync(R("/etc/enroll/provisioning-token"), $"0:{gid}", "640");
         var wants = R("/etc/systemd/system/multi-user.target.wants/enroll-agent.service");
         var systemctl = HasProgram("systemctl");
         if (systemctl)
@@ -62,10 +67,11 @@ public sealed class MaintainerScriptTests(ITestOutputHelper output)
         Assert.True(File.Exists(R("/etc/enroll/agent.json")));
         Assert.NotNull(Entry(R("/etc/passwd")));
 
-        // Purge: a factory reset. State, configuration, user and group are gone.
+        // Purge: a factory reset. State, configuration, user and group are gone; the manufacturer's token stays, so the
+        // device can provision itself again when the package is installed again.
         await DpkgAsync(root, "--purge", "enroll-agent");
         Assert.False(Directory.Exists(R("/var/lib/enroll-agent")));
-        Assert.False(Directory.Exists(R("/etc/enroll")));
+        Assert.Equal(["provisioning-token"], Directory.GetFileSystemEntries(R("/etc/enroll")).Select(Path.GetFileName));
         Assert.Null(Entry(R("/etc/passwd")));
         Assert.Null(Entry(R("/etc/group")));
         Assert.Null(Entry(R("/etc/shadow")));
