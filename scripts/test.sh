@@ -21,12 +21,29 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresq
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || packages+=(faketime)
 # Chromium: the console's browser tests drive Debian's build through Playwright (never a downloaded browser).
 [ -x /usr/bin/chromium ] || packages+=(chromium)
+# The agent's package and emulation tests (tests/Enroll.Agent.Tests): qemu-user runs the arm64 agent against the x64
+# server. binfmt_misc may not be registerable (containers): the tests call qemu-aarch64-static explicitly.
+have qemu-aarch64-static || packages+=(qemu-user-static)
+have update-binfmts || packages+=(binfmt-support)
+have shellcheck || packages+=(shellcheck)
+# scripts/build-deb.sh reads the libraries the agent links (Depends) with readelf.
+have readelf || packages+=(binutils)
+# The arm64 agent's own runtime libraries, from Debian's arm64 archive (multiarch, beside the host's): its loader, libc,
+# libstdc++/libgcc, and OpenSSL (TLS, token signatures). qemu then finds them where an arm64 Debian keeps them.
+foreign=()
+if [ ! -e /lib/ld-linux-aarch64.so.1 ] || [ ! -e /usr/lib/aarch64-linux-gnu/libssl.so.3 ] || [ ! -e /usr/lib/aarch64-linux-gnu/libstdc++.so.6 ]; then
+  foreign+=(arm64)
+  packages+=(libc6:arm64 libstdc++6:arm64 libgcc-s1:arm64 libssl3:arm64)
+fi
 if [ ${#packages[@]} -gt 0 ]; then
   log "Installing ${packages[*]}"
   sudo_cmd=()
   if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
   # Package scripts must not start system-wide services (they would take port 1883); tests start their own.
   export DEBIAN_FRONTEND=noninteractive RUNLEVEL=1
+  for architecture in "${foreign[@]}"; do
+    dpkg --print-foreign-architectures | grep -qx "$architecture" || "${sudo_cmd[@]}" dpkg --add-architecture "$architecture"
+  done
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${packages[@]}"
   # postgresql-common creates a "main" cluster; with RUNLEVEL=1 it is not started, but stop it if it was (port 5432).
@@ -47,11 +64,13 @@ rm -rf "$results"
 mkdir -p "$results"
 log "Running tests"
 set +e
+# A test that hangs is dumped and killed after 15 minutes: the agent's package and emulation tests publish the agent
+# (Native AOT, minutes on a busy machine) inside their first test, and each of their steps has its own shorter limit.
 dotnet test Enroll.slnx -c Release --no-build --nologo \
   --results-directory "$results" \
   --logger "trx" \
   --logger "console;verbosity=normal" \
-  --blame-hang-timeout 5m
+  --blame-hang-timeout 15m
 test_exit=$?
 set -e
 

@@ -1,6 +1,4 @@
 using System.CommandLine;
-using System.CommandLine.Invocation;
-using System.CommandLine.Parsing;
 using Enroll.Cli.Commands;
 using Enroll.Cli.Infrastructure;
 
@@ -10,7 +8,7 @@ namespace Enroll.Cli;
 internal static class EnrollCli
 {
     /// <summary>The exit code of a command interrupted by Ctrl+C before it finished (128 + SIGINT).</summary>
-    public const int Interrupted = 130;
+    public const int Interrupted = ExitCodes.Interrupted;
 
     public static RootCommand Build()
     {
@@ -33,58 +31,7 @@ internal static class EnrollCli
         return root;
     }
 
-    /// <summary>
-    /// Parses <paramref name="args"/> and runs the command. Response files are off (<c>@FILE</c> is an option's value, as
-    /// in <c>--data @FILE</c>). A usage error is one line and exit code 2, without the help text; any other failure is one
-    /// line from <see cref="Failures"/> (and the full exception with <c>--verbose</c>).
-    /// </summary>
-    public static async Task<int> RunAsync(IReadOnlyList<string> args, InvocationConfiguration? configuration = null)
-    {
-        configuration ??= new InvocationConfiguration();
-        configuration.EnableDefaultExceptionHandler = false;
-        var error = configuration.Error;
-        ParseResult? parse = null;
-        try
-        {
-            parse = Build().Parse(args, new ParserConfiguration { ResponseFileTokenReplacer = null });
-            if (parse.Action is ParseErrorAction)
-            {
-                error.WriteLine($"enroll: {DescribeErrors(parse)} (see {CommandPath(parse.CommandResult)} --help)");
-                return ExitCodes.Usage;
-            }
-
-            return await parse.InvokeAsync(configuration);
-        }
-        catch (OperationCanceledException)
-        {
-            return Interrupted;
-        }
-        catch (Exception ex)
-        {
-            return Failures.Report(error, ex, parse is not null && CliOptions.IsVerbose(parse));
-        }
-    }
-
-    private static string DescribeErrors(ParseResult parse)
-    {
-        var messages = parse.Errors.Select(e => e.Message.TrimEnd('.')).Distinct(StringComparer.Ordinal).ToList();
-        return messages.Count == 1 ? messages[0] : $"{messages[0]} (and {messages.Count - 1} more)";
-    }
-
-    /// <summary><c>enroll device status</c> for the command <paramref name="result"/> is part of.</summary>
-    private static string CommandPath(CommandResult result)
-    {
-        var names = new List<string>();
-        for (SymbolResult? current = result; current is CommandResult command; current = command.Parent)
-        {
-            if (command.Parent is not null)
-            {
-                names.Add(command.Command.Name);
-            }
-        }
-
-        names.Add("enroll");
-        names.Reverse();
-        return string.Join(' ', names);
-    }
+    /// <summary>Parses <paramref name="args"/> and runs the command: <see cref="CommandRunner.RunAsync"/> on the whole tree.</summary>
+    public static Task<int> RunAsync(IReadOnlyList<string> args, InvocationConfiguration? configuration = null) =>
+        CommandRunner.RunAsync(Build(), args, configuration);
 }

@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Diagnostics.CodeAnalysis;
 using Enroll.Protocol;
 
 namespace Enroll.Device;
@@ -8,6 +9,10 @@ namespace Enroll.Device;
 /// </summary>
 public sealed class EnrollDeviceOptions
 {
+    // The attributes below are read by the source-generated EnrollDeviceOptionsValidator, which checks with its own copies
+    // of Range and MaxLength: nothing instantiates these through reflection, so trimming cannot break them.
+    private const string ValidatedBySourceGenerator = "Checked by the source-generated EnrollDeviceOptionsValidator, never through reflection";
+
     /// <summary>The configuration section the options bind to.</summary>
     public const string SectionName = "Enroll:Device";
 
@@ -47,6 +52,7 @@ public sealed class EnrollDeviceOptions
     public string? DesiredDeviceId { get; set; }
 
     /// <summary>A human-friendly name shown to operators.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [MaxLength(256)]
     public string? DeviceName { get; set; }
 
@@ -68,6 +74,7 @@ public sealed class EnrollDeviceOptions
     public MqttProtocol ProtocolVersion { get; set; } = MqttProtocol.V500;
 
     /// <summary>How long to wait for the answer to one request before trying again. The default value is 10 seconds.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
     public TimeSpan AttemptTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
@@ -76,10 +83,12 @@ public sealed class EnrollDeviceOptions
     public int MaxAttempts { get; set; } = 8;
 
     /// <summary>The first retry delay; later delays double. The default value is 1 second.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00.001", "01:00:00")]
     public TimeSpan InitialBackoff { get; set; } = TimeSpan.FromSeconds(1);
 
     /// <summary>The longest delay between attempts. The default value is 60 seconds.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00.001", "1.00:00:00")]
     public TimeSpan MaxBackoff { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -112,6 +121,7 @@ public sealed class EnrollDeviceOptions
     public bool EncryptRequests { get; set; }
 
     /// <summary>Tolerated difference between the device's clock and the server's. The default value is 60 seconds.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00", "01:00:00")]
     public TimeSpan ClockSkew { get; set; } = TimeSpan.FromSeconds(60);
 
@@ -120,10 +130,12 @@ public sealed class EnrollDeviceOptions
     /// lifetime: when about 20 % of it remains (±5 % jitter), at least this long before expiry where that is at most 20 %
     /// of the lifetime, and never sooner than 30 seconds (or half the lifetime) after issue. The default value is 5 minutes.
     /// </summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan AccessTokenRenewBefore { get; set; } = TimeSpan.FromMinutes(5);
 
     /// <summary>MQTT keep-alive period. The default value is 30 seconds.</summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
     public TimeSpan KeepAlive { get; set; } = TimeSpan.FromSeconds(30);
 

@@ -17,14 +17,23 @@ internal static class DeviceCommand
     public static Command Create()
     {
         var command = new Command("device", "Act as a device: register, run the agent, show status");
-        command.Subcommands.Add(Register());
-        command.Subcommands.Add(Run());
-        command.Subcommands.Add(Send());
-        command.Subcommands.Add(DeviceUploadCommand.Create());
-        command.Subcommands.Add(Status());
-        command.Subcommands.Add(DeviceManagementCommands.Twin());
-        command.Subcommands.Add(DeviceManagementCommands.Report());
+        AddTo(command);
         return command;
+    }
+
+    /// <summary>
+    /// Adds the device commands (register, run, send, upload, status, twin, report) under <paramref name="parent"/>:
+    /// <c>enroll device</c> in the full tool, the root command of the device agent <c>enroll-agent</c>.
+    /// </summary>
+    public static void AddTo(Command parent)
+    {
+        parent.Subcommands.Add(Register());
+        parent.Subcommands.Add(Run());
+        parent.Subcommands.Add(Send());
+        parent.Subcommands.Add(DeviceUploadCommand.Create());
+        parent.Subcommands.Add(Status());
+        parent.Subcommands.Add(DeviceManagementCommands.Twin());
+        parent.Subcommands.Add(DeviceManagementCommands.Report());
     }
 
     /// <summary>Options every device command shares.</summary>
@@ -35,6 +44,11 @@ internal static class DeviceCommand
         public Option<string?> ClientId { get; } = new("--client-id") { Description = "The device's own identifier (serial number, MAC); remembered in the state folder" };
 
         public Option<string?> Token { get; } = new("--token") { Description = "A Provisioning Token; remembered in the state folder" };
+
+        public Option<string?> TokenFile { get; } = new("--token-file")
+        {
+            Description = "Read the Provisioning Token from this file (written at manufacturing time; a missing file means no token); --token wins",
+        };
 
         public Option<string?> Org { get; } = new("--org") { Description = "The organisation to join (default: the token's)" };
 
@@ -84,7 +98,7 @@ internal static class DeviceCommand
                 }
             });
 
-            foreach (var option in new Option[] { Broker, ClientId, Token, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages, OutboxMaxBytes })
+            foreach (var option in new Option[] { Broker, ClientId, Token, TokenFile, Org, DesiredDeviceId, Name, State, AttemptTimeout, MaxAttempts, MaxBackoff, MqttVersion, ServerKeys, Ca, Cert, Key, Encrypt, OutboxMaxMessages, OutboxMaxBytes })
             {
                 command.Options.Add(option);
             }
@@ -109,6 +123,7 @@ internal static class DeviceCommand
                 var other => throw new CliUsageException($"--mqtt-version must be 5 or 3.1.1, not '{other}'"),
             };
 
+            var token = parse.GetValue(Token) ?? await ReadTokenFileAsync(parse.GetValue(TokenFile));
             var services = new ServiceCollection();
             var verbose = CliOptions.IsVerbose(parse);
             services.AddLogging(logging => logging
@@ -116,7 +131,7 @@ internal static class DeviceCommand
                 .SetMinimumLevel(verbose ? LogLevel.Debug : !longRunning ? LogLevel.None : logFormat == "json" ? LogLevel.Information : LogLevel.Warning)
                 .AddFilter("MQTTnet", LogLevel.Warning));
             services.AddMetrics();
-            otlpEndpoint ??= Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") is { Length: > 0 } fromEnv && longRunning ? ServerFlags.ParseOtlp(fromEnv) : null;
+            otlpEndpoint ??= Environment.GetEnvironmentVariable("OTEL_EXPORTER_OTLP_ENDPOINT") is { Length: > 0 } fromEnv && longRunning ? DeviceFlags.ParseOtlp(fromEnv) : null;
             if (otlpEndpoint is not null)
             {
                 // The device library's meter to an OpenTelemetry collector; started with the agent's other hosted services.
@@ -129,7 +144,7 @@ internal static class DeviceCommand
             {
                 o.Broker = parse.GetUri(Broker);
                 o.ClientId = clientId;
-                o.ProvisioningToken = parse.GetValue(Token);
+                o.ProvisioningToken = token;
                 o.OrgId = parse.GetValue(Org);
                 o.DesiredDeviceId = parse.GetValue(DesiredDeviceId);
                 o.DeviceName = parse.GetValue(Name);
@@ -166,6 +181,31 @@ internal static class DeviceCommand
 
             return provider;
         }
+    }
+
+    /// <summary>
+    /// The Provisioning Token in <c>--token-file</c>: its first line, trimmed. A missing file is no token (a device that is
+    /// registered needs none, and a factory reset may delete it); an empty or unreadable one is a usage error.
+    /// </summary>
+    private static async Task<string?> ReadTokenFileAsync(string? path)
+    {
+        if (path is null || !File.Exists(path))
+        {
+            return null;
+        }
+
+        string text;
+        try
+        {
+            text = await File.ReadAllTextAsync(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new CliUsageException($"--token-file {path}: cannot read {Path.GetFullPath(path)}: {ex.Message}");
+        }
+
+        var token = text.Split('\n', 2)[0].Trim();
+        return token.Length > 0 ? token : throw new CliUsageException($"--token-file {path}: {Path.GetFullPath(path)} is empty; write the Provisioning Token on its first line");
     }
 
     internal static Option<string> StateOption() => new("--state")
@@ -253,8 +293,8 @@ internal static class DeviceCommand
     private static Command Run()
     {
         var options = new DeviceOptions();
-        var logFormat = ServerFlags.LogFormatOption();
-        var otlpEndpoint = ServerFlags.OtlpEndpointOption();
+        var logFormat = DeviceFlags.LogFormatOption();
+        var otlpEndpoint = DeviceFlags.OtlpEndpointOption();
         var commandHandler = new Option<string?>("--command-handler")
         {
             Description = "Hand every command to PROGRAM: the command name is its argument, the payload JSON its standard input; exit 0 succeeds with standard output as the result, any other exit fails with standard error as the message; killed when the command expires",
@@ -284,7 +324,7 @@ internal static class DeviceCommand
 
                 var handlerProgram = parse.GetValue(commandHandler) is { } program ? new CommandHandlerProgram(ResolveProgram(program)) : null;
                 using var lifetime = new AgentLifetime(cancellationToken);
-                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime, logFormat: parse.GetValue(logFormat), otlpEndpoint: ServerFlags.ParseOtlp(parse.GetValue(otlpEndpoint)));
+                await using var provider = await options.BuildAsync(parse, longRunning: true, lifetime, logFormat: parse.GetValue(logFormat), otlpEndpoint: DeviceFlags.ParseOtlp(parse.GetValue(otlpEndpoint)));
                 if (handlerProgram is not null)
                 {
                     provider.GetRequiredService<DeviceCommands>().OnAnyCommand(handlerProgram.RunAsync);

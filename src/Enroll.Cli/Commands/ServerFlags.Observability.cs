@@ -10,39 +10,10 @@ internal static partial class ServerFlags
 
     private static readonly Option<string?> MetricsKey = new("--metrics-key") { Description = "Serve /metrics only to requests with 'Authorization: Bearer KEY'" };
 
-    private static readonly Option<string?> OtlpEndpoint = OtlpEndpointOption();
+    private static readonly Option<string?> OtlpEndpoint = DeviceFlags.OtlpEndpointOption();
 
     /// <summary>The <c>--log-format</c> flag of <c>enroll server</c>.</summary>
-    public static Option<string> LogFormat { get; } = LogFormatOption();
-
-    /// <summary><c>--log-format text|json</c>, for <c>enroll server</c> and <c>enroll device run</c>.</summary>
-    internal static Option<string> LogFormatOption()
-    {
-        var option = new Option<string>("--log-format") { Description = "Log format: text (one line per entry) or json (one JSON object per line, for log shippers)", DefaultValueFactory = _ => "text" };
-        option.AcceptOnlyFromAmong("text", "json");
-        return option;
-    }
-
-    /// <summary><c>--otlp-endpoint URL</c>, for <c>enroll server</c> and <c>enroll device run</c>.</summary>
-    internal static Option<string?> OtlpEndpointOption()
-    {
-        var option = new Option<string?>("--otlp-endpoint")
-        {
-            Description = "Export metrics over OTLP to this collector (http://collector:4317); OTEL_EXPORTER_OTLP_* variables are respected",
-        };
-        option.Validators.Add(result =>
-        {
-            if (result.Tokens.Count > 0 && ParseOtlp(result.Tokens[0].Value) is null)
-            {
-                result.AddError($"--otlp-endpoint must be an http:// or https:// URL, not '{result.Tokens[0].Value}'");
-            }
-        });
-        return option;
-    }
-
-    /// <summary>An OTLP collector address, or null when <paramref name="text"/> is no http(s) URL.</summary>
-    internal static Uri? ParseOtlp(string? text) =>
-        Uri.TryCreate(text, UriKind.Absolute, out var uri) && uri.Scheme is "http" or "https" ? uri : null;
+    public static Option<string> LogFormat { get; } = DeviceFlags.LogFormatOption();
 
     static partial void AddObservabilityFlags(Command command)
     {
@@ -56,6 +27,6 @@ internal static partial class ServerFlags
     {
         options.MetricsEndpoint = !parse.GetValue(NoMetrics);
         options.MetricsKey = parse.GetValue(MetricsKey);
-        options.OtlpEndpoint = ParseOtlp(parse.GetValue(OtlpEndpoint));
+        options.OtlpEndpoint = DeviceFlags.ParseOtlp(parse.GetValue(OtlpEndpoint));
     }
 }

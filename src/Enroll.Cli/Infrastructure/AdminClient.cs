@@ -7,12 +7,6 @@ using Enroll.Protocol.Admin;
 
 namespace Enroll.Cli.Infrastructure;
 
-/// <summary>An admin API call failed; <see cref="ExitCode"/> says how.</summary>
-internal sealed class AdminApiException(int exitCode, string message) : Exception(message)
-{
-    public int ExitCode { get; } = exitCode;
-}
-
 /// <summary>
 /// Talks to a server's operator HTTP API. The admin key comes from <c>--admin-key</c>, else <c>ENROLL_ADMIN_KEY</c>, else
 /// <c>{--data-dir}/admin.key</c> (default <c>./enroll-data</c>) on the server's own machine.

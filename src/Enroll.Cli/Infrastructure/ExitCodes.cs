@@ -33,4 +33,7 @@ internal static class ExitCodes
 
     /// <summary>A command sent with <c>enroll commands send --wait</c> finished without succeeding (failed, rejected, expired, canceled).</summary>
     public const int CommandNotSucceeded = 7;
+
+    /// <summary>A command interrupted by Ctrl+C before it finished (128 + SIGINT).</summary>
+    public const int Interrupted = 130;
 }

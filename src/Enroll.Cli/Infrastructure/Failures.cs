@@ -13,6 +13,9 @@ namespace Enroll.Cli.Infrastructure;
 /// </summary>
 internal static class Failures
 {
+    /// <summary>The program name every failure line starts with: <c>enroll</c>, or <c>enroll-agent</c> in the device agent.</summary>
+    public static string Program { get; set; } = "enroll";
+
     private const int SqliteBusy = 5;
     private const int SqliteLocked = 6;
     private const int SqliteCorrupt = 11;
@@ -23,7 +26,7 @@ internal static class Failures
     public static int Report(TextWriter error, Exception exception, bool verbose)
     {
         var (code, message) = Classify(exception);
-        error.WriteLine($"enroll: {OneLine(message)}");
+        error.WriteLine($"{Program}: {OneLine(message)}");
         if (verbose)
         {
             error.WriteLine(exception.ToString());

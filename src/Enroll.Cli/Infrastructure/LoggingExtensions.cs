@@ -1,3 +1,5 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Logging.Console;
@@ -34,7 +36,18 @@ internal static class LoggingExtensions
                 o.FormatterName = CliConsoleFormatter.FormatterName;
                 o.LogToStandardErrorThreshold = standardError ? LogLevel.Trace : LogLevel.None;
             })
-            .AddConsoleFormatter<CliConsoleFormatter, CliConsoleFormatterOptions>(o => o.Verbose = verbose);
+            .AddCliFormatter(verbose);
+
+    /// <summary>
+    /// Registers <see cref="CliConsoleFormatter"/> without <c>AddConsoleFormatter</c>, which binds its options to
+    /// configuration by reflection (a trim and AOT warning in the device agent); the CLI configures it in code only.
+    /// </summary>
+    private static ILoggingBuilder AddCliFormatter(this ILoggingBuilder builder, bool verbose)
+    {
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<ConsoleFormatter, CliConsoleFormatter>());
+        builder.Services.Configure<CliConsoleFormatterOptions>(o => o.Verbose = verbose);
+        return builder;
+    }
 }
 
 /// <summary>Options of <see cref="CliConsoleFormatter"/>.</summary>

@@ -1,4 +1,6 @@
+using System.Buffers;
 using System.CommandLine;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
 using Spectre.Console;
@@ -8,8 +10,6 @@ namespace Enroll.Cli.Infrastructure;
 /// <summary>Where a command writes: text (through Spectre.Console) or JSON to standard output, problems to standard error.</summary>
 internal sealed class Output
 {
-    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
-
     public Output(ParseResult parseResult)
     {
         Out = parseResult.InvocationConfiguration.Output;
@@ -40,9 +40,17 @@ internal sealed class Output
 
     public void Json<T>(T value, JsonTypeInfo<T> typeInfo)
     {
-        var json = JsonSerializer.Serialize(value, typeInfo);
+        // Serialized through the source-generated type info, then indented by a writer (no reflection: the device agent
+        // is trimmed and compiled ahead of time).
+        var json = JsonSerializer.SerializeToUtf8Bytes(value, typeInfo);
         using var document = JsonDocument.Parse(json);
-        Out.WriteLine(JsonSerializer.Serialize(document.RootElement, Indented));
+        var buffer = new ArrayBufferWriter<byte>();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Indented = true }))
+        {
+            document.RootElement.WriteTo(writer);
+        }
+
+        Out.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
     }
 
     public void Line(string text) => Out.WriteLine(text);
@@ -53,7 +61,7 @@ internal sealed class Output
     /// <summary>Writes one line to standard error and returns <paramref name="exitCode"/>.</summary>
     public int Fail(int exitCode, string message)
     {
-        Error.WriteLine($"enroll: {message}");
+        Error.WriteLine($"{Failures.Program}: {message}");
         return exitCode;
     }
 }

@@ -1,0 +1,3 @@
+using Enroll.Agent;
+
+return await AgentCli.RunAsync(args);
