@@ -90,6 +90,9 @@ fi
 printf 'publish-agent: publishing %s (%s) ...\n' "$rid" "$mode" >&2
 if ! dotnet publish "$project" -c Release -r "$rid" -o "$work/out" -nologo -clp:ErrorsOnly "${props[@]}" >"$work/log" 2>&1; then
   tail -n 30 "$work/log" >&2
+  if grep -q "NU1101.*Microsoft.NETCore.App.Runtime.$rid" "$work/log"; then
+    fail "the package registry has no .NET runtime pack for $rid (Microsoft.NETCore.App.Runtime.$rid), which a self-contained $rid build needs"
+  fi
   fail "dotnet publish for $rid ($mode) failed (the lines above say why)"
 fi
 

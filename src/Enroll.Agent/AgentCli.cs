@@ -32,6 +32,7 @@ internal static class AgentCli
     public static Task<int> RunAsync(IReadOnlyList<string> args, InvocationConfiguration? invocation = null, IDictionary? environment = null, string defaultConfigPath = AgentConfiguration.DefaultPath)
     {
         Failures.Program = ProgramName;
+        DeviceCommand.Prefix = ProgramName;
         AgentConfiguration configuration;
         try
         {

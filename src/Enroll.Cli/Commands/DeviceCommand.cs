@@ -14,6 +14,9 @@ namespace Enroll.Cli.Commands;
 /// <summary><c>enroll device ...</c>: act as a device with a state folder.</summary>
 internal static class DeviceCommand
 {
+    /// <summary>How messages name these commands: <c>enroll device</c>, or <c>enroll-agent</c> in the device agent.</summary>
+    public static string Prefix { get; set; } = "enroll device";
+
     public static Command Create()
     {
         var command = new Command("device", "Act as a device: register, run the agent, show status");
@@ -385,7 +388,7 @@ internal static class DeviceCommand
                 }
 
                 return last.State == DeviceState.Failed
-                    ? output.Fail(ExitCodes.Refused, $"the device agent stopped for good: {last.Failure}. It will not recover by itself: fix the cause and start it again (a revoked device, or one whose token was refused, needs a valid Provisioning Token: enroll device run --token TOKEN)")
+                    ? output.Fail(ExitCodes.Refused, $"the device agent stopped for good: {last.Failure}. It will not recover by itself: fix the cause and start it again (a revoked device, or one whose token was refused, needs a valid Provisioning Token: {Prefix} run --token TOKEN)")
                     : output.Fail(ExitCodes.Failure, $"the device agent stopped by itself ({DescribeStatus(last)}); start it again, with --verbose to see why");
             });
         });
@@ -678,8 +681,8 @@ internal static class DeviceCommand
             {
                 "registered" => ExitCodes.Ok,
                 "pending" => output.Fail(ExitCodes.NotRegistered, $"the device is not registered yet: operation {result.PendingOperationId} waits for an operator (enroll ops approve {result.PendingOperationId})"),
-                "registration expired" => output.Fail(ExitCodes.NotRegistered, $"the device's access token expired {(result.AccessTokenExpiresAt is { } at ? Format(at) : string.Empty)}; the agent (enroll device run) registers it again"),
-                _ => output.Fail(ExitCodes.NotRegistered, $"no device is registered in {statePath}: register one with enroll device register --client-id ID --token TOKEN --state {parse.GetValue(state)}"),
+                "registration expired" => output.Fail(ExitCodes.NotRegistered, $"the device's access token expired {(result.AccessTokenExpiresAt is { } at ? Format(at) : string.Empty)}; the agent ({Prefix} run) registers it again"),
+                _ => output.Fail(ExitCodes.NotRegistered, $"no device is registered in {statePath}: register one with {Prefix} register --client-id ID --token TOKEN --state {parse.GetValue(state)}"),
             };
         });
         return command;

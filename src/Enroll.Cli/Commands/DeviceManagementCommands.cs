@@ -120,7 +120,7 @@ internal static class DeviceManagementCommands
                 }
                 catch (TimeoutException)
                 {
-                    return output.Fail(ExitCodes.Unreachable, $"the report is stored in {statePath} but the server did not acknowledge it within {Durations.Format(limit)}; the agent (enroll device run) or the next enroll device report delivers it");
+                    return output.Fail(ExitCodes.Unreachable, $"the report is stored in {statePath} but the server did not acknowledge it within {Durations.Format(limit)}; the agent ({DeviceCommand.Prefix} run) or the next {DeviceCommand.Prefix} report delivers it");
                 }
                 finally
                 {
@@ -133,7 +133,7 @@ internal static class DeviceManagementCommands
                 var after = await DeviceTwin.ReadAsync(statePath, cancellationToken);
                 if (after.ReportPending)
                 {
-                    return output.Fail(ExitCodes.Refused, $"the server did not take the report (see enroll device status); reported state kept in {statePath}: {after.Reported.ToJsonString()}");
+                    return output.Fail(ExitCodes.Refused, $"the server did not take the report (see {DeviceCommand.Prefix} status); reported state kept in {statePath}: {after.Reported.ToJsonString()}");
                 }
 
                 output.Line($"Reported: {after.Reported.ToJsonString()}");
