@@ -209,6 +209,7 @@ public sealed class EnrollDeviceOptions
     /// server on <c>enroll/v1/devices/{device_id}/status</c>: once after it connects, then when the outbox changed, never
     /// more than once per interval. <see cref="TimeSpan.Zero"/> turns reporting off. The default value is 60 seconds.
     /// </summary>
+    [UnconditionalSuppressMessage("Trimming", "IL2026", Justification = ValidatedBySourceGenerator)]
     [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
     public TimeSpan StatusReportInterval { get; set; } = TimeSpan.FromSeconds(60);
 }
