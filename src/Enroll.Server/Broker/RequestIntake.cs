@@ -56,6 +56,7 @@ internal sealed class RequestIntake(RequestQueue queue, FailureRateLimiter limit
         {
             // It would wait in the queue past its sender's patience: told at once when to come back instead.
             metrics.RequestRejected(message.Topic, "busy");
+            refusals.Record(Refusals.RefusalLog.Overloaded, message.Topic, sender.Address ?? sender.ClientId);
             await AnswerAsync(message, RequestQueue.BusyAnswer((int)Math.Ceiling(Math.Max(1, slot.TotalSeconds))), answers).ConfigureAwait(false);
             return;
         }

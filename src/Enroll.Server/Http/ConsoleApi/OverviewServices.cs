@@ -25,7 +25,6 @@ internal static class OverviewServices
     {
         ArgumentNullException.ThrowIfNull(options);
         services.TryAddSingleton<RefusalLog>();
-        services.TryAddSingleton<IOutboxReports, NoOutboxReports>();
         services.AddHostedService<RefusalWriter>();
         services.AddHostedService<RefusalSweeper>();
         return services;
@@ -39,7 +38,7 @@ internal static class OverviewServices
         return api;
     }
 
-    private static async Task<IResult> GetOverviewAsync(IRefusalStore store, IOutboxReports outboxes, TimeProvider timeProvider, CancellationToken cancellationToken)
+    private static async Task<IResult> GetOverviewAsync(IRefusalStore store, IDeviceStatusStore outboxes, TimeProvider timeProvider, CancellationToken cancellationToken)
     {
         var now = timeProvider.GetUtcNow();
         var overview = new FleetOverview
@@ -49,7 +48,7 @@ internal static class OverviewServices
             Registrations = await store.CountPerMinuteAsync(FleetSeries.Registrations, now, cancellationToken).ConfigureAwait(false),
             Approvals = await store.CountPerMinuteAsync(FleetSeries.Approvals, now, cancellationToken).ConfigureAwait(false),
             Messages = await store.CountPerMinuteAsync(FleetSeries.Messages, now, cancellationToken).ConfigureAwait(false),
-            Outboxes = await outboxes.DeepestAsync(OutboxRows, cancellationToken).ConfigureAwait(false),
+            Outboxes = await outboxes.DeepestOutboxesAsync(OutboxRows, cancellationToken).ConfigureAwait(false),
             Refusals = await store.ListRefusalsAsync(RefusalRows, cancellationToken).ConfigureAwait(false),
         };
         return TypedResults.Json(overview, ConsoleJsonContext.Default.FleetOverview);
