@@ -260,8 +260,10 @@ internal sealed partial class RequestDispatcher : BackgroundService
             _metrics.RequestRejected(request.Topic, rejected.Code);
             if (rejected.Code == ErrorCodes.RateLimited)
             {
-                _refusals?.Record(Refusals.RefusalLog.RateLimited, route.Name, request.SenderAddress ?? sender);
+                // The client (or device) a handler found out of attempts; an address out of attempts is refused at intake.
+                _refusals?.Record(Refusals.RefusalLog.RateLimited, route.Name, sender);
             }
+
             answer = ErrorAnswer(new ErrorBody(rejected.Code, rejected.Message) { RetryAfterSeconds = rejected.RetryAfterSeconds }, requestId);
             outcome = rejected.Code;
         }
