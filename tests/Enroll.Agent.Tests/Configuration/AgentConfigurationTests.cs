@@ -94,7 +94,7 @@ public sealed class AgentConfigurationTests : IDisposable
 
     [Theory]
     [InlineData("""{ "brokr": "mqtt://x:1883" }""", "key 'brokr': unknown setting")]
-    [InlineData("""{ "maxAttempts": "many" }""", "key 'maxAttempts': string is not a whole number")]
+    [InlineData("""{ "maxAttempts": "many" }""", "key 'maxAttempts': 'many' is not a whole number")]
     [InlineData("""{ "maxAttempts": 0 }""", "key 'maxAttempts': '0' is not a whole number of 1 or more")]
     [InlineData("""{ "attemptTimeout": "soon" }""", "key 'attemptTimeout': 'soon' is not a duration")]
     [InlineData("""{ "broker": "not a uri" }""", "key 'broker': 'not a uri' is not an absolute URI")]
