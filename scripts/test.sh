@@ -64,13 +64,13 @@ rm -rf "$results"
 mkdir -p "$results"
 log "Running tests"
 set +e
-# A test that hangs is dumped and killed after 15 minutes: the agent's package and emulation tests publish the agent
+# A test that hangs is dumped and killed after 40 minutes: the agent's package and emulation tests publish the agent
 # (Native AOT, minutes on a busy machine) inside their first test, and each of their steps has its own shorter limit.
 dotnet test Enroll.slnx -c Release --no-build --nologo \
   --results-directory "$results" \
   --logger "trx" \
   --logger "console;verbosity=normal" \
-  --blame-hang-timeout 15m
+  --blame-hang-timeout 40m
 test_exit=$?
 set -e
 
