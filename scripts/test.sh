@@ -26,6 +26,14 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || packages+=(postgresq
 have qemu-aarch64-static || packages+=(qemu-user-static)
 have update-binfmts || packages+=(binfmt-support)
 have shellcheck || packages+=(shellcheck)
+# The agent is published with Native AOT inside those tests (scripts/publish-agent.sh): clang links it, and the arm64
+# build is cross-linked with lld against Debian's arm64 cross C runtime.
+have clang || packages+=(clang)
+[ -e /usr/include/zlib.h ] || packages+=(zlib1g-dev)
+have ld.lld || packages+=(lld)
+have aarch64-linux-gnu-gcc || packages+=(gcc-aarch64-linux-gnu)
+have aarch64-linux-gnu-objcopy || packages+=(binutils-aarch64-linux-gnu)
+[ -e /usr/aarch64-linux-gnu/lib/libc.so ] || packages+=(libc6-dev-arm64-cross)
 # scripts/build-deb.sh reads the libraries the agent links (Depends) with readelf.
 have readelf || packages+=(binutils)
 # The arm64 agent's own runtime libraries, from Debian's arm64 archive (multiarch, beside the host's): its loader, libc,
