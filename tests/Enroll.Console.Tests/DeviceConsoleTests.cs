@@ -44,6 +44,8 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
         await using var _ = device;
         var page = await fixture.SignedInPageAsync();
         await page.GotoAsync($"/#/devices/{deviceId}");
+        // The registered device's Registration Token, with its expiry.
+        await Expect(page.Locator("#token-list tbody tr")).ToHaveCountAsync(1);
 
         await page.GetByLabel("Desired patch (JSON merge patch)").FillAsync("""{"interval": 30}""");
         await page.GetByRole(AriaRole.Button, new() { Name = "Apply patch" }).ClickAsync();
@@ -85,6 +87,7 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
         Assert.Contains(kinds[0], new[] { "device.revoked", "audit.device.revoke" });
         await Expect(page.Locator("#outbox-pending")).ToHaveTextAsync("0 messages (0 bytes)");
         await Expect(page.Locator("#outbox-quarantined")).ToHaveTextAsync("0");
+        await Expect(page.Locator("#token-expiries")).ToContainTextAsync("No Registration Token in force");
         await ConsoleFixture.ScreenshotAsync(page, "device-history");
         await page.Context.CloseAsync();
     }

@@ -175,6 +175,20 @@ public sealed record DeviceHistoryPage
 
     /// <summary>The outbox the device last reported, if it ever did.</summary>
     public DeviceOutboxInfo? Outbox { get; init; }
+
+    /// <summary>The device's Registration Tokens still in force (not replaced by a refresh, not expired), newest first.</summary>
+    public IReadOnlyList<DeviceTokenInfo>? Tokens { get; init; }
+}
+
+/// <summary>A Registration Token of a device, as the console shows its expiry (never the token itself).</summary>
+public sealed record DeviceTokenInfo
+{
+    /// <summary>The token's ID (its <c>jti</c>).</summary>
+    public required string TokenId { get; init; }
+
+    public DateTimeOffset IssuedAt { get; init; }
+
+    public DateTimeOffset ExpiresAt { get; init; }
 }
 
 /// <summary>JSON of the console's API bodies (snake_case, like <see cref="AdminJsonContext"/>).</summary>

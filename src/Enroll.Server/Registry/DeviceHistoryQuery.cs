@@ -93,4 +93,13 @@ internal static class DeviceHistoryQuery
         OldestAgeSeconds = r.IsDBNull(4) ? null : r.GetDouble(4),
         Quarantined = r.GetInt64(5),
     };
+
+    /// <summary>A Registration Token row of <c>jti, device_id, issued_at, expires_at</c>.</summary>
+    public static RegistrationTokenRecord ReadToken(DbDataReader r) => new()
+    {
+        TokenId = r.GetString(0),
+        DeviceId = r.GetString(1),
+        IssuedAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(2)),
+        ExpiresAt = DateTimeOffset.FromUnixTimeMilliseconds(r.GetInt64(3)),
+    };
 }

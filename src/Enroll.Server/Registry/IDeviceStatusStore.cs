@@ -27,6 +27,12 @@ internal interface IDeviceStatusStore
     /// Read from the rows the registry keeps anyway: operations, the device, its Registration Tokens, the audit log.
     /// </summary>
     Task<IReadOnlyList<DeviceHistoryEntry>> ListDeviceHistoryAsync(string deviceId, int limit, DeviceHistoryCursor? before, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// The device's Registration Tokens still in force at <paramref name="now"/> (not replaced by a refresh, not expired),
+    /// newest first, at most <paramref name="limit"/>: the expiries the console shows.
+    /// </summary>
+    Task<IReadOnlyList<RegistrationTokenRecord>> ListLiveRegistrationTokensAsync(string deviceId, DateTimeOffset now, int limit, CancellationToken cancellationToken = default);
 }
 
 /// <summary>Where a page of a device's history starts: below the entry at <see cref="At"/> with sort key <see cref="Key"/>.</summary>

@@ -45,4 +45,12 @@ internal sealed partial class SqliteRegistry
             ("$at", before is null ? null : ToUnix(before.At)),
             ("$key", before?.Key),
             ("$limit", limit)));
+
+    public Task<IReadOnlyList<RegistrationTokenRecord>> ListLiveRegistrationTokensAsync(string deviceId, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
+        Task.FromResult<IReadOnlyList<RegistrationTokenRecord>>(Query(
+            "SELECT jti, device_id, issued_at, expires_at FROM registration_tokens WHERE device_id = $dev AND replaced_by IS NULL AND expires_at > $now ORDER BY issued_at DESC, jti LIMIT $limit",
+            DeviceHistoryQuery.ReadToken,
+            ("$dev", deviceId),
+            ("$now", ToUnix(now)),
+            ("$limit", limit)));
 }

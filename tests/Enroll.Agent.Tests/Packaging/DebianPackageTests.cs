@@ -21,7 +21,7 @@ public sealed partial class DebianPackageTests(ITestOutputHelper output)
 
         // Fields apart by ";;": a Depends alternative has '|' in it.
         var fields = await DebianPackages.DpkgDebAsync("--showformat=${Package};;${Version};;${Architecture};;${Maintainer};;${Section};;${Priority};;${Installed-Size};;${Depends}", "--show", deb);
-        var parts = fields.Split(";;");
+        var parts = fields.TrimEnd('\n').Split(";;");
         Assert.Equal(["enroll-agent", RepositoryVersion(), "amd64"], parts[..3]);
         Assert.Matches(@"^.+ <[^@<>\s]+@[^@<>\s]+>$", parts[3]);
         Assert.Equal(["net", "optional"], parts[4..6]);

@@ -233,9 +233,11 @@ internal sealed partial class GuardedServerAdapter(
 
             if (victim is null || timeProvider.GetElapsedTime(victim.LastActivity, now) < EvictableAfter || !_connections.TryRemove(victim, out _))
             {
+                // The address is read before the socket is closed (a disposed socket has none to give).
+                var address = (client.RemoteEndPoint as IPEndPoint)?.Address.ToString();
                 client.Dispose();
                 metrics.ConnectionRefused("connection_limit");
-                refusals?.Record(Refusals.RefusalLog.ConnectionRefused, "connection_limit", (client.RemoteEndPoint as IPEndPoint)?.Address.ToString());
+                refusals?.Record(Refusals.RefusalLog.ConnectionRefused, "connection_limit", address);
                 if (_capped.Occurred(out var refused))
                 {
                     Log.ConnectionLimit(logger, refused, MaxConnections);

@@ -14,6 +14,9 @@ internal static class DeviceStatusServices
     /// <summary>The default page of <c>GET /api/devices/{id}/history</c>.</summary>
     public const int DefaultHistoryPage = 50;
 
+    /// <summary>How many of a device's Registration Tokens in force the first history page lists.</summary>
+    public const int LiveTokensShown = 5;
+
     public static IServiceCollection AddEnrollDeviceStatus(this IServiceCollection services, EnrollServerOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
@@ -31,9 +34,9 @@ internal static class DeviceStatusServices
     /// The device's registration history, newest first, paged like <c>/api/audit</c>: <c>limit</c> (1 to
     /// <see cref="AdminApi.MaxPageSize"/>, default <see cref="DefaultHistoryPage"/>), <c>before</c> (an entry's
     /// <c>id</c>), and a <c>Link: rel="next"</c> header while there may be more. The first page also carries the outbox
-    /// the device last reported.
+    /// the device last reported and the expiries of its Registration Tokens in force.
     /// </summary>
-    private static async Task<IResult> HistoryAsync(string id, HttpContext http, IDeviceStore devices, IDeviceStatusStore store, string? limit, string? before, CancellationToken cancellationToken)
+    private static async Task<IResult> HistoryAsync(string id, HttpContext http, IDeviceStore devices, IDeviceStatusStore store, TimeProvider timeProvider, string? limit, string? before, CancellationToken cancellationToken)
     {
         var size = DefaultHistoryPage;
         if (limit is not null && !(int.TryParse(limit, NumberStyles.None, CultureInfo.InvariantCulture, out size) && size is >= 1 and <= AdminApi.MaxPageSize))
@@ -47,7 +50,7 @@ internal static class DeviceStatusServices
             return AdminApi.Problem(StatusCodes.Status400BadRequest, "invalid before", "before is a history entry's id");
         }
 
-        if (await devices.FindDeviceAsync(id, cancellationToken).ConfigureAwait(false) is null)
+        if (await devices.FindDeviceAsync(id, cancellationToken).ConfigureAwait(false) is not { } device)
         {
             return AdminApi.Problem(StatusCodes.Status404NotFound, "not found", $"no device '{id}'");
         }
@@ -60,7 +63,12 @@ internal static class DeviceStatusServices
         }
 
         var outbox = cursor is null ? await store.FindDeviceStatusAsync(id, cancellationToken).ConfigureAwait(false) : null;
-        return TypedResults.Json(new DeviceHistoryPage { DeviceId = id, Items = entries, Outbox = outbox }, ConsoleJsonContext.Default.DeviceHistoryPage);
+        // A revoked device's tokens are refused whatever their expiry: none is in force.
+        var tokens = cursor is null && device.RevokedAt is null
+            ? (await store.ListLiveRegistrationTokensAsync(id, timeProvider.GetUtcNow(), LiveTokensShown, cancellationToken).ConfigureAwait(false))
+                .Select(t => new DeviceTokenInfo { TokenId = t.TokenId, IssuedAt = t.IssuedAt, ExpiresAt = t.ExpiresAt }).ToList()
+            : cursor is null ? [] : null;
+        return TypedResults.Json(new DeviceHistoryPage { DeviceId = id, Items = entries, Outbox = outbox, Tokens = tokens }, ConsoleJsonContext.Default.DeviceHistoryPage);
     }
 
     /// <summary>The outbox the device last reported; 404 when the device is unknown or never reported.</summary>

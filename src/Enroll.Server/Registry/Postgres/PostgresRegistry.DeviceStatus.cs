@@ -45,4 +45,13 @@ internal sealed partial class PostgresRegistry
             before is null ? null : ToUnix(before.At),
             before?.Key,
             limit).ConfigureAwait(false);
+
+    public async Task<IReadOnlyList<RegistrationTokenRecord>> ListLiveRegistrationTokensAsync(string deviceId, DateTimeOffset now, int limit, CancellationToken cancellationToken = default) =>
+        await ReadAsync(
+            "SELECT jti, device_id, issued_at, expires_at FROM registration_tokens WHERE device_id = $1 AND replaced_by IS NULL AND expires_at > $2 ORDER BY issued_at DESC, jti COLLATE \"C\" LIMIT $3",
+            DeviceHistoryQuery.ReadToken,
+            cancellationToken,
+            deviceId,
+            ToUnix(now),
+            limit).ConfigureAwait(false);
 }

@@ -114,4 +114,26 @@ public abstract partial class RegistryContractTests
         Assert.Equal(history.Select(e => e.Id), paged.Select(e => e.Id));
         Assert.Empty(await Registry.ListDeviceHistoryAsync("dev-unknown", 10, null));
     }
+
+    [Fact]
+    public async Task LiveRegistrationTokens_AreTheOnesNotReplacedNorExpired_NewestFirst()
+    {
+        // Registered long ago (that token expired since), re-registered (a second token), then refreshed (the second is
+        // replaced by the third, the one in force); another device's token is not listed.
+        var first = Register("client-tokens");
+        var expired = SignedFor(first.NewDeviceId, Now.AddDays(-100));
+        var device = (await Registry.RegisterDeviceAsync(first with { RegistrationToken = expired })).Device!;
+        Assert.Equal(first.NewDeviceId, device.DeviceId);
+        var replaced = SignedFor(device.DeviceId, Now.AddSeconds(-30));
+        await Registry.RegisterDeviceAsync(Register("client-tokens", deviceId: device.DeviceId) with { RegistrationToken = replaced });
+        var current = SignedFor(device.DeviceId, Now.AddSeconds(-10));
+        await Registry.ReplaceRegistrationTokenAsync(replaced.TokenId, current, Now);
+        await Registry.RegisterDeviceAsync(Register("client-other") with { RegistrationToken = SignedFor("dev-other") });
+
+        var live = await Registry.ListLiveRegistrationTokensAsync(device.DeviceId, Now, 5);
+
+        var only = Assert.Single(live);
+        Assert.Equal((current.TokenId, current.IssuedAt, current.ExpiresAt), (only.TokenId, only.IssuedAt, only.ExpiresAt));
+        Assert.Empty(await Registry.ListLiveRegistrationTokensAsync(device.DeviceId, current.ExpiresAt, 5));
+    }
 }

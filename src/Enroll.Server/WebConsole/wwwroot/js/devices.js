@@ -69,11 +69,12 @@ export async function devicePage(container, id) {
   const messages = h('div', { class: 'panel' }, h('h2', {}, 'Recent messages'));
   const files = h('div', { class: 'panel' }, h('h2', {}, 'Files'));
   const outbox = h('div', { class: 'panel', id: 'outbox' }, h('h2', {}, 'Outbox'));
+  const tokens = h('div', { class: 'panel', id: 'token-expiries' }, h('h2', {}, 'Token expiries'));
   const revoke = h('button', { type: 'button', class: 'danger', id: 'revoke-device', onclick: onRevoke }, 'Revoke device…');
   clear(container,
     h('p', {}, h('a', { href: '#/devices' }, '← Devices')),
     h('h1', { id: 'page-title' }, 'Device ', h('span', { class: 'mono' }, id)),
-    info, h('div', { class: 'grid' }, twinPanel, commandPanel), history, messages, files, outbox);
+    info, tokens, h('div', { class: 'grid' }, twinPanel, commandPanel), history, messages, files, outbox);
 
   function renderInfo(d) {
     revoke.hidden = d.status === 'revoked';
@@ -124,6 +125,7 @@ export async function devicePage(container, id) {
     if (!more) {
       clear(historyBody);
       renderOutbox(body.outbox);
+      renderTokens(body.tokens || []);
     }
     for (const e of items) historyBody.append(historyRow(e));
     historyCursor = items.length > 0 ? items[items.length - 1].id : historyCursor;
@@ -136,6 +138,16 @@ export async function devicePage(container, id) {
       h('div', { class: 'actions' }, olderHistory));
   }
   olderHistory.addEventListener('click', () => loadHistory(true).catch((err) => flash(err.message, true)));
+
+  // The device's Registration Tokens in force (a refresh replaces one; each access token it mints lives minutes).
+  function renderTokens(list) {
+    const columns = ['Registration Token', 'Issued', 'Expires'];
+    clear(tokens, h('h2', {}, 'Token expiries'), list.length === 0
+      ? h('p', { class: 'muted' }, 'No Registration Token in force: the device must register again.')
+      : h('div', { class: 'table-wrap' }, h('table', { class: 'cards', id: 'token-list' },
+        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+        h('tbody', {}, list.map((t) => row(columns, [h('span', { class: 'mono' }, t.token_id), when(t.issued_at), when(t.expires_at)]))))));
+  }
 
   function renderOutbox(mine) {
     clear(outbox, h('h2', {}, 'Outbox'), mine ? h('dl', { class: 'kv', id: 'outbox-report' },
