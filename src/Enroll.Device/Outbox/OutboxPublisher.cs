@@ -5,6 +5,7 @@ using Enroll.Device.Connection;
 using Enroll.Device.Diagnostics;
 using Enroll.Device.Outbox;
 using Enroll.Device.Requests;
+using Enroll.Device.State;
 using Enroll.Protocol.Messages;
 using Enroll.Protocol.Requests;
 using Enroll.Protocol.Topics;
@@ -38,7 +39,7 @@ namespace Enroll.Device;
 /// </summary>
 public sealed class OutboxPublisher : BackgroundService
 {
-    /// <summary>How often the publisher looks for messages stored by another process (this process wakes it directly).</summary>
+    /// <summary>How often the change watch looks for messages another process stored (this process wakes the publisher directly).</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
     /// <summary>How long a delete may wait for another process's write lock before the publisher reports StorageLocked.</summary>
@@ -84,6 +85,8 @@ public sealed class OutboxPublisher : BackgroundService
     // Set when a transfer became ready in this process: its rows may lie behind the read cursor.
     private volatile bool _transferReadied;
 
+    private bool _watchingConnection;
+
     internal OutboxPublisher(DeviceOutbox outbox, DeviceSession session, IOptions<EnrollDeviceOptions> options, TimeProvider timeProvider, ILogger<OutboxPublisher> logger, DeviceHealth health, Jitter jitter, OutboxMetrics? metrics = null, ServerRequestSender? requests = null)
     {
         _requests = requests;
@@ -107,8 +110,9 @@ public sealed class OutboxPublisher : BackgroundService
     public event Action? Drained;
 
     /// <inheritdoc />
-    protected override Task ExecuteAsync(CancellationToken stoppingToken) =>
-        Supervisor.RunAsync(DeviceComponents.Publisher, RunAsync, _health, _jitter, _timeProvider, _logger, stoppingToken);
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => Task.WhenAll(
+        Supervisor.RunAsync(DeviceComponents.Publisher, RunAsync, _health, _jitter, _timeProvider, _logger, stoppingToken),
+        StateChangeWatch.RunAsync(_outbox.Store.ChangeVersion, () => _wake.TrySetResult(), PollInterval, _timeProvider, stoppingToken));
 
     private async Task RunAsync(CancellationToken stoppingToken)
     {
@@ -120,6 +124,13 @@ public sealed class OutboxPublisher : BackgroundService
                 // Acknowledged rows a failed drain could not delete go first, so they are not read and sent again.
                 await FlushAsync(_acknowledged, stoppingToken).ConfigureAwait(false);
                 var link = await _session.ConnectAsync(stoppingToken).ConfigureAwait(false);
+                if (!_watchingConnection)
+                {
+                    // An idle drain waits for a wake-up only: losing the connection is one.
+                    link.Connection.Disconnected += _ => _wake.TrySetResult();
+                    _watchingConnection = true;
+                }
+
                 _outbox.BrokerMaximumPacketSize = link.Connection.MaximumPacketSize;
                 await DrainAsync(link, stoppingToken).ConfigureAwait(false);
             }
@@ -265,9 +276,13 @@ public sealed class OutboxPublisher : BackgroundService
                         Drained?.Invoke();
                     }
 
-                    using var poll = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-                    await Task.WhenAny(wake.Task, failure.Task, Task.Delay(PollInterval, _timeProvider, poll.Token)).ConfigureAwait(false);
-                    await poll.CancelAsync().ConfigureAwait(false);
+                    // Idle: a message stored here, a commit from another process (the change watch), a lost connection
+                    // or a failed publish wakes the drain; nothing is read until then.
+                    if (link.IsCurrent)
+                    {
+                        await Task.WhenAny(wake.Task, failure.Task).WaitAsync(stoppingToken).ConfigureAwait(false);
+                    }
+
                     if (wake.Task.IsCompleted)
                     {
                         Interlocked.CompareExchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), wake);

@@ -103,6 +103,9 @@ internal sealed partial class OutboxStore : IAsyncDisposable
 
     public string Path => _database.Path;
 
+    /// <summary>Changes whenever anything commits to the outbox, from this process or another (<see cref="SqliteDatabase.ChangeVersion"/>).</summary>
+    public long ChangeVersion() => _database.ChangeVersion();
+
     /// <summary>Commits and writes so far (how well sends were grouped).</summary>
     public (long Commits, long Writes) CommitStatistics => (_database.Commits, _database.WritesCommitted);
 

@@ -74,6 +74,9 @@ internal sealed class ManagementStore : IAsyncDisposable
 
     public string Path { get; }
 
+    /// <summary>Changes whenever anything commits to this file, from this process or another (<see cref="SqliteDatabase.ChangeVersion"/>).</summary>
+    public long ChangeVersion() => _database.ChangeVersion();
+
     /// <summary>The twin as stored now (another process may have changed it since this one last looked).</summary>
     public StoredTwin ReadTwin() => _database.Read(context =>
     {

@@ -26,7 +26,7 @@ namespace Enroll.Device;
 /// </summary>
 internal sealed class DeviceManagementAgent : BackgroundService
 {
-    /// <summary>How often the loops look for work another process stored (an <c>enroll device report</c>).</summary>
+    /// <summary>How often the change watch looks for work another process stored in the management file (an <c>enroll device report</c>, a result).</summary>
     public static readonly TimeSpan PollInterval = TimeSpan.FromSeconds(1);
 
     private readonly DeviceSession _session;
@@ -80,7 +80,8 @@ internal sealed class DeviceManagementAgent : BackgroundService
         {
             await Task.WhenAll(
                 Supervisor.RunAsync(DeviceComponents.Twin, RunTwinAsync, _health, _jitter, _timeProvider, _logger, stoppingToken),
-                Supervisor.RunAsync(DeviceComponents.Commands, RunCommandsAsync, _health, _jitter, _timeProvider, _logger, stoppingToken)).ConfigureAwait(false);
+                Supervisor.RunAsync(DeviceComponents.Commands, RunCommandsAsync, _health, _jitter, _timeProvider, _logger, stoppingToken),
+                StateChangeWatch.RunAsync(() => _store.Store.ChangeVersion(), WakeBoth, PollInterval, _timeProvider, stoppingToken)).ConfigureAwait(false);
         }
         finally
         {
@@ -89,11 +90,19 @@ internal sealed class DeviceManagementAgent : BackgroundService
         }
     }
 
+    // Another process wrote the management file (a queued report, a result): both loops look again.
+    private void WakeBoth()
+    {
+        _twinWork.Set();
+        _commandWork.Set();
+    }
+
     private async Task RunTwinAsync(CancellationToken stoppingToken)
     {
         var synchronizedIn = -1L;
         var failures = 0;
         var needsGet = false;
+        Task<bool>? pushed = null;
         while (!stoppingToken.IsCancellationRequested)
         {
             try
@@ -134,7 +143,13 @@ internal sealed class DeviceManagementAgent : BackgroundService
                 await ReportAsync(link, stoppingToken).ConfigureAwait(false);
                 failures = 0;
                 _health.Clear(DeviceComponents.Twin);
-                await _twinWork.WaitAsync(_pushes.Reader.WaitToReadAsync(stoppingToken).AsTask(), PollInterval, _timeProvider, stoppingToken).ConfigureAwait(false);
+                // One wait on the channel until a push arrives (a new one each poll would pile up waiters).
+                if (pushed is null || pushed.IsCompleted)
+                {
+                    pushed = _pushes.Reader.WaitToReadAsync(stoppingToken).AsTask();
+                }
+
+                await _twinWork.WaitAsync(pushed, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -194,7 +209,7 @@ internal sealed class DeviceManagementAgent : BackgroundService
 
                 failures = 0;
                 _health.Clear(DeviceComponents.Commands);
-                await _commandWork.WaitAsync(null, PollInterval, _timeProvider, stoppingToken).ConfigureAwait(false);
+                await _commandWork.WaitAsync(null, stoppingToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
             {
@@ -429,14 +444,11 @@ internal sealed class DeviceManagementAgent : BackgroundService
 
         public void Set() => Volatile.Read(ref _wake).TrySetResult();
 
-        public async Task WaitAsync(Task? other, TimeSpan poll, TimeProvider timeProvider, CancellationToken cancellationToken)
+        /// <summary>Waits until <see cref="Set"/> or until <paramref name="other"/> completes.</summary>
+        public async Task WaitAsync(Task? other, CancellationToken cancellationToken)
         {
             var wake = Volatile.Read(ref _wake);
-            using var timer = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var delay = Task.Delay(poll, timeProvider, timer.Token);
-            await Task.WhenAny(other is null ? [wake.Task, delay] : [wake.Task, delay, other]).ConfigureAwait(false);
-            await timer.CancelAsync().ConfigureAwait(false);
-            cancellationToken.ThrowIfCancellationRequested();
+            await (other is null ? wake.Task : Task.WhenAny(wake.Task, other)).WaitAsync(cancellationToken).ConfigureAwait(false);
             if (wake.Task.IsCompleted)
             {
                 Interlocked.CompareExchange(ref _wake, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), wake);

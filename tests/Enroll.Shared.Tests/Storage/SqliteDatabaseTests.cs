@@ -173,4 +173,38 @@ public sealed class SqliteDatabaseTests : IAsyncLifetime
 
         await Assert.ThrowsAsync<ObjectDisposedException>(() => Insert(1));
     }
+
+    [Fact]
+    public async Task Change_version_moves_with_every_commit_from_this_writer_or_another_connection_and_only_then()
+    {
+        var first = _database.ChangeVersion();
+        Assert.Equal(first, _database.ChangeVersion());
+        _ = Ids();
+        Assert.Equal(first, _database.ChangeVersion());
+
+        await Insert(1);
+        var afterOwn = _database.ChangeVersion();
+        Assert.NotEqual(first, afterOwn);
+
+        using (var other = new SqliteConnection($"Data Source={_database.Path};Pooling=false"))
+        {
+            other.Open();
+            using var command = other.CreateCommand();
+            command.CommandText = "INSERT INTO items (id, payload) VALUES (2, x'00')";
+            command.ExecuteNonQuery();
+        }
+
+        var afterOther = _database.ChangeVersion();
+        Assert.NotEqual(afterOwn, afterOther);
+        Assert.Equal(afterOther, _database.ChangeVersion());
+    }
+
+    [Fact]
+    public async Task Change_version_after_dispose_is_refused()
+    {
+        _ = _database.ChangeVersion();
+        await _database.DisposeAsync();
+
+        Assert.Throws<ObjectDisposedException>(() => _database.ChangeVersion());
+    }
 }
