@@ -16,6 +16,7 @@ internal static class BenchCommand
         command.Subcommands.Add(Ingest());
         command.Subcommands.Add(Commands());
         command.Subcommands.Add(Files());
+        command.Subcommands.Add(Connections());
         return command;
     }
 
@@ -182,6 +183,26 @@ internal static class BenchCommand
         {
             var output = new Output(parse);
             var report = await OutboxBench.RunOutboxAsync(parse.GetValue(directory)!, parse.GetDuration(duration), Math.Max(1, parse.GetValue(runs)), parse.GetValue(drain), Math.Max(1, parse.GetValue(window)), line => output.Error.WriteLine(line));
+            report.Print(output, parse.GetValue(json));
+            return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    private static Command Connections()
+    {
+        var devices = new Option<int>("--devices") { Description = "Idle MQTT sessions opened at once (50,000 and more need a raised open-file limit)", DefaultValueFactory = _ => 10_000 };
+        var mosquitto = new Option<bool>("--no-mosquitto") { Description = "Leave out the comparison with a Mosquitto on this machine" };
+        var settle = CliOptions.Duration("--settle", "Idle time before each memory reading", "5s");
+        var runs = new Option<int>("--runs") { Description = "Runs per measurement; the report shows medians", DefaultValueFactory = _ => 1 };
+        var directory = DirectoryOption();
+        var json = CliOptions.Json();
+        var command = new Command("connections", "Idle device sessions: connect+subscribe storm time and the server's resident memory per session, next to Mosquitto's") { devices, mosquitto, settle, runs, directory, json };
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var output = new Output(parse);
+            var settings = new ConnectionsBench.Settings(Math.Max(1, parse.GetValue(devices)), !parse.GetValue(mosquitto), parse.GetDuration(settle), Math.Max(1, parse.GetValue(runs)));
+            var report = await ConnectionsBench.RunAsync(parse.GetValue(directory)!, settings, line => output.Error.WriteLine(line), cancellationToken);
             report.Print(output, parse.GetValue(json));
             return ExitCodes.Ok;
         });

@@ -89,12 +89,23 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
     /// <summary>The embedded broker ends sessions itself.</summary>
     public bool CanDisconnect => true;
 
+    /// <summary>A session's packet writer buffer at the start (MQTTnet's default is 4 KiB).</summary>
+    internal const int SessionWriterBufferBytes = 1024;
+
+    /// <summary>What a session's writer buffer is brought back to after a larger packet (MQTTnet's default is 64 KiB).</summary>
+    internal const int SessionWriterBufferMaxBytes = 4096;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         // The stock endpoints stay off: the guarded listeners below serve plain TCP and TLS with bounded packets.
         var serverOptions = new MqttServerOptionsBuilder()
             .WithDefaultCommunicationTimeout(_options.ConnectTimeout)
             .Build();
+        // Every session keeps its packet writer's buffer while it lives: most of an idle device's cost. Devices send and
+        // take small packets (the key set, an answer, a twin patch); a larger one grows the buffer for its own write,
+        // and the writer gives back what is above the ceiling afterwards.
+        serverOptions.WriterBufferSize = SessionWriterBufferBytes;
+        serverOptions.WriterBufferSizeMax = SessionWriterBufferMaxBytes;
         var listeners = new List<Transport.BrokerListener>();
         if (Port is { } plain)
         {
