@@ -1,10 +1,8 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using System.Text;
 using Enroll.Cli.Commands;
 using Enroll.Protocol.Topics;
 using MQTTnet;
@@ -26,14 +24,9 @@ namespace Enroll.Cli.Bench;
 /// </summary>
 internal static class ConnectionsBench
 {
-    private const ushort KeepAliveSeconds = 120;
-
     // Sessions opening at once; the rest queue behind them. Below both brokers' listen backlogs (Mosquitto's is 100), so
     // the time is the brokers' work, not the kernel's SYN retransmissions.
     private const int ConnectConcurrency = 64;
-
-    // One source address per this many sessions: a loopback address pair has ~28,000 ephemeral ports.
-    private const int SessionsPerSourceAddress = 20_000;
 
     public sealed record Settings(int Devices, bool Mosquitto, TimeSpan Settle, int Runs);
 
@@ -94,7 +87,7 @@ internal static class ConnectionsBench
             report.Note($"connect storm, enroll server / Mosquitto (time): {embeddedTime.Median / mosquittoTime.Median:0.00} (no target: how far the embedded broker is from a C broker on this machine)");
         }
 
-        report.Note($"The sessions are this benchmark's light MQTT 5 client (a socket each; CONNECT, SUBSCRIBE, PUBACK, PINGREQ written by hand), anonymous, keep-alive {KeepAliveSeconds} s, at most {ConnectConcurrency} connecting at a time; memory is VmRSS {settings.Settle.TotalSeconds:0} s after the last SUBACK. The device library's own sessions are measured by `enroll bench storm`.");
+        report.Note($"The sessions are this benchmark's light MQTT 5 client (a socket each; CONNECT, SUBSCRIBE, PUBACK, PINGREQ written by hand), anonymous, keep-alive {LightSession.KeepAliveSeconds} s, at most {ConnectConcurrency} connecting at a time; memory is VmRSS {settings.Settle.TotalSeconds:0} s after the last SUBACK. The device library's own sessions are measured by `enroll bench storm`.");
         return report;
     }
 
@@ -127,8 +120,7 @@ internal static class ConnectionsBench
                 await gate.WaitAsync(timeout.Token);
                 try
                 {
-                    var source = IPAddress.Parse($"127.0.{1 + (i / SessionsPerSourceAddress / 254)}.{2 + ((i / SessionsPerSourceAddress) % 254)}");
-                    sessions[i] = await LightSession.OpenAsync(broker, source, $"{prefix}-{i:D6}", timeout.Token);
+                    sessions[i] = await LightSession.OpenAsync(broker, LightSession.SourceAddress(i), $"{prefix}-{i:D6}", timeout.Token);
                     Interlocked.Increment(ref done);
                 }
                 finally
@@ -170,7 +162,7 @@ internal static class ConnectionsBench
         {
             while (true)
             {
-                await Task.Delay(TimeSpan.FromSeconds(KeepAliveSeconds / 2), cancellationToken);
+                await Task.Delay(TimeSpan.FromSeconds(LightSession.KeepAliveSeconds / 2), cancellationToken);
                 foreach (var session in sessions)
                 {
                     session?.Ping();
@@ -199,220 +191,6 @@ internal static class ConnectionsBench
         await using var server = await ServerProcess.StartAsync(scratch, [], cancellationToken);
         using var probe = await LightSession.OpenAsync(server.Mqtt, IPAddress.Loopback, $"keyset-{Guid.NewGuid():N}"[..15], cancellationToken);
         return probe.RetainedBytes;
-    }
-
-    /// <summary>
-    /// One idle MQTT 5 session on a socket: CONNECT (clean start, anonymous), SUBSCRIBE to
-    /// <c>enroll/v1/clients/{id}/#</c> and the key set at QoS 1, then PUBACK for every QoS 1 PUBLISH and PINGREQ on demand.
-    /// </summary>
-    private sealed class LightSession : IDisposable
-    {
-        private readonly NetworkStream _stream;
-        private readonly Lock _writeLock = new();
-        private readonly CancellationTokenSource _closed = new();
-
-        private LightSession(Socket socket)
-        {
-            _stream = new NetworkStream(socket, ownsSocket: true);
-        }
-
-        /// <summary>Payload bytes of the retained message(s) delivered on SUBSCRIBE.</summary>
-        public int RetainedBytes { get; private set; }
-
-        public static async Task<LightSession> OpenAsync(Uri broker, IPAddress source, string clientId, CancellationToken cancellationToken)
-        {
-            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-            LightSession? session = null;
-            try
-            {
-                socket.Bind(new IPEndPoint(source, 0));
-                await socket.ConnectAsync(broker.Host == "localhost" ? IPAddress.Loopback.ToString() : broker.Host, broker.Port, cancellationToken);
-                session = new LightSession(socket);
-                await session.HandshakeAsync(clientId, cancellationToken);
-                _ = session.ReadLoopAsync();
-                return session;
-            }
-            catch
-            {
-                if (session is not null)
-                {
-                    session.Dispose();
-                }
-                else
-                {
-                    socket.Dispose();
-                }
-
-                throw;
-            }
-        }
-
-        public void Ping() => Write([0xC0, 0x00]);
-
-        public void Dispose()
-        {
-            _closed.Cancel();
-            try
-            {
-                Write([0xE0, 0x00]); // DISCONNECT, normal
-            }
-            catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
-            {
-            }
-
-            _stream.Dispose();
-            _closed.Dispose();
-        }
-
-        private async Task HandshakeAsync(string clientId, CancellationToken cancellationToken)
-        {
-            var id = Encoding.UTF8.GetBytes(clientId);
-            var connect = new List<byte>();
-            connect.AddRange([0x00, 0x04, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', 0x05, 0x02]);
-            connect.AddRange([(byte)(KeepAliveSeconds >> 8), (byte)KeepAliveSeconds]);
-            connect.Add(0x00); // no properties
-            AddString(connect, id);
-            await SendAsync(0x10, connect, cancellationToken);
-            var (type, _, body) = await ReadPacketAsync(cancellationToken);
-            if (type != 2 || body.Length < 2 || body[1] != 0)
-            {
-                throw new IOException($"{clientId}: the broker refused the CONNECT (packet type {type}, reason 0x{(body.Length > 1 ? body[1] : 0):X2})");
-            }
-
-            var subscribe = new List<byte> { 0x00, 0x01, 0x00 };
-            AddString(subscribe, Encoding.UTF8.GetBytes(EnrollTopics.ClientNamespace(clientId) + "#"));
-            subscribe.Add(0x01);
-            AddString(subscribe, Encoding.UTF8.GetBytes(EnrollTopics.ServerKeys));
-            subscribe.Add(0x01);
-            await SendAsync(0x82, subscribe, cancellationToken);
-            while (true)
-            {
-                (type, var flags, body) = await ReadPacketAsync(cancellationToken);
-                if (type == 9)
-                {
-                    var properties = Varint(body.AsSpan(2), out var used);
-                    var refused = body.Skip(2 + used + properties).Where(code => code > 2).ToList();
-                    if (refused.Count > 0)
-                    {
-                        throw new IOException($"{clientId}: the broker refused a subscription (reason 0x{refused[0]:X2})");
-                    }
-
-                    return;
-                }
-
-                Handle(type, flags, body);
-            }
-        }
-
-        private async Task ReadLoopAsync()
-        {
-            try
-            {
-                while (!_closed.IsCancellationRequested)
-                {
-                    var (type, flags, body) = await ReadPacketAsync(_closed.Token);
-                    Handle(type, flags, body);
-                }
-            }
-            catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                // Closed by the bench, or by the broker: the next measurement shows it.
-            }
-        }
-
-        private void Handle(int type, int flags, byte[] body)
-        {
-            if (type != 3)
-            {
-                return;
-            }
-
-            // PUBLISH: QoS in the fixed header's flags; at QoS 1 the packet identifier follows the topic.
-            var topicLength = BinaryPrimitives.ReadUInt16BigEndian(body);
-            var qos = (flags >> 1) & 0x03;
-            var offset = 2 + topicLength;
-            if (qos > 0)
-            {
-                Write([0x40, 0x02, body[offset], body[offset + 1]]);
-                offset += 2;
-            }
-
-            var propertiesLength = Varint(body.AsSpan(offset), out var varintBytes);
-            RetainedBytes += body.Length - offset - varintBytes - propertiesLength;
-        }
-
-        private async Task<(int Type, int Flags, byte[] Body)> ReadPacketAsync(CancellationToken cancellationToken)
-        {
-            var header = new byte[1];
-            await _stream.ReadExactlyAsync(header, cancellationToken);
-            var length = 0;
-            var shift = 0;
-            var one = new byte[1];
-            while (true)
-            {
-                await _stream.ReadExactlyAsync(one, cancellationToken);
-                length |= (one[0] & 0x7F) << shift;
-                if ((one[0] & 0x80) == 0)
-                {
-                    break;
-                }
-
-                shift += 7;
-            }
-
-            var body = new byte[length];
-            await _stream.ReadExactlyAsync(body, cancellationToken);
-            return (header[0] >> 4, header[0] & 0x0F, body);
-        }
-
-        private async Task SendAsync(byte header, List<byte> body, CancellationToken cancellationToken)
-        {
-            var packet = new List<byte> { header };
-            var length = body.Count;
-            do
-            {
-                var digit = (byte)(length % 128);
-                length /= 128;
-                packet.Add(length > 0 ? (byte)(digit | 0x80) : digit);
-            }
-            while (length > 0);
-
-            packet.AddRange(body);
-            await _stream.WriteAsync(packet.ToArray(), cancellationToken);
-        }
-
-        private void Write(byte[] packet)
-        {
-            lock (_writeLock)
-            {
-                _stream.Write(packet);
-            }
-        }
-
-        private static void AddString(List<byte> buffer, byte[] value)
-        {
-            buffer.Add((byte)(value.Length >> 8));
-            buffer.Add((byte)value.Length);
-            buffer.AddRange(value);
-        }
-
-        private static int Varint(ReadOnlySpan<byte> bytes, out int consumed)
-        {
-            var value = 0;
-            consumed = 0;
-            while (consumed < bytes.Length)
-            {
-                var b = bytes[consumed];
-                value |= (b & 0x7F) << (7 * consumed);
-                consumed++;
-                if ((b & 0x80) == 0)
-                {
-                    break;
-                }
-            }
-
-            return value;
-        }
     }
 
     /// <summary>Mosquitto on a free loopback port in a scratch folder, for the comparison; stopped on dispose.</summary>

@@ -1,0 +1,325 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Enroll.Protocol.Topics;
+
+namespace Enroll.Cli.Bench;
+
+/// <summary>
+/// A light MQTT 5 session for the largest benchmarks, where a device library instance per device does not fit one load
+/// generator: a socket, the packets written by hand. It connects (clean start, anonymous), subscribes to
+/// <c>enroll/v1/clients/{id}/#</c> and the server's key set at QoS 1 (taking the retained key set, as a device does),
+/// acknowledges every QoS 1 PUBLISH, sends PINGREQ when asked, and can send a request (QoS 1, response topic,
+/// correlation data, message expiry) and wait for the answer that carries its correlation data.
+/// </summary>
+internal sealed class LightSession : IDisposable
+{
+    public const ushort KeepAliveSeconds = 120;
+
+    private readonly NetworkStream _stream;
+    private readonly Lock _writeLock = new();
+    private readonly CancellationTokenSource _closed = new();
+    private readonly ConcurrentDictionary<long, TaskCompletionSource<byte[]>> _pending = new();
+    private long _correlation;
+    private ushort _packetId = 1;
+
+    private LightSession(Socket socket, string clientId)
+    {
+        _stream = new NetworkStream(socket, ownsSocket: true);
+        ClientId = clientId;
+    }
+
+    public string ClientId { get; }
+
+    /// <summary>Payload bytes of the retained message(s) delivered on SUBSCRIBE.</summary>
+    public int RetainedBytes { get; private set; }
+
+    public static async Task<LightSession> OpenAsync(Uri broker, IPAddress source, string clientId, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        LightSession? session = null;
+        try
+        {
+            socket.Bind(new IPEndPoint(source, 0));
+            await socket.ConnectAsync(broker.Host == "localhost" ? IPAddress.Loopback.ToString() : broker.Host, broker.Port, cancellationToken);
+            session = new LightSession(socket, clientId);
+            await session.HandshakeAsync(cancellationToken);
+            _ = session.ReadLoopAsync();
+            return session;
+        }
+        catch
+        {
+            if (session is not null)
+            {
+                session.Dispose();
+            }
+            else
+            {
+                socket.Dispose();
+            }
+
+            throw;
+        }
+    }
+
+    /// <summary>The source address for session <paramref name="index"/>: a loopback address pair has ~28,000 ephemeral ports.</summary>
+    public static IPAddress SourceAddress(int index, int perAddress = 20_000) =>
+        IPAddress.Parse($"127.0.{1 + (index / perAddress / 254)}.{2 + ((index / perAddress) % 254)}");
+
+    public void Ping() => Write([0xC0, 0x00]);
+
+    /// <summary>
+    /// Publishes <paramref name="payload"/> to <paramref name="topic"/> at QoS 1 with this session's response topic, a
+    /// fresh correlation and <paramref name="expirySeconds"/>, and returns the answer's payload, or null after <paramref name="timeout"/>.
+    /// </summary>
+    public async Task<byte[]?> RequestAsync(string topic, byte[] payload, uint expirySeconds, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var correlation = Interlocked.Increment(ref _correlation);
+        var answer = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _pending[correlation] = answer;
+        try
+        {
+            var body = new List<byte>();
+            AddString(body, Encoding.UTF8.GetBytes(topic));
+            ushort id;
+            lock (_writeLock)
+            {
+                id = _packetId = (ushort)(_packetId == ushort.MaxValue ? 1 : _packetId + 1);
+            }
+
+            body.Add((byte)(id >> 8));
+            body.Add((byte)id);
+            var properties = new List<byte> { 0x02 };
+            properties.AddRange([(byte)(expirySeconds >> 24), (byte)(expirySeconds >> 16), (byte)(expirySeconds >> 8), (byte)expirySeconds]);
+            properties.Add(0x08);
+            AddString(properties, Encoding.UTF8.GetBytes(EnrollTopics.ClientResponses(ClientId)));
+            properties.Add(0x09);
+            var correlationBytes = new byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(correlationBytes, correlation);
+            AddString(properties, correlationBytes);
+            AddVarint(body, properties.Count);
+            body.AddRange(properties);
+            body.AddRange(payload);
+            Write(Packet(0x32, body));
+            return await answer.Task.WaitAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            return null;
+        }
+        finally
+        {
+            _pending.TryRemove(correlation, out _);
+        }
+    }
+
+    public void Dispose()
+    {
+        _closed.Cancel();
+        try
+        {
+            Write([0xE0, 0x00]); // DISCONNECT, normal
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException)
+        {
+        }
+
+        _stream.Dispose();
+        _closed.Dispose();
+    }
+
+    private async Task HandshakeAsync(CancellationToken cancellationToken)
+    {
+        var connect = new List<byte>();
+        connect.AddRange([0x00, 0x04, (byte)'M', (byte)'Q', (byte)'T', (byte)'T', 0x05, 0x02]);
+        connect.AddRange([(byte)(KeepAliveSeconds >> 8), (byte)KeepAliveSeconds]);
+        connect.Add(0x00); // no properties
+        AddString(connect, Encoding.UTF8.GetBytes(ClientId));
+        await WriteAsync(Packet(0x10, connect), cancellationToken);
+        var (type, _, body) = await ReadPacketAsync(cancellationToken);
+        if (type != 2 || body.Length < 2 || body[1] != 0)
+        {
+            throw new IOException($"{ClientId}: the broker refused the CONNECT (packet type {type}, reason 0x{(body.Length > 1 ? body[1] : 0):X2})");
+        }
+
+        var subscribe = new List<byte> { 0x00, 0x01, 0x00 };
+        AddString(subscribe, Encoding.UTF8.GetBytes(EnrollTopics.ClientNamespace(ClientId) + "#"));
+        subscribe.Add(0x01);
+        AddString(subscribe, Encoding.UTF8.GetBytes(EnrollTopics.ServerKeys));
+        subscribe.Add(0x01);
+        await WriteAsync(Packet(0x82, subscribe), cancellationToken);
+        while (true)
+        {
+            (type, var flags, body) = await ReadPacketAsync(cancellationToken);
+            if (type == 9)
+            {
+                var properties = Varint(body.AsSpan(2), out var used);
+                var refused = body.Skip(2 + used + properties).Where(code => code > 2).ToList();
+                if (refused.Count > 0)
+                {
+                    throw new IOException($"{ClientId}: the broker refused a subscription (reason 0x{refused[0]:X2})");
+                }
+
+                return;
+            }
+
+            Handle(type, flags, body);
+        }
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        try
+        {
+            while (!_closed.IsCancellationRequested)
+            {
+                var (type, flags, body) = await ReadPacketAsync(_closed.Token);
+                Handle(type, flags, body);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+        {
+            // Closed by the bench, or by the broker: requests still waiting time out.
+        }
+    }
+
+    private void Handle(int type, int flags, byte[] body)
+    {
+        if (type != 3)
+        {
+            return;
+        }
+
+        // PUBLISH: QoS in the fixed header's flags; at QoS 1 the packet identifier follows the topic.
+        var topicLength = BinaryPrimitives.ReadUInt16BigEndian(body);
+        var offset = 2 + topicLength;
+        if (((flags >> 1) & 0x03) > 0)
+        {
+            Write([0x40, 0x02, body[offset], body[offset + 1]]);
+            offset += 2;
+        }
+
+        var propertiesLength = Varint(body.AsSpan(offset), out var varintBytes);
+        var properties = body.AsSpan(offset + varintBytes, propertiesLength);
+        var payload = body[(offset + varintBytes + propertiesLength)..];
+        if (Correlation(properties) is { } correlation && _pending.TryGetValue(correlation, out var waiting))
+        {
+            waiting.TrySetResult(payload);
+        }
+        else if ((flags & 0x01) != 0)
+        {
+            RetainedBytes += payload.Length;
+        }
+    }
+
+    /// <summary>The correlation data of a PUBLISH's properties, when it is one of this session's (8 bytes).</summary>
+    private static long? Correlation(ReadOnlySpan<byte> properties)
+    {
+        var i = 0;
+        while (i < properties.Length)
+        {
+            var id = properties[i++];
+            switch (id)
+            {
+                case 0x01: i += 1; break;
+                case 0x02: i += 4; break;
+                case 0x23: i += 2; break;
+                case 0x0B: Varint(properties[i..], out var used); i += used; break;
+                case 0x03 or 0x08:
+                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
+                    break;
+                case 0x09:
+                    var length = BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
+                    return length == 8 ? BinaryPrimitives.ReadInt64BigEndian(properties[(i + 2)..]) : null;
+                case 0x26:
+                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
+                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
+                    break;
+                default:
+                    return null;
+            }
+        }
+
+        return null;
+    }
+
+    private async Task<(int Type, int Flags, byte[] Body)> ReadPacketAsync(CancellationToken cancellationToken)
+    {
+        var one = new byte[1];
+        await _stream.ReadExactlyAsync(one, cancellationToken);
+        var header = one[0];
+        var length = 0;
+        var shift = 0;
+        while (true)
+        {
+            await _stream.ReadExactlyAsync(one, cancellationToken);
+            length |= (one[0] & 0x7F) << shift;
+            if ((one[0] & 0x80) == 0)
+            {
+                break;
+            }
+
+            shift += 7;
+        }
+
+        var body = new byte[length];
+        await _stream.ReadExactlyAsync(body, cancellationToken);
+        return (header >> 4, header & 0x0F, body);
+    }
+
+    private static byte[] Packet(byte header, List<byte> body)
+    {
+        var packet = new List<byte>(body.Count + 5) { header };
+        AddVarint(packet, body.Count);
+        packet.AddRange(body);
+        return [.. packet];
+    }
+
+    private async Task WriteAsync(byte[] packet, CancellationToken cancellationToken) => await _stream.WriteAsync(packet, cancellationToken);
+
+    private void Write(byte[] packet)
+    {
+        lock (_writeLock)
+        {
+            _stream.Write(packet);
+        }
+    }
+
+    private static void AddString(List<byte> buffer, byte[] value)
+    {
+        buffer.Add((byte)(value.Length >> 8));
+        buffer.Add((byte)value.Length);
+        buffer.AddRange(value);
+    }
+
+    private static void AddVarint(List<byte> buffer, int value)
+    {
+        do
+        {
+            var digit = (byte)(value % 128);
+            value /= 128;
+            buffer.Add(value > 0 ? (byte)(digit | 0x80) : digit);
+        }
+        while (value > 0);
+    }
+
+    private static int Varint(ReadOnlySpan<byte> bytes, out int consumed)
+    {
+        var value = 0;
+        consumed = 0;
+        while (consumed < bytes.Length)
+        {
+            var b = bytes[consumed];
+            value |= (b & 0x7F) << (7 * consumed);
+            consumed++;
+            if ((b & 0x80) == 0)
+            {
+                break;
+            }
+        }
+
+        return value;
+    }
+}
