@@ -131,7 +131,7 @@ internal static class RegisterBench
         Failures(report, "registration", registerFailures, serverCheck.LastFailure);
 
         report.Note("Each device re-registers under its own client ID with an auto-approve token: token check, registry upsert, signing and a new Registration Token per request; the device side verifies both tokens' ES256 signatures (with the server's published key set) before it counts the answer.");
-        report.Note("The work floor is the same request over the same broker traversals (client → broker → responder, answer → broker → client), answered by a bare responder in this process that does only what a registration cannot avoid: parse the request, look up the token's SHA-256 in SQLite, sign the access token and the Registration Token (ES256, the server's claims and lifetimes), commit one device row with the registry's group commit (WAL, synchronous=FULL), answer; the requester verifies both tokens as in the registration phase. Each client receives its own requests (anonymous clients may use only their own topics) and hands them to the shared responder.");
+        report.Note("The work floor is the same request over the same broker traversals (client → broker → responder, answer → broker → client), answered by a bare responder in this process that does only what a registration cannot avoid: parse the request, look up the token's SHA-256 in SQLite, sign the access token and the Registration Token (ES256, the server's claims and lifetimes), commit one device row with the registry's group commit (WAL, synchronous=FULL), answer; the requester verifies both tokens as in the registration phase. Each client receives its own requests (anonymous clients may use only their own topics) and hands them to the shared responder; so each request and answer crosses loopback once more than with the embedded broker's in-process handlers (through an external broker the traversals are the same).");
         report.Note("The raw echo skips the token check, both signatures, the commit and the verification: it is reported as the broker's ceiling; the targets are set against the work floor (SPEC §7).");
         if (File.Exists("/proc/loadavg"))
         {
@@ -188,7 +188,7 @@ internal static class RegisterBench
                 }
             }
 
-            report.Note($"{count} enroll server process(es) on {broker} with one PostgreSQL registry; the raw echo runs on the same broker");
+            report.Note($"{count} enroll server process(es) on {broker} with one PostgreSQL registry; the raw echo and the work floor run on the same broker");
             return report;
         }
         finally

@@ -60,8 +60,8 @@ internal sealed class StormBench
         output.Error.WriteLine($"Measuring a connect and subscribe storm of {_settings.Devices:N0} plain MQTT clients (bounded at {connectTimeout.TotalSeconds:0} s)...");
         var connect = await ConnectStorm.RunAsync(_environment.Mqtt, _settings.Devices, _settings.QualityOfService, connectTimeout, $"plain-{Guid.NewGuid():N}"[..12]);
         output.Error.WriteLine(connect.Failed == 0
-            ? $"Connect+subscribe storm: {connect.Seconds:0.00} s"
-            : $"Connect+subscribe storm: {connect.Failed:N0} of {_settings.Devices:N0} clients did not get in{(connect.TimedOut ? " before the timeout" : "")} (last: {connect.LastFailure})");
+            ? $"Connect and subscribe storm: {connect.Seconds:0.00} s"
+            : $"Connect and subscribe storm: {connect.Failed:N0} of {_settings.Devices:N0} clients did not get in{(connect.TimedOut ? " before the timeout" : "")} (last: {connect.LastFailure})");
 
         var token = await _environment.CreateTokenAsync();
         output.Error.WriteLine($"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})...");
