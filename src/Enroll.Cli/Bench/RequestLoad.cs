@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Diagnostics;
 using System.Text;
 using Enroll.Protocol.Topics;
@@ -38,6 +39,12 @@ internal sealed class LoadClient : IAsyncDisposable
         _qos = qos;
         _client.ApplicationMessageReceivedAsync += e =>
         {
+            if (Responder is { } responder && e.ApplicationMessage.Topic == FloorTopic)
+            {
+                Respond(responder, e.ApplicationMessage);
+                return Task.CompletedTask;
+            }
+
             var pending = Volatile.Read(ref _pending);
             if (pending is not null && e.ApplicationMessage.CorrelationData.AsSpan().SequenceEqual(_expected))
             {
@@ -54,6 +61,15 @@ internal sealed class LoadClient : IAsyncDisposable
     public string EchoTopic => EnrollTopics.ClientNamespace(ClientId) + "bench-echo";
 
     public string ResponseTopic => EnrollTopics.ClientResponses(ClientId);
+
+    /// <summary>
+    /// The client's own work-floor topic: a request published there comes back to this client, which hands it to
+    /// <see cref="Responder"/> and publishes what that returns to the request's response topic, as a responder would.
+    /// </summary>
+    public string FloorTopic => EnrollTopics.ClientNamespace(ClientId) + "bench-floor";
+
+    /// <summary>What answers requests that arrive on <see cref="FloorTopic"/> (none: they are ignored).</summary>
+    public Func<ReadOnlyMemory<byte>, Task<byte[]>>? Responder { get; set; }
 
     public static async Task<LoadClient> ConnectAsync(Uri broker, string clientId, int qos, CancellationToken cancellationToken)
     {
@@ -97,6 +113,35 @@ internal sealed class LoadClient : IAsyncDisposable
             .Build();
         await _client.PublishAsync(message, cancellationToken).ConfigureAwait(false);
         return await pending.Task.WaitAsync(timeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    // Off the client's receive path, as a responder hands a request to its workers: the answer's own QoS 1 publish
+    // must not wait on the loop that reads its acknowledgement.
+    private void Respond(Func<ReadOnlyMemory<byte>, Task<byte[]>> responder, MqttApplicationMessage request)
+    {
+        var payload = request.Payload.ToArray();
+        var correlation = request.CorrelationData;
+        var responseTopic = request.ResponseTopic ?? ResponseTopic;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                var answer = await responder(payload).ConfigureAwait(false);
+                await _client.PublishAsync(
+                    new MqttApplicationMessageBuilder()
+                        .WithTopic(responseTopic)
+                        .WithPayload(answer)
+                        .WithQualityOfServiceLevel(_qos)
+                        .WithCorrelationData(correlation)
+                        .Build(),
+                    CancellationToken.None).ConfigureAwait(false);
+            }
+#pragma warning disable CA1031 // an unanswered request times out at the requester, which counts it as failed
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        });
     }
 
     public async ValueTask DisposeAsync()

@@ -14,13 +14,22 @@ public sealed class BenchCommandTests : IDisposable
     public void Dispose() => _scratch.Dispose();
 
     [Fact]
-    public async Task Register_MeasuresEchoAndRegistrations_AndReportsBothRatios()
+    public async Task Register_MeasuresEchoWorkFloorAndRegistrations_AndReportsTheRatiosAgainstFloorAndEcho()
     {
         using var report = await RunAsync("bench", "register", "--devices", "4", "--duration", "1s", "--warmup", "0s", "--runs", "1");
 
         Assert.True(Median(report, "raw echo, 4 clients, QoS 1") > 0);
+        Assert.True(Median(report, "registration work floor, 4 clients, QoS 1") > 0);
+        Assert.True(Median(report, "work floor p50") > 0);
+        Assert.True(Median(report, "work floor p99") >= Median(report, "work floor p50"));
         Assert.True(Median(report, "registrations, 4 devices, QoS 1") > 0);
-        Assert.Equal(["registrations / raw echo (rate)", "registration p99 / raw echo p99"], RatioNames(report));
+        Assert.Equal(
+            ["registrations / work floor (rate)", "registration p99 / work floor p99", "registrations / raw echo (rate)", "registration p99 / raw echo p99"],
+            RatioNames(report));
+        var notes = Notes(report);
+        Assert.Contains(notes, n => n.StartsWith("The work floor is ", StringComparison.Ordinal));
+        // Every answer of the floor and of the server passed the device-side token checks.
+        Assert.DoesNotContain(notes, n => n.StartsWith("work floor:", StringComparison.Ordinal) || n.StartsWith("registration:", StringComparison.Ordinal));
         AssertRatiosCarryTheirTargets(report);
     }
 
@@ -67,7 +76,7 @@ public sealed class BenchCommandTests : IDisposable
 
             Assert.True(Median(report, "registrations, 8 devices, QoS 1") > 0);
             var notes = report.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()!).ToList();
-            Assert.DoesNotContain(notes, n => n.Contains("failed or timed out", StringComparison.Ordinal));
+            Assert.DoesNotContain(notes, n => n.Contains("requests failed", StringComparison.Ordinal));
             foreach (var instance in new[] { "instance 1 (bench-srv1)", "instance 2 (bench-srv2)" })
             {
                 var cpu = Assert.Single(notes, n => n.StartsWith(instance, StringComparison.Ordinal));
@@ -100,9 +109,13 @@ public sealed class BenchCommandTests : IDisposable
 
         Assert.Equal(0, Median(report, "lost devices (not registered in time)"));
         Assert.Equal(0.1, Median(report, "ideal time (devices / rate)"), 3);
+        var connect = Median(report, "connect and subscribe storm, 100 plain MQTT clients");
+        Assert.True(connect > 0);
+        Assert.Equal(connect + 0.1, Median(report, "ideal (connect and subscribe storm, plus devices / rate)"), 2);
         Assert.True(Median(report, "time to 100 % registered") > 0);
         Assert.True(Median(report, "server peak resident memory (VmHWM)") > 0);
-        Assert.Equal(["time to 99 % / ideal", "mean attempts per device", "lost devices", "server peak memory / 1 GiB"], RatioNames(report));
+        Assert.Equal(["99 % registered / ideal", "mean attempts", "lost devices", "server peak memory / 1 GiB"], RatioNames(report));
+        Assert.DoesNotContain(Notes(report), n => n.StartsWith("The connect and subscribe storm did not complete", StringComparison.Ordinal));
         AssertRatiosCarryTheirTargets(report);
     }
 
@@ -149,6 +162,9 @@ public sealed class BenchCommandTests : IDisposable
         report.RootElement.GetProperty("measurements").EnumerateArray()
             .Single(m => m.GetProperty("name").GetString() == name)
             .GetProperty("median").GetDouble();
+
+    private static List<string> Notes(JsonDocument report) =>
+        [.. report.RootElement.GetProperty("notes").EnumerateArray().Select(n => n.GetString()!)];
 
     private static List<string> RatioNames(JsonDocument report) =>
         [.. report.RootElement.GetProperty("ratios").EnumerateArray().Select(r => r.GetProperty("name").GetString()!)];
