@@ -307,7 +307,7 @@ internal static class ConnectionsBench
     }
 
     /// <summary>This process's open-file limit (RLIMIT_NOFILE), raised toward what the sessions need where allowed.</summary>
-    private static class FileDescriptors
+    internal static class FileDescriptors
     {
         private const int RlimitNofile = 7;
 

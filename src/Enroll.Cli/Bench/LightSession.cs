@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -11,8 +10,7 @@ namespace Enroll.Cli.Bench;
 /// A light MQTT 5 session for the largest benchmarks, where a device library instance per device does not fit one load
 /// generator: a socket, the packets written by hand. It connects (clean start, anonymous), subscribes to
 /// <c>enroll/v1/clients/{id}/#</c> and the server's key set at QoS 1 (taking the retained key set, as a device does),
-/// acknowledges every QoS 1 PUBLISH, sends PINGREQ when asked, and can send a request (QoS 1, response topic,
-/// correlation data, message expiry) and wait for the answer that carries its correlation data.
+/// acknowledges every QoS 1 PUBLISH and sends PINGREQ when asked.
 /// </summary>
 internal sealed class LightSession : IDisposable
 {
@@ -21,9 +19,6 @@ internal sealed class LightSession : IDisposable
     private readonly NetworkStream _stream;
     private readonly Lock _writeLock = new();
     private readonly CancellationTokenSource _closed = new();
-    private readonly ConcurrentDictionary<long, TaskCompletionSource<byte[]>> _pending = new();
-    private long _correlation;
-    private ushort _packetId = 1;
 
     private LightSession(Socket socket, string clientId)
     {
@@ -69,51 +64,6 @@ internal sealed class LightSession : IDisposable
         IPAddress.Parse($"127.0.{1 + (index / perAddress / 254)}.{2 + ((index / perAddress) % 254)}");
 
     public void Ping() => Write([0xC0, 0x00]);
-
-    /// <summary>
-    /// Publishes <paramref name="payload"/> to <paramref name="topic"/> at QoS 1 with this session's response topic, a
-    /// fresh correlation and <paramref name="expirySeconds"/>, and returns the answer's payload, or null after <paramref name="timeout"/>.
-    /// </summary>
-    public async Task<byte[]?> RequestAsync(string topic, byte[] payload, uint expirySeconds, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        var correlation = Interlocked.Increment(ref _correlation);
-        var answer = new TaskCompletionSource<byte[]>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _pending[correlation] = answer;
-        try
-        {
-            var body = new List<byte>();
-            AddString(body, Encoding.UTF8.GetBytes(topic));
-            ushort id;
-            lock (_writeLock)
-            {
-                id = _packetId = (ushort)(_packetId == ushort.MaxValue ? 1 : _packetId + 1);
-            }
-
-            body.Add((byte)(id >> 8));
-            body.Add((byte)id);
-            var properties = new List<byte> { 0x02 };
-            properties.AddRange([(byte)(expirySeconds >> 24), (byte)(expirySeconds >> 16), (byte)(expirySeconds >> 8), (byte)expirySeconds]);
-            properties.Add(0x08);
-            AddString(properties, Encoding.UTF8.GetBytes(EnrollTopics.ClientResponses(ClientId)));
-            properties.Add(0x09);
-            var correlationBytes = new byte[8];
-            BinaryPrimitives.WriteInt64BigEndian(correlationBytes, correlation);
-            AddString(properties, correlationBytes);
-            AddVarint(body, properties.Count);
-            body.AddRange(properties);
-            body.AddRange(payload);
-            Write(Packet(0x32, body));
-            return await answer.Task.WaitAsync(timeout, cancellationToken);
-        }
-        catch (TimeoutException)
-        {
-            return null;
-        }
-        finally
-        {
-            _pending.TryRemove(correlation, out _);
-        }
-    }
 
     public void Dispose()
     {
@@ -181,7 +131,7 @@ internal sealed class LightSession : IDisposable
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
         {
-            // Closed by the bench, or by the broker: requests still waiting time out.
+            // Closed by the bench, or by the broker: the next memory reading shows it.
         }
     }
 
@@ -202,47 +152,10 @@ internal sealed class LightSession : IDisposable
         }
 
         var propertiesLength = Varint(body.AsSpan(offset), out var varintBytes);
-        var properties = body.AsSpan(offset + varintBytes, propertiesLength);
-        var payload = body[(offset + varintBytes + propertiesLength)..];
-        if (Correlation(properties) is { } correlation && _pending.TryGetValue(correlation, out var waiting))
+        if ((flags & 0x01) != 0)
         {
-            waiting.TrySetResult(payload);
+            RetainedBytes += body.Length - offset - varintBytes - propertiesLength;
         }
-        else if ((flags & 0x01) != 0)
-        {
-            RetainedBytes += payload.Length;
-        }
-    }
-
-    /// <summary>The correlation data of a PUBLISH's properties, when it is one of this session's (8 bytes).</summary>
-    private static long? Correlation(ReadOnlySpan<byte> properties)
-    {
-        var i = 0;
-        while (i < properties.Length)
-        {
-            var id = properties[i++];
-            switch (id)
-            {
-                case 0x01: i += 1; break;
-                case 0x02: i += 4; break;
-                case 0x23: i += 2; break;
-                case 0x0B: Varint(properties[i..], out var used); i += used; break;
-                case 0x03 or 0x08:
-                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
-                    break;
-                case 0x09:
-                    var length = BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
-                    return length == 8 ? BinaryPrimitives.ReadInt64BigEndian(properties[(i + 2)..]) : null;
-                case 0x26:
-                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
-                    i += 2 + BinaryPrimitives.ReadUInt16BigEndian(properties[i..]);
-                    break;
-                default:
-                    return null;
-            }
-        }
-
-        return null;
     }
 
     private async Task<(int Type, int Flags, byte[] Body)> ReadPacketAsync(CancellationToken cancellationToken)

@@ -101,6 +101,9 @@ internal static class BenchCommand
             var settings = new StormBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetValue(jitter) == "full", parse.GetValue(rate), parse.GetDuration(timeout), Math.Clamp(parse.GetValue(qos), 0, 1));
             var target = parse.GetValue(broker)!;
             var scratch = parse.GetValue(directory)!;
+            // Each device holds its socket, its state folder's lock and its outbox files open: 10,000 devices need more
+            // than a default open-file limit (the server started next inherits the raised one).
+            ConnectionsBench.FileDescriptors.Raise((settings.Devices * 6L) + 4096);
             ServerProcess? server = null;
             try
             {
