@@ -66,10 +66,25 @@ export async function approvalsPage(container) {
     setPendingBadge(list.length);
   }
 
+  // Live events that arrive while a load's request is out are replayed onto its answer, in order: the answer may
+  // predate them, and clearing the list for it must not lose an operation that was announced meanwhile.
+  let arrivedDuringLoad = null;
+
+  function apply(op) {
+    if (op.status === 'pending') operations.set(op.operation_id, op); else operations.delete(op.operation_id);
+  }
+
   async function load() {
-    const list = await get('/api/provisioning-operations?status=pending');
-    operations.clear();
-    for (const op of list.items) operations.set(op.operation_id, op);
+    const arrived = [];
+    arrivedDuringLoad = arrived;
+    try {
+      const list = await get('/api/provisioning-operations?status=pending');
+      operations.clear();
+      for (const op of list.items) operations.set(op.operation_id, op);
+      for (const op of arrived) apply(op);
+    } finally {
+      if (arrivedDuringLoad === arrived) arrivedDuringLoad = null;
+    }
     render();
   }
 
@@ -122,7 +137,8 @@ export async function approvalsPage(container) {
     subscribe('operation', (e) => {
       const op = e.operation;
       if (!op) return;
-      if (op.status === 'pending') operations.set(op.operation_id, op); else operations.delete(op.operation_id);
+      if (arrivedDuringLoad) arrivedDuringLoad.push(op);
+      apply(op);
       render();
     }),
     subscribe('resync', () => load().catch(() => {})),
