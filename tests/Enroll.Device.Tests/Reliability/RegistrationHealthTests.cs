@@ -1,6 +1,7 @@
 using Enroll.Device.Requests;
 using Enroll.Device.Tests.Fakes;
 using Enroll.Protocol;
+using Enroll.Protocol.Topics;
 using Enroll.Testing;
 
 namespace Enroll.Device.Tests.Reliability;
@@ -40,7 +41,8 @@ public sealed class RegistrationHealthTests
         var fault = device.Service.Health.FaultOf(DeviceComponents.Registration);
         Assert.Equal(DeviceFaultKind.ServerBusy, fault?.Kind);
         Assert.Contains("30 s", fault!.Message, StringComparison.Ordinal);
-        await device.Time.AdvanceUntilAsync(TimeSpan.FromSeconds(30), start);
+        await device.Time.AdvanceUntilAsync(TimeSpan.FromSeconds(30), () => device.Broker.PublishCount(EnrollTopics.Register) == 2);
+        await start.WaitAsync(Patience);
         Assert.Null(device.Service.Health.FaultOf(DeviceComponents.Registration));
     }
 
