@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
 using Enroll.Device;
@@ -41,6 +42,7 @@ public sealed class BruteForceTests(ITestOutputHelper output)
             await client.SubscribeAsync(EnrollTopics.ClientResponses($"attacker-{i}"));
             return client;
         }));
+        var started = Stopwatch.GetTimestamp();
         var burst = Task.WhenAll(attackers.Select((client, i) => Task.Run(async () =>
         {
             for (var n = 0; n < 50; n++)
@@ -76,11 +78,17 @@ public sealed class BruteForceTests(ITestOutputHelper output)
             await client.DisposeAsync();
         }
 
-        output.WriteLine($"attacker answers: {string.Join(", ", answers.Select(a => $"{a.Key}={a.Value}"))}");
+        // The source's bucket holds 100 failures and refills at 100 a minute, so over a burst of D seconds at most
+        // 100 + D × 100 / 60 guesses are checked (the limiter's documented bound); on a loaded machine the burst takes
+        // seconds, not the fraction of one it takes on an idle one.
+        var elapsed = Stopwatch.GetElapsedTime(started);
+        var allowance = 100 + (int)Math.Ceiling(elapsed.TotalSeconds * 100 / 60);
+        var mix = $"attacker answers over {elapsed.TotalSeconds:0.0} s (allowance {allowance}): {string.Join(", ", answers.Select(a => $"{a.Key}={a.Value}"))}";
+        output.WriteLine(mix);
         Assert.Equal(5, legitimate.Count);
         Assert.Equal(1000, answers.Values.Sum());
-        Assert.True(answers.GetValueOrDefault(ErrorCodes.RateLimited) >= 900, "most of the burst must be rate limited");
-        Assert.True(answers.GetValueOrDefault(ErrorCodes.Unauthorized) <= 100, "at most the source's allowance is checked at all");
+        Assert.True(answers.GetValueOrDefault(ErrorCodes.Unauthorized) <= allowance, $"at most the source's allowance is checked at all; {mix}");
+        Assert.True(answers.GetValueOrDefault(ErrorCodes.RateLimited) >= 1000 - allowance, $"the rest of the burst is rate limited; {mix}");
         Assert.Equal(5, (await server.ListDevicesAsync()).Count);
     }
 
