@@ -6,8 +6,17 @@ namespace Enroll.Server.Handlers;
 /// behind <c>queued</c> others would wait about <c>queued ÷ rate</c>. When that is longer than the time its sender still
 /// waits (its MQTT 5 Message Expiry, or <see cref="AssumedPatience"/> without one), serving it would only push the requests
 /// behind it past their own deadlines: it is answered <c>unavailable</c> at once, with a <c>retry_after_seconds</c> that
-/// gives it a slot of its own after the backlog, one slot per <c>1 ÷ rate</c>, so a storm is spread over the time the
+/// gives it a slot of its own after the backlog, one slot per <c>1 ÷ capacity</c>, so a storm is spread over the time the
 /// server needs for it instead of coming back all at once.
+/// <para>
+/// Whether a request is admitted depends on the rate sustained now; where its slot lies depends on the server's
+/// <em>capacity</em>: the highest rate it sustained over a full window lately (<see cref="PeakMemory"/>), or the current
+/// rate when that is higher. Early in a storm the rate now is what the workers get while the CPU sets up thousands of
+/// connections — a few requests a second for a moment — and slots spaced at that rate put a thousand devices minutes
+/// into the future, past the time the server is idle again (a storm of 9,000 devices left 1,100 of them waiting for
+/// up to 400 s that way). A device that comes back too early only costs one more cheap refusal with a new slot; one
+/// that comes back too late costs the whole storm its time.
+/// </para>
 /// </summary>
 internal sealed class AdmissionControl(TimeProvider timeProvider)
 {
@@ -23,6 +32,9 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
     /// <summary>The longest wait a device is given.</summary>
     public static readonly TimeSpan MaxRetryAfter = TimeSpan.FromMinutes(10);
 
+    /// <summary>How long the highest rate sustained over a full window stands as the server's capacity.</summary>
+    public static readonly TimeSpan PeakMemory = TimeSpan.FromMinutes(10);
+
     private const int Buckets = 20;
     private static readonly long BucketTicks = TimeSpan.FromMilliseconds(250).Ticks;
 
@@ -31,6 +43,9 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
     private readonly Lock _lock = new();
     private long _firstServed = long.MinValue;
     private DateTimeOffset _nextSlot = DateTimeOffset.MinValue;
+    private double _peakRate;
+    private long _peakBucket = long.MinValue;
+    private long _lastBucket = long.MinValue;
 
     /// <summary>Requests refused at the door so far.</summary>
     public long Refused { get; private set; }
@@ -50,6 +65,7 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
             var slot = (int)(bucket % Buckets);
             if (_stamps[slot] != bucket)
             {
+                NotePeak(bucket);
                 _stamps[slot] = bucket;
                 _counts[slot] = 0;
             }
@@ -65,6 +81,19 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
         lock (_lock)
         {
             return Rate(bucket);
+        }
+    }
+
+    /// <summary>
+    /// The rate slots are spaced at: the highest rate sustained over a full five-second window in the last
+    /// <see cref="PeakMemory"/>, or the current rate when that is higher; 0 when nothing was served.
+    /// </summary>
+    public double Capacity()
+    {
+        var bucket = timeProvider.GetUtcNow().UtcTicks / BucketTicks;
+        lock (_lock)
+        {
+            return CapacityAt(bucket, Rate(bucket));
         }
     }
 
@@ -100,12 +129,45 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
                 return true;
             }
 
-            var start = _nextSlot > now + wait ? _nextSlot : now + wait;
-            _nextSlot = start + TimeSpan.FromSeconds(1 / rate);
+            var capacity = CapacityAt(bucket, rate);
+            var drained = now + TimeSpan.FromSeconds(queued / capacity);
+            var start = _nextSlot > drained ? _nextSlot : drained;
+            _nextSlot = start + TimeSpan.FromSeconds(1 / capacity);
             var slot = _nextSlot - now;
             retryAfter = slot > MaxRetryAfter ? MaxRetryAfter : slot;
             Refused++;
             return false;
+        }
+    }
+
+    private double CapacityAt(long bucket, double rate)
+    {
+        var peak = _peakBucket != long.MinValue && bucket - _peakBucket <= PeakMemory.Ticks / BucketTicks ? _peakRate : 0;
+        return Math.Max(rate, peak);
+    }
+
+    /// <summary>Called as <paramref name="bucket"/> opens: the window that just closed becomes the peak when it is the fastest full one lately.</summary>
+    private void NotePeak(long bucket)
+    {
+        if (bucket <= _lastBucket)
+        {
+            return;
+        }
+
+        var closed = bucket - 1;
+        _lastBucket = bucket;
+
+        // Only a window that was busy from end to end says what the server can do; one that had a quiet start reads low.
+        if (_firstServed == long.MinValue || closed - _firstServed + 1 < Buckets)
+        {
+            return;
+        }
+
+        var rate = Rate(closed);
+        if (rate >= _peakRate || bucket - _peakBucket > PeakMemory.Ticks / BucketTicks)
+        {
+            _peakRate = rate;
+            _peakBucket = closed;
         }
     }
 

@@ -116,4 +116,39 @@ public sealed class AdmissionControlTests
         // 10 in the first quarter second of new work: 40/s, not 10 over the whole five-second window.
         Assert.InRange(admission.SustainedRate(), 39, 41);
     }
+
+    [Fact]
+    public void SlotsAreSpacedAtTheCapacityShownLately_NotAtAMomentarilyLowRate()
+    {
+        // Five full seconds at 1,000/s, then a quiet spell, then work resumes slowly (the CPU busy with connections).
+        var admission = Sustaining(1_000, seconds: 6);
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        for (var i = 0; i < 10; i++)
+        {
+            admission.Served();
+        }
+
+        Assert.InRange(admission.SustainedRate(), 39, 41);
+        Assert.InRange(admission.Capacity(), 900, 1_100);
+
+        // At 40/s, 5,000 ahead would take two minutes: refused. Its slot is where the backlog drains at the capacity the
+        // server has shown, about 5 s, not two minutes away.
+        Assert.False(admission.TryAdmit(5_000, _clock.GetUtcNow().AddSeconds(10), out var retryAfter));
+        Assert.InRange(retryAfter.TotalSeconds, 4, 6);
+    }
+
+    [Fact]
+    public void ACapacityShownLongAgo_IsForgotten()
+    {
+        var admission = Sustaining(1_000, seconds: 6);
+        _clock.Advance(AdmissionControl.PeakMemory + TimeSpan.FromMinutes(1));
+        for (var i = 0; i < 10; i++)
+        {
+            admission.Served();
+        }
+
+        Assert.InRange(admission.Capacity(), 39, 41);
+        Assert.False(admission.TryAdmit(5_000, _clock.GetUtcNow().AddSeconds(10), out var retryAfter));
+        Assert.InRange(retryAfter.TotalSeconds, 110, 140);
+    }
 }
