@@ -48,22 +48,10 @@ internal sealed class ServerProcess : IAsyncDisposable
 
         var mqttPort = FreePort();
         var httpPort = FreePort();
-        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
+        var start = SameEnroll();
         foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
             start.Environment[name] = value;
-        }
-
-        // Run the same enroll that runs this benchmark: the apphost itself, or `dotnet enroll.dll`.
-        var entry = typeof(ServerProcess).Assembly.Location;
-        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet" && entry.Length > 0)
-        {
-            start.ArgumentList.Add(entry);
         }
 
         foreach (var argument in new[]
@@ -122,6 +110,27 @@ internal sealed class ServerProcess : IAsyncDisposable
 
         await server.DisposeAsync();
         throw new TimeoutException("enroll server did not answer /healthz within 60 s");
+    }
+
+    /// <summary>
+    /// A start of the same enroll that runs this benchmark — the apphost itself, or <c>dotnet enroll.dll</c> — with its
+    /// standard streams redirected; the caller adds the command's arguments.
+    /// </summary>
+    internal static ProcessStartInfo SameEnroll()
+    {
+        var start = new ProcessStartInfo(Environment.ProcessPath ?? "dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        var entry = typeof(ServerProcess).Assembly.Location;
+        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet" && entry.Length > 0)
+        {
+            start.ArgumentList.Add(entry);
+        }
+
+        return start;
     }
 
     /// <summary>CPU time the server used so far (user + system), or null where /proc is not there.</summary>

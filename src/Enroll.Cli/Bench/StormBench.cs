@@ -1,8 +1,5 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using Enroll.Cli.Infrastructure;
-using Enroll.Device;
-using Microsoft.Extensions.DependencyInjection;
 using Spectre.Console;
 
 namespace Enroll.Cli.Bench;
@@ -21,22 +18,18 @@ internal sealed class StormBench
 
     private readonly BenchEnvironment _environment;
     private readonly Settings _settings;
-    private readonly ConcurrentDictionary<int, int> _attempts = new();
-    private readonly double[] _registeredAt;
-    private int _registered;
-    private int _waiting;
-    private int _retries;
-    private int _failed;
 
     private StormBench(BenchEnvironment environment, Settings settings)
     {
         _environment = environment;
         _settings = settings;
-        _registeredAt = new double[settings.Devices];
-        Array.Fill(_registeredAt, double.NaN);
     }
 
-    public sealed record Settings(int Devices, bool Jitter, double? Rate, TimeSpan Timeout, int QualityOfService);
+    /// <summary>What a storm is: its devices, their retry jitter, the rate for the ideal (null: measured), how long devices may take, QoS, and the load-generator processes the devices run in (null: this one alone when its open-file limit allows, otherwise as many as needed).</summary>
+    public sealed record Settings(int Devices, bool Jitter, double? Rate, TimeSpan Timeout, int QualityOfService, int? Processes = null);
+
+    /// <summary>Devices one process can hold: each keeps a socket and its state lock open, with room for the rest.</summary>
+    public static int DevicesPerProcess(long openFileLimit) => (int)Math.Clamp((openFileLimit - 4096) / 3, 1, int.MaxValue);
 
     public static async Task<BenchReport> RunAsync(BenchEnvironment environment, Settings settings, ServerProcess? server, Output output, bool live)
     {
@@ -64,13 +57,18 @@ internal sealed class StormBench
             : $"Connect and subscribe storm: {connect.Failed:N0} of {_settings.Devices:N0} clients did not get in{(connect.TimedOut ? " before the timeout" : "")} (last: {connect.LastFailure})");
 
         var token = await _environment.CreateTokenAsync();
-        output.Error.WriteLine($"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})...");
-        var prefix = $"storm-{Guid.NewGuid():N}"[..12];
-        var devices = Enumerable.Range(0, _settings.Devices).Select(i => CreateDevice(i, $"{prefix}-{i:D6}", token)).ToArray();
+        var fleetOf = new StormDevices(_environment.Mqtt, _environment.Scratch, token, $"storm-{Guid.NewGuid():N}"[..12], _settings.Jitter, _settings.QualityOfService);
+        var processes = _settings.Processes ?? (int)Math.Ceiling(_settings.Devices / (double)DevicesPerProcess(ConnectionsBench.FileDescriptors.Raise((_settings.Devices * 6L) + 4096)));
+        output.Error.WriteLine(processes <= 1
+            ? $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})..."
+            : $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")}) in {processes} load-generator processes (this one's open-file limit does not hold them all)...");
+        await using IStormFleet fleet = processes <= 1
+            ? new StormFleet(fleetOf, 0, _settings.Devices)
+            : await ShardedStormFleet.StartAsync(fleetOf, _settings.Devices, processes, _settings.Timeout, CancellationToken.None);
         long peakMemory = 0;
         var clock = Stopwatch.StartNew();
         using var timeout = new CancellationTokenSource(_settings.Timeout);
-        var all = Task.WhenAll(devices.Select((device, index) => Task.Run(() => RegisterAsync(device, index, clock, timeout.Token))));
+        var all = fleet.RunAsync(clock, timeout.Token);
 
         void Sample()
         {
@@ -83,16 +81,16 @@ internal sealed class StormBench
         if (live)
         {
             var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
-            await console.Live(Progress(clock, server)).StartAsync(async context =>
+            await console.Live(Progress(fleet, clock, server)).StartAsync(async context =>
             {
                 while (!all.IsCompleted)
                 {
                     Sample();
-                    context.UpdateTarget(Progress(clock, server));
+                    context.UpdateTarget(Progress(fleet, clock, server));
                     await Task.WhenAny(all, Task.Delay(250));
                 }
 
-                context.UpdateTarget(Progress(clock, server));
+                context.UpdateTarget(Progress(fleet, clock, server));
             });
         }
         else
@@ -101,112 +99,36 @@ internal sealed class StormBench
             {
                 Sample();
                 await Task.WhenAny(all, Task.Delay(2000));
-                output.Error.WriteLine($"{clock.Elapsed.TotalSeconds,6:0.0} s  registered {Volatile.Read(ref _registered):N0}/{_settings.Devices:N0}  waiting {Volatile.Read(ref _waiting):N0}  retries {Volatile.Read(ref _retries):N0}");
+                output.Error.WriteLine($"{clock.Elapsed.TotalSeconds,6:0.0} s  registered {fleet.Registered:N0}/{_settings.Devices:N0}  waiting {fleet.Waiting:N0}  retries {fleet.Retries:N0}");
             }
         }
 
         await all;
         Sample();
         output.Error.WriteLine("Stopping the devices...");
-        using (var gate = new SemaphoreSlim(64))
-        {
-            await Task.WhenAll(devices.Select(async device =>
-            {
-                await gate.WaitAsync();
-                try
-                {
-                    await device.DisposeAsync();
-                }
-                finally
-                {
-                    gate.Release();
-                }
-            }));
-        }
-
-        return Report(rate.Value, connect, peakMemory, server is not null);
+        return Report(fleet, processes, rate.Value, connect, peakMemory, server is not null);
     }
 
-    private ServiceProvider CreateDevice(int index, string clientId, string token)
-    {
-        var services = new ServiceCollection();
-        services.AddLogging();
-        services.AddSingleton<ICredentialStore>(new MemoryCredentialStore());
-        services.AddEnrollDevice(o =>
-        {
-            o.Broker = _environment.Mqtt;
-            o.ClientId = clientId;
-            o.ProvisioningToken = token;
-            o.StatePath = Path.Combine(_environment.Scratch, "storm", clientId);
-            o.SendMetadata = false;
-            o.UseJitter = _settings.Jitter;
-            o.QualityOfService = _settings.QualityOfService;
-            o.MaxAttempts = 10_000;
-        });
-        var provider = services.BuildServiceProvider();
-        var registration = provider.GetRequiredService<RegistrationService>();
-        registration.StatusChanged += (_, e) => Observe(index, e);
-        return provider;
-    }
 
-    private async Task RegisterAsync(ServiceProvider device, int index, Stopwatch clock, CancellationToken cancellationToken)
+    private Table Progress(IStormFleet fleet, Stopwatch clock, ServerProcess? server)
     {
-        try
-        {
-            await device.GetRequiredService<RegistrationService>().StartAsync(cancellationToken);
-            _registeredAt[index] = clock.Elapsed.TotalSeconds;
-            Interlocked.Increment(ref _registered);
-        }
-        catch (Exception ex) when (ex is EnrollException or OperationCanceledException)
-        {
-            Interlocked.Increment(ref _failed);
-        }
-    }
-
-    private void Observe(int index, DeviceStatusChangedEventArgs e)
-    {
-        if (e.Current.State == DeviceState.WaitingToRetry && e.Previous.State != DeviceState.WaitingToRetry)
-        {
-            Interlocked.Increment(ref _waiting);
-        }
-        else if (e.Previous.State == DeviceState.WaitingToRetry && e.Current.State != DeviceState.WaitingToRetry)
-        {
-            Interlocked.Decrement(ref _waiting);
-        }
-
-        if (e.Current.State == DeviceState.Registering && e.Current.Attempt > 0)
-        {
-            var previous = _attempts.GetValueOrDefault(index);
-            if (e.Current.Attempt > previous)
-            {
-                _attempts[index] = e.Current.Attempt;
-                if (e.Current.Attempt > 1)
-                {
-                    Interlocked.Increment(ref _retries);
-                }
-            }
-        }
-    }
-
-    private Table Progress(Stopwatch clock, ServerProcess? server)
-    {
-        var registered = Volatile.Read(ref _registered);
+        var registered = fleet.Registered;
         var table = new Table().AddColumns("Elapsed", "Registered", "Waiting to retry", "Retries", "Failed", "Server memory");
         var memory = server?.Memory() is { } m ? $"{m.Current / (1024.0 * 1024):N0} MiB (peak {m.Peak / (1024.0 * 1024):N0})" : "-";
         table.AddRow(
             $"{clock.Elapsed.TotalSeconds:0.0} s",
             $"{registered:N0} / {_settings.Devices:N0} ({100.0 * registered / _settings.Devices:0.0} %)",
-            $"{Volatile.Read(ref _waiting):N0}",
-            $"{Volatile.Read(ref _retries):N0}",
-            $"{Volatile.Read(ref _failed):N0}",
+            $"{fleet.Waiting:N0}",
+            $"{fleet.Retries:N0}",
+            $"{fleet.Failed:N0}",
             memory);
         return table;
     }
 
-    private BenchReport Report(double rate, ConnectStormResult connect, long peakMemory, bool separateServer)
+    private BenchReport Report(IStormFleet fleet, int processes, double rate, ConnectStormResult connect, long peakMemory, bool separateServer)
     {
         var report = new BenchReport("storm");
-        var times = _registeredAt.Where(t => !double.IsNaN(t)).Order().ToArray();
+        var times = fleet.RegisteredAt.Where(t => !double.IsNaN(t)).Order().ToArray();
         var n = _settings.Devices;
         double? At(double fraction)
         {
@@ -226,7 +148,7 @@ internal sealed class StormBench
         report.Add("time to 50 % registered", "s", [t50 ?? double.NaN]);
         var ninetyNine = report.Add("time to 99 % registered", "s", [t99 ?? double.NaN]);
         report.Add("time to 100 % registered", "s", [t100 ?? double.NaN]);
-        var attempts = Enumerable.Range(0, n).Select(i => (double)Math.Max(1, _attempts.GetValueOrDefault(i))).ToArray();
+        var attempts = fleet.Attempts.Select(a => (double)a).ToArray();
         var meanAttempts = report.Add("attempts per device, mean", "attempts", [attempts.Average()]);
         report.Add("attempts per device, max", "attempts", [attempts.Max()]);
         var lost = n - times.Length;
@@ -250,27 +172,7 @@ internal sealed class StormBench
         }
 
         report.Note($"The ideal: {n:N0} plain MQTT clients (anonymous, no device library) connecting at once to the same server just before the storm, each subscribing in one SUBSCRIBE to its response topic and {Protocol.Topics.EnrollTopics.ServerKeys}, as a device does before its first request — the time until the last holds its subscriptions — plus {n:N0} ÷ the sustained registration rate: a storm can neither connect its devices faster nor register them faster than the server sustains.");
-        report.Note($"{n:N0} devices, jitter {(_settings.Jitter ? "full" : "none")}, QoS {_settings.QualityOfService}; each a device library instance with its own MQTT connection and in-memory state.");
+        report.Note($"{n:N0} devices, jitter {(_settings.Jitter ? "full" : "none")}, QoS {_settings.QualityOfService}; each a device library instance with its own MQTT connection and in-memory state{(processes > 1 ? $", in {processes} load-generator processes started together" : "")}.");
         return report;
-    }
-
-    /// <summary>Device state kept in memory: the storm measures the server, not this machine's disk.</summary>
-    private sealed class MemoryCredentialStore : ICredentialStore
-    {
-        private DeviceCredentials? _credentials;
-
-        public ValueTask<DeviceCredentials?> LoadAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(_credentials);
-
-        public ValueTask SaveAsync(DeviceCredentials credentials, CancellationToken cancellationToken = default)
-        {
-            _credentials = credentials;
-            return ValueTask.CompletedTask;
-        }
-
-        public ValueTask ClearAsync(CancellationToken cancellationToken = default)
-        {
-            _credentials = null;
-            return ValueTask.CompletedTask;
-        }
     }
 }

@@ -12,6 +12,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Benchmarks: each prints medians of several runs and the ratios against the targets (exit 0 either way)");
         command.Subcommands.Add(Register());
         command.Subcommands.Add(Storm());
+        command.Subcommands.Add(StormShard());
         command.Subcommands.Add(Outbox());
         command.Subcommands.Add(Ingest());
         command.Subcommands.Add(Commands());
@@ -88,17 +89,21 @@ internal static class BenchCommand
         var rate = new Option<double?>("--rate") { Description = "The sustained registration rate for the ideal time (default: measured first with bench register)" };
         var timeout = CliOptions.Duration("--timeout", "Devices not registered by then count as lost", "10m");
         var qos = QosOption();
+        var processes = new Option<int?>("--processes")
+        {
+            Description = "Load-generator processes to run the devices in (default: this one alone when its open-file limit holds every device's socket and state lock, otherwise as many as needed)",
+        };
         var directory = DirectoryOption();
         var json = CliOptions.Json();
         var command = new Command("storm", "Every device of a fleet starts at once: time to 50/99/100 % registered against the ideal, attempts, lost devices, server memory")
         {
-            broker, devices, jitter, rate, timeout, qos, directory, json,
+            broker, devices, jitter, rate, timeout, qos, processes, directory, json,
         };
         var admin = AdminClient.AddOptions(command);
         command.SetAction(async (parse, cancellationToken) =>
         {
             var output = new Output(parse);
-            var settings = new StormBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetValue(jitter) == "full", parse.GetValue(rate), parse.GetDuration(timeout), Math.Clamp(parse.GetValue(qos), 0, 1));
+            var settings = new StormBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetValue(jitter) == "full", parse.GetValue(rate), parse.GetDuration(timeout), Math.Clamp(parse.GetValue(qos), 0, 1), parse.GetValue(processes) is { } p ? Math.Max(1, p) : null);
             var target = parse.GetValue(broker)!;
             var scratch = parse.GetValue(directory)!;
             // Each device holds its socket, its state folder's lock and its outbox files open: 10,000 devices need more
@@ -135,6 +140,35 @@ internal static class BenchCommand
             }
 
             return ExitCodes.Ok;
+        });
+        return command;
+    }
+
+    /// <summary>
+    /// <c>enroll bench storm-shard</c>, hidden: one load-generator process of a storm that needs several (see
+    /// <see cref="ShardedStormFleet"/>). Started by <c>bench storm</c>, which speaks its line protocol on standard input and output.
+    /// </summary>
+    private static Command StormShard()
+    {
+        var broker = new Option<string>("--broker") { Required = true, Description = "The server's mqtt:// address" };
+        var token = new Option<string>("--token") { Required = true, Description = "The provisioning token the devices register with" };
+        var prefix = new Option<string>("--prefix") { Required = true, Description = "The storm's client ID prefix" };
+        var first = new Option<int>("--first") { Description = "The index of this shard's first device" };
+        var count = new Option<int>("--count") { Required = true, Description = "Devices in this shard" };
+        var jitter = new Option<string>("--jitter") { DefaultValueFactory = _ => "full", Description = "full or none" };
+        jitter.AcceptOnlyFromAmong("full", "none");
+        var qos = QosOption();
+        var timeout = CliOptions.Duration("--timeout", "Devices not registered by then give up", "10m");
+        var directory = DirectoryOption();
+        var command = new Command("storm-shard", "One load-generator process of bench storm (started by it)")
+        {
+            broker, token, prefix, first, count, jitter, qos, timeout, directory,
+        };
+        command.Hidden = true;
+        command.SetAction(async (parse, cancellationToken) =>
+        {
+            var devices = new StormDevices(new Uri(parse.GetValue(broker)!), parse.GetValue(directory)!, parse.GetValue(token)!, parse.GetValue(prefix)!, parse.GetValue(jitter) == "full", Math.Clamp(parse.GetValue(qos), 0, 1));
+            return await ShardedStormFleet.RunShardAsync(devices, parse.GetValue(first), Math.Max(1, parse.GetValue(count)), parse.GetDuration(timeout), Console.In, Console.Out, cancellationToken);
         });
         return command;
     }

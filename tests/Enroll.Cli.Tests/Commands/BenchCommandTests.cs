@@ -120,6 +120,19 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task Storm_InSeveralLoadGeneratorProcesses_RegistersEveryDevice_AndSaysSo()
+    {
+        using var report = await RunAsync("bench", "storm", "--devices", "60", "--processes", "2", "--rate", "1000", "--timeout", "60s");
+
+        // Every device of both shards is counted: none lost, each with its attempts, registered after the start.
+        Assert.Equal(0, Median(report, "lost devices (not registered in time)"));
+        Assert.True(Median(report, "attempts per device, mean") >= 1);
+        Assert.True(Median(report, "time to 100 % registered") > 0);
+        Assert.Contains(Notes(report), n => n.Contains("in 2 load-generator processes", StringComparison.Ordinal));
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
     public async Task Outbox_MeasuresRawSqliteTheOutboxAndTheDrain_AndReportsThreeRatios()
     {
         using var report = await RunAsync("bench", "outbox", "--duration", "1s", "--runs", "1", "--drain-messages", "300");

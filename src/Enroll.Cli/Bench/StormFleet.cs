@@ -1,0 +1,169 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Enroll.Device;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Enroll.Cli.Bench;
+
+/// <summary>The devices of a storm, wherever they run: what <see cref="StormBench"/> watches and reports.</summary>
+internal interface IStormFleet : IAsyncDisposable
+{
+    int Registered { get; }
+
+    int Waiting { get; }
+
+    int Retries { get; }
+
+    int Failed { get; }
+
+    /// <summary>Seconds from the start until each device registered; NaN for one that never did.</summary>
+    double[] RegisteredAt { get; }
+
+    /// <summary>Attempts each device made (at least 1).</summary>
+    int[] Attempts { get; }
+
+    /// <summary>Starts every device at once and completes when each registered or gave up (or <paramref name="cancellationToken"/> fired).</summary>
+    Task RunAsync(Stopwatch clock, CancellationToken cancellationToken);
+}
+
+/// <summary>What the devices of a storm are: which server, which token, their names and their retry behaviour.</summary>
+internal sealed record StormDevices(Uri Broker, string Scratch, string Token, string Prefix, bool Jitter, int QualityOfService)
+{
+    public string ClientId(int index) => $"{Prefix}-{index:D6}";
+}
+
+/// <summary>
+/// Devices of a storm in this process: each a device library <see cref="RegistrationService"/> with its own MQTT
+/// connection and state folder (credentials kept in memory: the storm measures the server, not this machine's disk).
+/// </summary>
+internal sealed class StormFleet : IStormFleet
+{
+    private readonly ServiceProvider[] _devices;
+    private readonly ConcurrentDictionary<int, int> _attempts = new();
+    private int _registered;
+    private int _waiting;
+    private int _retries;
+    private int _failed;
+
+    /// <summary>Prepares devices <paramref name="first"/> to <paramref name="first"/> + <paramref name="count"/> − 1 of the storm.</summary>
+    public StormFleet(StormDevices devices, int first, int count)
+    {
+        RegisteredAt = new double[count];
+        Array.Fill(RegisteredAt, double.NaN);
+        _devices = Enumerable.Range(0, count).Select(i => Create(devices, i, devices.ClientId(first + i))).ToArray();
+    }
+
+    public int Registered => Volatile.Read(ref _registered);
+
+    public int Waiting => Volatile.Read(ref _waiting);
+
+    public int Retries => Volatile.Read(ref _retries);
+
+    public int Failed => Volatile.Read(ref _failed);
+
+    public double[] RegisteredAt { get; }
+
+    public int[] Attempts => Enumerable.Range(0, _devices.Length).Select(i => Math.Max(1, _attempts.GetValueOrDefault(i))).ToArray();
+
+    public Task RunAsync(Stopwatch clock, CancellationToken cancellationToken) =>
+        Task.WhenAll(_devices.Select((device, index) => Task.Run(() => RegisterAsync(device, index, clock, cancellationToken), CancellationToken.None)));
+
+    /// <summary>Stops the devices, 64 at a time (each closes its connection).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        using var gate = new SemaphoreSlim(64);
+        await Task.WhenAll(_devices.Select(async device =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                await device.DisposeAsync();
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+    }
+
+    private ServiceProvider Create(StormDevices devices, int index, string clientId)
+    {
+        var services = new ServiceCollection();
+        services.AddLogging();
+        services.AddSingleton<ICredentialStore>(new MemoryCredentialStore());
+        services.AddEnrollDevice(o =>
+        {
+            o.Broker = devices.Broker;
+            o.ClientId = clientId;
+            o.ProvisioningToken = devices.Token;
+            o.StatePath = Path.Combine(devices.Scratch, "storm", clientId);
+            o.SendMetadata = false;
+            o.UseJitter = devices.Jitter;
+            o.QualityOfService = devices.QualityOfService;
+            o.MaxAttempts = 10_000;
+        });
+        var provider = services.BuildServiceProvider();
+        var registration = provider.GetRequiredService<RegistrationService>();
+        registration.StatusChanged += (_, e) => Observe(index, e);
+        return provider;
+    }
+
+    private async Task RegisterAsync(ServiceProvider device, int index, Stopwatch clock, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await device.GetRequiredService<RegistrationService>().StartAsync(cancellationToken);
+            RegisteredAt[index] = clock.Elapsed.TotalSeconds;
+            Interlocked.Increment(ref _registered);
+        }
+        catch (Exception ex) when (ex is EnrollException or OperationCanceledException)
+        {
+            Interlocked.Increment(ref _failed);
+        }
+    }
+
+    private void Observe(int index, DeviceStatusChangedEventArgs e)
+    {
+        if (e.Current.State == DeviceState.WaitingToRetry && e.Previous.State != DeviceState.WaitingToRetry)
+        {
+            Interlocked.Increment(ref _waiting);
+        }
+        else if (e.Previous.State == DeviceState.WaitingToRetry && e.Current.State != DeviceState.WaitingToRetry)
+        {
+            Interlocked.Decrement(ref _waiting);
+        }
+
+        if (e.Current.State == DeviceState.Registering && e.Current.Attempt > 0)
+        {
+            var previous = _attempts.GetValueOrDefault(index);
+            if (e.Current.Attempt > previous)
+            {
+                _attempts[index] = e.Current.Attempt;
+                if (e.Current.Attempt > 1)
+                {
+                    Interlocked.Increment(ref _retries);
+                }
+            }
+        }
+    }
+
+    /// <summary>Device state kept in memory: the storm measures the server, not this machine's disk.</summary>
+    private sealed class MemoryCredentialStore : ICredentialStore
+    {
+        private DeviceCredentials? _credentials;
+
+        public ValueTask<DeviceCredentials?> LoadAsync(CancellationToken cancellationToken = default) => ValueTask.FromResult(_credentials);
+
+        public ValueTask SaveAsync(DeviceCredentials credentials, CancellationToken cancellationToken = default)
+        {
+            _credentials = credentials;
+            return ValueTask.CompletedTask;
+        }
+
+        public ValueTask ClearAsync(CancellationToken cancellationToken = default)
+        {
+            _credentials = null;
+            return ValueTask.CompletedTask;
+        }
+    }
+}
