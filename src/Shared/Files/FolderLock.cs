@@ -48,7 +48,9 @@ internal sealed class FolderLock : IDisposable
 
         try
         {
-            OwnerOnlyFiles.WriteAllText(ownerPath, string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId} {purpose}\n"));
+            // Who holds the folder, for a second process's error message. Not flushed to the disk: the lock dies with the
+            // process however it ends, so a note that did not survive a power cut names nobody who still holds it.
+            OwnerOnlyFiles.WriteAllText(ownerPath, string.Create(CultureInfo.InvariantCulture, $"{Environment.ProcessId} {purpose}\n"), durable: false);
         }
         catch (IOException)
         {

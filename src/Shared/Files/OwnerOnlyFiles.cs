@@ -31,8 +31,12 @@ internal static class OwnerOnlyFiles
         return full;
     }
 
-    /// <summary>Writes <paramref name="contents"/> atomically to a file of mode 0600.</summary>
-    public static void WriteAllText(string path, string contents)
+    /// <summary>
+    /// Writes <paramref name="contents"/> atomically to a file of mode 0600: readers see the old contents or the new, never
+    /// a part. <paramref name="durable"/> also flushes it to the disk before it replaces the old file, so it survives a
+    /// power cut; leave that to what must (keys, credentials): on a device's flash an fsync costs milliseconds.
+    /// </summary>
+    public static void WriteAllText(string path, string contents, bool durable = true)
     {
         var temp = path + ".tmp";
         var options = new FileStreamOptions { Mode = FileMode.Create, Access = FileAccess.Write, Share = FileShare.None };
@@ -46,7 +50,7 @@ internal static class OwnerOnlyFiles
         {
             writer.Write(contents);
             writer.Flush();
-            stream.Flush(flushToDisk: true);
+            stream.Flush(flushToDisk: durable);
         }
 
         if (Supported)
