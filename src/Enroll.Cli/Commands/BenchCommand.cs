@@ -145,7 +145,7 @@ internal static class BenchCommand
     }
 
     /// <summary>
-    /// <c>enroll bench storm-shard</c>, hidden: one load-generator process of a storm that needs several (see
+    /// <c>enroll bench storm-shard</c>: one load-generator process of a storm that needs several (see
     /// <see cref="ShardedStormFleet"/>). Started by <c>bench storm</c>, which speaks its line protocol on standard input and output.
     /// </summary>
     private static Command StormShard()
@@ -160,11 +160,10 @@ internal static class BenchCommand
         var qos = QosOption();
         var timeout = CliOptions.Duration("--timeout", "Devices not registered by then give up", "10m");
         var directory = DirectoryOption();
-        var command = new Command("storm-shard", "One load-generator process of bench storm (started by it)")
+        var command = new Command("storm-shard", "One load-generator process of bench storm: started by bench storm when its devices need several processes, not run by hand")
         {
             broker, token, prefix, first, count, jitter, qos, timeout, directory,
         };
-        command.Hidden = true;
         command.SetAction(async (parse, cancellationToken) =>
         {
             var devices = new StormDevices(new Uri(parse.GetValue(broker)!), parse.GetValue(directory)!, parse.GetValue(token)!, parse.GetValue(prefix)!, parse.GetValue(jitter) == "full", Math.Clamp(parse.GetValue(qos), 0, 1));

@@ -88,7 +88,10 @@ public sealed class BruteForceTests(ITestOutputHelper output)
         Assert.Equal(5, legitimate.Count);
         Assert.Equal(1000, answers.Values.Sum());
         Assert.True(answers.GetValueOrDefault(ErrorCodes.Unauthorized) <= allowance, $"at most the source's allowance is checked at all; {mix}");
-        Assert.True(answers.GetValueOrDefault(ErrorCodes.RateLimited) >= 1000 - allowance, $"the rest of the burst is rate limited; {mix}");
+        // The rest is refused unchecked: rate_limited once the source's failures are recorded, or unavailable from
+        // admission control for the guesses that reached a long queue before they were (the server just started, so
+        // the rate it judges by is a fraction of a second's).
+        Assert.True(answers.GetValueOrDefault(ErrorCodes.RateLimited) + answers.GetValueOrDefault(ErrorCodes.Unavailable) >= 1000 - allowance, $"the rest of the burst is refused unchecked; {mix}");
         Assert.Equal(5, (await server.ListDevicesAsync()).Count);
     }
 
