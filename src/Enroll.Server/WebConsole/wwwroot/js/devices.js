@@ -206,10 +206,12 @@ export async function devicePage(container, id) {
       h('div', {}, h('h3', {}, `Reported (version ${twin.reported_version})`), h('div', { id: 'twin-reported' }, json(twin.reported || {})))));
   }
 
-  async function loadTwin() {
+  // An operator's Reload clears a refused patch's message; a live event's reload keeps it, or a 412 shown a moment
+  // earlier would vanish when the other change's event arrives after it.
+  async function loadTwin({ keepError = false } = {}) {
     const answer = await request('GET', `${path}/twin`);
     showTwin(answer.body, answer.etag);
-    twinError.textContent = '';
+    if (!keepError) twinError.textContent = '';
   }
 
   // --- Commands: send one; the list follows `command` events.
@@ -255,10 +257,10 @@ export async function devicePage(container, id) {
     renderCommands();
   }
 
-  const refresh = () => Promise.all([loadTwin(), loadCommands(), loadHistory()]).catch(() => {});
+  const refresh = () => Promise.all([loadTwin({ keepError: true }), loadCommands(), loadHistory()]).catch(() => {});
   const unsubscribe = [
     subscribe('command', (e) => { if (e.command && e.command.device_id === id) { commands.set(e.command.command_id, { ...commands.get(e.command.command_id), ...e.command }); renderCommands(); } }),
-    subscribe('twin', (e) => { if (e.device_id === id) loadTwin().catch(() => {}); }),
+    subscribe('twin', (e) => { if (e.device_id === id) loadTwin({ keepError: true }).catch(() => {}); }),
     subscribe('device', (e) => { if (e.device && e.device.device_id === id) { renderInfo(e.device); loadHistory().catch(() => {}); } }),
     subscribe('resync', refresh),
     subscribe('poll', refresh),
