@@ -7,6 +7,9 @@ namespace Enroll.Cli.Infrastructure;
 /// <summary>How a command tree is run, for <c>enroll</c> and the device agent <c>enroll-agent</c> alike: the CLI contract of <c>docs/cli.md</c>.</summary>
 internal static class CommandRunner
 {
+    /// <summary>How long a signalled command may take to stop cleanly; below the systemd units' TimeoutStopSec of 30 s.</summary>
+    public static readonly TimeSpan GracefulStop = TimeSpan.FromSeconds(25);
+
     /// <summary>
     /// Parses <paramref name="args"/> and runs the command. Response files are off (<c>@FILE</c> is an option's value, as
     /// in <c>--data @FILE</c>). A usage error is one line and exit code 2, without the help text; any other failure is one
@@ -16,6 +19,11 @@ internal static class CommandRunner
     {
         configuration ??= new InvocationConfiguration();
         configuration.EnableDefaultExceptionHandler = false;
+
+        // On SIGINT or SIGTERM the command's token is cancelled and the process waits this long for it to stop cleanly
+        // (the agent stops its loops and says STOPPING=1, the server drains) before it exits with 143. The parser's own
+        // default, 2 s, cut short an agent stopping on a loaded machine; the systemd units allow 30 s (TimeoutStopSec).
+        configuration.ProcessTerminationTimeout = GracefulStop;
         var error = configuration.Error;
         ParseResult? parse = null;
         try
