@@ -149,6 +149,39 @@ public sealed class DeviceConsoleTests(ConsoleFixture fixture, ITestOutputHelper
     }
 
     [Fact]
+    public async Task Command_WhoseSendAnswerArrivesAfterItsResult_StillShowsTheResult()
+    {
+        var (device, deviceId) = await OnlineDeviceAsync("gw-command-late", d => d.Commands.OnCommand("ping", (_, _) =>
+            Task.FromResult(CommandResult.Succeeded(new JsonObject { ["pong"] = "late" }))));
+        await using var _ = device;
+        var page = await fixture.SignedInPageAsync();
+        await page.GotoAsync($"/#/devices/{deviceId}");
+        var row = page.Locator("#command-list tr[data-command]").First;
+
+        // The send's answer (state queued) is held until the page has shown the result from the live event: a device
+        // that answers in a millisecond makes this order real, and the older answer must not hide the result.
+        await page.RouteAsync($"**/devices/{deviceId}/commands", async route =>
+        {
+            if (route.Request.Method != "POST")
+            {
+                await route.ContinueAsync();
+                return;
+            }
+
+            var answer = await route.FetchAsync();
+            await Expect(row.Locator(".command-result")).ToHaveTextAsync("""{"pong":"late"}""");
+            await route.FulfillAsync(new() { Response = answer });
+        });
+        await page.GetByLabel("Name", new() { Exact = true }).FillAsync("ping");
+        await page.GetByRole(AriaRole.Button, new() { Name = "Send command" }).ClickAsync();
+
+        await Expect(page.Locator("#flash")).ToContainTextAsync("Command ping queued");
+        await Expect(row.Locator(".command-state")).ToHaveTextAsync("succeeded");
+        await Expect(row.Locator(".command-result")).ToHaveTextAsync("""{"pong":"late"}""");
+        await page.Context.CloseAsync();
+    }
+
+    [Fact]
     public async Task Revoke_InTheConsole_ClosesTheDevicesConnection()
     {
         var token = await Server.CreateTokenAsync("fleet-a");

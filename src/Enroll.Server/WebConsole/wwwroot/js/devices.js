@@ -216,6 +216,13 @@ export async function devicePage(container, id) {
 
   // --- Commands: send one; the list follows `command` events.
   const commands = new Map();
+  // A finished command never goes back: the POST's answer or a list read can arrive after the event of the result.
+  const isFinal = (c) => c && !['queued', 'sent'].includes(c.state);
+  const remember = (c) => {
+    const known = commands.get(c.command_id);
+    if (isFinal(known) && !isFinal(c)) return;
+    commands.set(c.command_id, { ...known, ...c });
+  };
   const cmdName = field('Name', { name: 'command', id: 'command-name', required: true });
   const cmdPayload = field('Payload (JSON)', { name: 'payload', id: 'command-payload', spellcheck: 'false' }, 'textarea');
   const cmdTtl = field('TTL', { name: 'ttl', id: 'command-ttl', value: '1h' });
@@ -231,7 +238,7 @@ export async function devicePage(container, id) {
     }
     try {
       const sent = await post(`${path}/commands`, { name: cmdName.input.value.trim(), payload, ttl: cmdTtl.input.value.trim() || undefined });
-      commands.set(sent.command_id, sent);
+      remember(sent);
       renderCommands();
       flash(`Command ${sent.name} queued.`);
     } catch (err) { flash(`Send failed: ${err.message}`, true); }
@@ -252,14 +259,15 @@ export async function devicePage(container, id) {
 
   async function loadCommands() {
     const list = (await get(`${path}/commands?limit=50`)).items;
-    commands.clear();
-    for (const c of list) commands.set(c.command_id, c);
+    const shown = new Set(list.map((c) => c.command_id));
+    for (const known of [...commands.keys()]) if (!shown.has(known)) commands.delete(known);
+    for (const c of list) remember(c);
     renderCommands();
   }
 
   const refresh = () => Promise.all([loadTwin({ keepError: true }), loadCommands(), loadHistory()]).catch(() => {});
   const unsubscribe = [
-    subscribe('command', (e) => { if (e.command && e.command.device_id === id) { commands.set(e.command.command_id, { ...commands.get(e.command.command_id), ...e.command }); renderCommands(); } }),
+    subscribe('command', (e) => { if (e.command && e.command.device_id === id) { remember(e.command); renderCommands(); } }),
     subscribe('twin', (e) => { if (e.device_id === id) loadTwin({ keepError: true }).catch(() => {}); }),
     subscribe('device', (e) => { if (e.device && e.device.device_id === id) { renderInfo(e.device); loadHistory().catch(() => {}); } }),
     subscribe('resync', refresh),
