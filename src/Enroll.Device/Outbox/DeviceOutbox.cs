@@ -101,16 +101,9 @@ public sealed class DeviceOutbox : IAsyncDisposable
 
         // The packet as the publisher will build it (a Device ID not known yet counted at its longest).
         var topic = Protocol.Topics.EnrollTopics.DeviceMessages(deviceId ?? new string('x', 64), stream);
-        var userProperties = new List<KeyValuePair<string, string>> { new("message_id", message.MessageId), new("created_at", "0000-00-00T00:00:00.000Z") };
-        if (encoding is not null)
-        {
-            userProperties.Add(new("content_encoding", encoding));
-        }
-
-        userProperties.AddRange(properties?.Custom ?? new Dictionary<string, string>());
         var max = BrokerMaximumPacketSize;
         var fits = stored.Length <= _options.ChunkBytes
-            && (max is not { } limit || OutboxCodec.PublishPacketSize(topic, properties?.ContentType, userProperties, stored.Length) <= limit);
+            && (max is not { } limit || OutboxCodec.PublishPacketSize(topic, properties?.ContentType, PublishProperties(message.MessageId, encoding, properties), stored.Length) <= limit);
         int dropped;
         if (fits)
         {
@@ -124,7 +117,7 @@ public sealed class DeviceOutbox : IAsyncDisposable
         else
         {
             // Too large for one packet: chunks of one transfer, stored in one transaction (all or nothing).
-            var chunkSize = ChunkSize(topic, properties?.ContentType, userProperties, null, stored.Length);
+            var chunkSize = ChunkSize(topic, properties?.ContentType, PublishProperties(message.MessageId, encoding, properties), null, stored.Length);
             var count = (int)Math.Max(1, (stored.Length + chunkSize - 1) / chunkSize);
             var transfer = new TransferInsert(
                 message.MessageId,
@@ -339,6 +332,19 @@ public sealed class DeviceOutbox : IAsyncDisposable
                 return (total, index, Convert.ToHexStringLower(hash.GetHashAndReset()));
             }
         }
+    }
+
+    /// <summary>The user properties the publisher sends with a message (its creation time at its longest).</summary>
+    private static List<KeyValuePair<string, string>> PublishProperties(string messageId, string? encoding, MessageProperties? properties)
+    {
+        var userProperties = new List<KeyValuePair<string, string>> { new("message_id", messageId), new("created_at", "0000-00-00T00:00:00.000Z") };
+        if (encoding is not null)
+        {
+            userProperties.Add(new("content_encoding", encoding));
+        }
+
+        userProperties.AddRange(properties?.Custom ?? new Dictionary<string, string>());
+        return userProperties;
     }
 
     /// <summary>

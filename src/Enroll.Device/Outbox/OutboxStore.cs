@@ -99,6 +99,9 @@ internal sealed partial class OutboxStore : IAsyncDisposable
 
         // A lone sender commits on its own thread: SendAsync then costs one commit, as a raw insert does.
         _database.InlineLoneWrites = true;
+
+        // Concurrent senders each wait for their own commit and send again: gathered, they share one commit, not two.
+        _database.GatherWrites = true;
     }
 
     public string Path => _database.Path;

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using Enroll.Shared.Files;
 using Microsoft.Data.Sqlite;
@@ -27,6 +28,10 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     private sqlite3_stmt? _versionStatement;
     private int _queued;
     private int _disposed;
+    private int _expectedWrites;
+    private long _lastCommitTicks;
+    private int _gatherTarget;
+    private readonly ManualResetEventSlim _gathered = new(false);
 
     public SqliteDatabase(string path, SqliteDurability durability = SqliteDurability.Full, int maxBatch = 512)
     {
@@ -50,10 +55,22 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 
     /// <summary>
     /// When true, a write that finds the writer idle and nothing queued commits at once on the caller's thread instead
-    /// of handing over to the writer loop and back: a lone writer pays only its own commit. The caller's thread then
+    /// of handing over to the writer loop and back: a lone writer pays only its own commit. A write is lone when its
+    /// predecessor was: one arriving just after a batch of several goes to the writer, so concurrent writers do not
+    /// alternate a commit of one of them with a commit of the rest. The caller's thread then
     /// blocks for that commit, so leave it off where the caller must not block (a broker's receive loop).
     /// </summary>
     public bool InlineLoneWrites { get; set; }
+
+    /// <summary>
+    /// When true, a batch that would start with fewer writes than were under way when the previous one committed (its
+    /// own writes and those queued behind it) waits for the rest: until as many are queued, and at most as long as the
+    /// previous commit took (a millisecond or two; the wait blocks rather than spins, as the writes it waits for need
+    /// the cores). Writers that each keep one write outstanding (senders in a loop) otherwise settle into alternating
+    /// half batches, one committing while the other comes back, and pay twice the commits for the same writes. A lone
+    /// writer is never held, and a wait that runs out sets the next expectation to what came.
+    /// </summary>
+    public bool GatherWrites { get; set; }
 
     public SqliteDurability Durability { get; }
 
@@ -171,7 +188,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
         var item = new WriteOperation<T>(operation, isolated, cancellationToken);
-        if (InlineLoneWrites && Volatile.Read(ref _queued) <= 0 && _writerLock.TryEnter())
+        if (InlineLoneWrites && Volatile.Read(ref _queued) <= 0 && Volatile.Read(ref _expectedWrites) <= 1 && _writerLock.TryEnter())
         {
             List<IWriteOperation>? lone = null;
             Exception? failure = null;
@@ -200,7 +217,12 @@ internal sealed class SqliteDatabase : IAsyncDisposable
             ObjectDisposedException.ThrowIf(true, this);
         }
 
-        Interlocked.Increment(ref _queued);
+        var queued = Interlocked.Increment(ref _queued);
+        if (Volatile.Read(ref _gatherTarget) is > 0 and var target && queued >= target)
+        {
+            _gathered.Set();
+        }
+
         return item.Completion.Task;
     }
 
@@ -235,6 +257,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         while (await _queue.Reader.WaitToReadAsync().ConfigureAwait(false))
         {
             batch.Clear();
+            GatherLateWrites();
             Exception? failure = null;
             using (_writerLock.EnterScope())
             {
@@ -272,10 +295,32 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         }
     }
 
+    /// <summary>See <see cref="GatherWrites"/>.</summary>
+    private void GatherLateWrites()
+    {
+        var expected = Math.Min(Volatile.Read(ref _expectedWrites), _maxBatch);
+        if (!GatherWrites || expected < 2 || Volatile.Read(ref _queued) >= expected)
+        {
+            return;
+        }
+
+        // The wait's granularity is a millisecond.
+        var limit = Math.Clamp((int)Math.Ceiling(Stopwatch.GetElapsedTime(0, Volatile.Read(ref _lastCommitTicks)).TotalMilliseconds), 1, 2);
+        _gathered.Reset();
+        Volatile.Write(ref _gatherTarget, expected);
+        if (Volatile.Read(ref _queued) < expected)
+        {
+            _gathered.Wait(limit);
+        }
+
+        Volatile.Write(ref _gatherTarget, 0);
+    }
+
     /// <summary>Runs and commits <paramref name="batch"/>; returns the failure that fails all of it, if any.</summary>
     private Exception? CommitBatch(List<IWriteOperation> batch)
     {
         SqliteTransaction? transaction = null;
+        var started = Stopwatch.GetTimestamp();
         try
         {
             transaction = _writer.BeginTransaction(deferred: false);
@@ -319,6 +364,8 @@ internal sealed class SqliteDatabase : IAsyncDisposable
             transaction.Commit();
             Interlocked.Increment(ref _commits);
             Interlocked.Add(ref _writes, batch.Count);
+            Volatile.Write(ref _expectedWrites, batch.Count + Math.Max(0, Volatile.Read(ref _queued)));
+            Volatile.Write(ref _lastCommitTicks, Stopwatch.GetTimestamp() - started);
             return null;
         }
 #pragma warning disable CA1031 // a failed commit fails every write in the batch; the writer loop keeps running
@@ -373,6 +420,7 @@ internal sealed class SqliteDatabase : IAsyncDisposable
 
         _queue.Writer.TryComplete();
         await _writerLoop.ConfigureAwait(false);
+        _gathered.Dispose();
         while (_readers.TryTake(out var reader))
         {
             reader.Dispose();

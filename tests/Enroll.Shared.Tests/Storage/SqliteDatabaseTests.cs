@@ -106,6 +106,38 @@ public sealed class SqliteDatabaseTests : IAsyncLifetime
         Assert.Equal(Enumerable.Range(1, 256).Select(i => (long)i).Append(1000), Ids());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task AWriteJustAfterABatchOfSeveral_GoesToTheWriter_AndTheWriteAfterItCommitsInline(bool gather)
+    {
+        var writes = await AfterABlockedCommit(() => Enumerable.Range(1, 3).Select(i => Task.Run(() => Insert(i))).ToList());
+        await Task.WhenAll(writes);
+        _database.InlineLoneWrites = true;
+        _database.GatherWrites = gather;
+
+        // Three writers were under way: the next write may be one of several coming back, so it does not commit alone
+        // on its caller's thread ahead of the others (nor, gathering, wait for them longer than a commit).
+        var caller = Environment.CurrentManagedThreadId;
+        var committedOn = await _database.WriteAsync(context =>
+        {
+            context.Execute("INSERT INTO items (id, payload) VALUES (10, NULL)");
+            return Environment.CurrentManagedThreadId;
+        });
+        Assert.NotEqual(caller, committedOn);
+
+        // That write came alone: the next is lone and commits on its caller's thread.
+        caller = Environment.CurrentManagedThreadId;
+        var lone = _database.WriteAsync(context =>
+        {
+            context.Execute("INSERT INTO items (id, payload) VALUES (11, NULL)");
+            return Environment.CurrentManagedThreadId;
+        });
+        Assert.True(lone.IsCompleted);
+        Assert.Equal(caller, await lone);
+        Assert.Equal([1L, 2, 3, 10, 11, 1000], Ids());
+    }
+
     [Fact]
     public async Task ConstraintViolation_FailsOnlyThatWrite_TheOthersInItsCommitAndTheNextWriteSucceed()
     {
