@@ -150,13 +150,14 @@ internal static class RegisterBench
 
     /// <summary>
     /// <see cref="RunAsync"/> through <paramref name="count"/> <c>enroll server</c> processes on one external broker and one
-    /// PostgreSQL registry (a scale-out deployment on one machine): each with its own <c>--broker-client-id</c>, all with
+    /// PostgreSQL registry (a scale-out deployment on one machine), or one process with its own SQLite registry when
+    /// <paramref name="database"/> is null (what the embedded broker costs or saves): each with its own <c>--broker-client-id</c>, all with
     /// the first one's admin key and one key-encryption key, so all sign with the keys sealed in the registry and publish
     /// the same key set, as a deployment does (docs/operations.md §9). The load clients connect to the
     /// broker, which shares the requests out among the instances; the report adds the CPU time each instance used, which
     /// shows that each served registrations.
     /// </summary>
-    public static async Task<BenchReport> RunOnInstancesAsync(Uri broker, string database, int count, string scratch, Settings settings, Action<string> progress, CancellationToken cancellationToken)
+    public static async Task<BenchReport> RunOnInstancesAsync(Uri broker, string? database, int count, string scratch, Settings settings, Action<string> progress, CancellationToken cancellationToken)
     {
         var servers = new List<ServerProcess>();
         var sharedEnvironment = new Dictionary<string, string> { ["ENROLL_KEY_ENCRYPTION_KEY"] = Environment.GetEnvironmentVariable("ENROLL_KEY_ENCRYPTION_KEY") ?? ServerProcess.NewKeyEncryptionKey() };
@@ -167,7 +168,9 @@ internal static class RegisterBench
                 progress($"starting enroll server {i}/{count} on {broker} (--broker-client-id bench-srv{i})");
                 servers.Add(await ServerProcess.StartAsync(
                     scratch,
-                    ["--broker", broker.ToString(), "--database", database, "--broker-client-id", $"bench-srv{i}"],
+                    database is null
+                        ? ["--broker", broker.ToString(), "--broker-client-id", $"bench-srv{i}"]
+                        : ["--broker", broker.ToString(), "--database", database, "--broker-client-id", $"bench-srv{i}"],
                     cancellationToken,
                     sameAdminKeyAs: servers.FirstOrDefault(),
                     environment: sharedEnvironment));
@@ -188,7 +191,7 @@ internal static class RegisterBench
                 }
             }
 
-            report.Note($"{count} enroll server process(es) on {broker} with one PostgreSQL registry; the raw echo and the work floor run on the same broker");
+            report.Note($"{count} enroll server process(es) on {broker} with {(database is null ? "its own SQLite registry" : "one PostgreSQL registry")}; the raw echo and the work floor run on the same broker");
             return report;
         }
         finally

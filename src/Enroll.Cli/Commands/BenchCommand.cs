@@ -42,7 +42,7 @@ internal static class BenchCommand
         var database = new Option<string?>("--database") { Description = "Keep the registry in this PostgreSQL database (a connection string, as enroll server --database) instead of SQLite: the embedded server's, or with --instances every instance's; its keys are sealed under ENROLL_KEY_ENCRYPTION_KEY, or a new key each run, so set it to measure twice on one database" };
         var instances = new Option<int>("--instances")
         {
-            Description = "Start this many enroll server processes on the external broker given with --broker mqtt://... and the database given with --database, sharing the first one's admin key and one key-encryption key, and measure through them",
+            Description = "Start this many enroll server processes on the external broker given with --broker mqtt://... and the database given with --database, sharing the first one's admin key and one key-encryption key, and measure through them; one instance without --database keeps its own SQLite registry",
         };
         var command = new Command("register", "Registrations/s and p50/p99 latency against a raw MQTT request/response echo on the same broker")
         {
@@ -57,7 +57,7 @@ internal static class BenchCommand
             {
                 var report = await RegisterBench.RunOnInstancesAsync(
                     ExternalBroker(parse.GetValue(broker)!, "--instances"),
-                    parse.GetValue(database) ?? throw new CliUsageException("--instances needs --database: the instances share one PostgreSQL registry"),
+                    parse.GetValue(database) ?? (parse.GetValue(instances) == 1 ? null : throw new CliUsageException("--instances above 1 needs --database: the instances share one PostgreSQL registry (one instance without it keeps its own SQLite registry)")),
                     parse.GetValue(instances),
                     parse.GetValue(directory)!,
                     settings,

@@ -62,6 +62,22 @@ public sealed class BenchCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task RegisterOnOneInstance_OnMosquittoWithItsOwnSqliteRegistry_MeasuresThroughIt()
+    {
+        await using var broker = await MosquittoBroker.StartAsync();
+
+        using var report = await RunAsync("bench", "register", "--devices", "8", "--duration", "2s", "--warmup", "3s", "--runs", "1", "--broker", broker.Endpoint.ToString(), "--instances", "1");
+
+        Assert.True(Median(report, "registrations, 8 devices, QoS 1") > 0);
+        var notes = Notes(report);
+        Assert.DoesNotContain(notes, n => n.Contains("requests failed", StringComparison.Ordinal));
+        Assert.Contains(notes, n => n.StartsWith($"1 enroll server process(es) on {broker.Endpoint} with its own SQLite registry", StringComparison.Ordinal));
+        var cpu = Assert.Single(notes, n => n.StartsWith("instance 1 (bench-srv1)", StringComparison.Ordinal));
+        Assert.DoesNotContain(" 0.0 s", cpu, StringComparison.Ordinal);
+        AssertRatiosCarryTheirTargets(report);
+    }
+
+    [Fact]
     public async Task RegisterOnTwoInstances_OfMosquittoAndPostgreSql_MeasuresThroughBoth()
     {
         await using var broker = await MosquittoBroker.StartAsync();
@@ -91,7 +107,7 @@ public sealed class BenchCommandTests : IDisposable
 
     [Theory]
     [InlineData("embedded", "--database", "x", "--instances needs --broker mqtt://")]
-    [InlineData("mqtt://127.0.0.1:1", null, null, "--instances needs --database")]
+    [InlineData("mqtt://127.0.0.1:1", null, null, "--instances above 1 needs --database")]
     public async Task RegisterOnInstances_WithoutAnExternalBrokerAndADatabase_IsAUsageError(string broker, string? option, string? value, string message)
     {
         string[] args = ["bench", "register", "--instances", "2", "--broker", broker, "--dir", _scratch.Path, .. option is null ? Array.Empty<string>() : [option, value!]];
