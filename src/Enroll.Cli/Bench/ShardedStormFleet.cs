@@ -48,7 +48,6 @@ internal sealed class ShardedStormFleet : IStormFleet
     public static async Task<ShardedStormFleet> StartAsync(StormDevices devices, int count, int processes, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var shards = new List<Shard>();
-        var fleet = (ShardedStormFleet?)null;
         try
         {
             var share = (count + processes - 1) / processes;
@@ -57,7 +56,7 @@ internal sealed class ShardedStormFleet : IStormFleet
                 shards.Add(Shard.Start(devices, first, Math.Min(share, count - first), timeout));
             }
 
-            fleet = new ShardedStormFleet([.. shards], count);
+            var fleet = new ShardedStormFleet([.. shards], count);
             using var ready = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             ready.CancelAfter(ReadyTimeout);
             await Task.WhenAll(shards.Select(s => s.Ready.WaitAsync(ready.Token)));
