@@ -337,7 +337,8 @@ public sealed class OutboxPublisher : BackgroundService
 
                     var publish = PublishAsync(link, row, message, window, acknowledged, failure, stoppingToken);
                     inFlight[message.Sequence] = publish;
-                    _ = publish.ContinueWith(_ => inFlight.TryRemove(message.Sequence, out var _), TaskScheduler.Default);
+                    // Removed where the acknowledgement completes it: a hand-off to the thread pool per message costs more than the removal.
+                    _ = publish.ContinueWith(_ => inFlight.TryRemove(message.Sequence, out var _), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                     if (_probing)
                     {
                         // After a transient refusal one message probes the broker; the window opens once it is acknowledged.
