@@ -117,24 +117,25 @@ public sealed class SqliteDatabaseTests : IAsyncLifetime
         _database.GatherWrites = gather;
 
         // Three writers were under way: the next write may be one of several coming back, so it does not commit alone
-        // on its caller's thread ahead of the others (nor, gathering, wait for them longer than a commit).
-        var caller = Environment.CurrentManagedThreadId;
-        var committedOn = await _database.WriteAsync(context =>
+        // on its caller's thread ahead of the others (nor, gathering, wait for them longer than a commit). Another
+        // connection holds the file's write lock: a write committed inline would block its caller until the lock goes,
+        // one handed to the writer returns at once, pending.
+        Task handedOver;
+        using (var other = new SqliteConnection($"Data Source={_database.Path};Pooling=false"))
         {
-            context.Execute("INSERT INTO items (id, payload) VALUES (10, NULL)");
-            return Environment.CurrentManagedThreadId;
-        });
-        Assert.NotEqual(caller, committedOn);
+            other.Open();
+            using var writeLock = other.BeginTransaction(deferred: false);
+            handedOver = await Task.Factory.StartNew(() => Insert(10), CancellationToken.None, TaskCreationOptions.None, TaskScheduler.Default).WaitAsync(TimeSpan.FromSeconds(20));
+            Assert.False(handedOver.IsCompleted);
+            writeLock.Rollback();
+        }
 
-        // That write came alone: the next is lone and commits on its caller's thread.
-        caller = Environment.CurrentManagedThreadId;
-        var lone = _database.WriteAsync(context =>
-        {
-            context.Execute("INSERT INTO items (id, payload) VALUES (11, NULL)");
-            return Environment.CurrentManagedThreadId;
-        });
+        await handedOver;
+
+        // That write came alone: the next is lone and commits on its caller's thread, done when the call returns.
+        var lone = Insert(11);
         Assert.True(lone.IsCompleted);
-        Assert.Equal(caller, await lone);
+        await lone;
         Assert.Equal([1L, 2, 3, 10, 11, 1000], Ids());
     }
 
