@@ -168,9 +168,7 @@ internal static class RegisterBench
                 progress($"starting enroll server {i}/{count} on {broker} (--broker-client-id bench-srv{i})");
                 servers.Add(await ServerProcess.StartAsync(
                     scratch,
-                    database is null
-                        ? ["--broker", broker.ToString(), "--broker-client-id", $"bench-srv{i}"]
-                        : ["--broker", broker.ToString(), "--database", database, "--broker-client-id", $"bench-srv{i}"],
+                    ["--broker", broker.ToString(), .. database is null ? Array.Empty<string>() : ["--database", database], "--broker-client-id", $"bench-srv{i}"],
                     cancellationToken,
                     sameAdminKeyAs: servers.FirstOrDefault(),
                     environment: sharedEnvironment));

@@ -307,7 +307,9 @@ internal sealed class SqliteDatabase : IAsyncDisposable
         // The wait's granularity is a millisecond.
         var limit = Math.Clamp((int)Math.Ceiling(Stopwatch.GetElapsedTime(0, Volatile.Read(ref _lastCommitTicks)).TotalMilliseconds), 1, 2);
         _gathered.Reset();
-        Volatile.Write(ref _gatherTarget, expected);
+
+        // A full fence, as the writers' increment is: either the count read next sees their write or they see the target.
+        Interlocked.Exchange(ref _gatherTarget, expected);
         if (Volatile.Read(ref _queued) < expected)
         {
             _gathered.Wait(limit);

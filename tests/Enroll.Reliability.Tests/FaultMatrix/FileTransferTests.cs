@@ -133,31 +133,25 @@ public sealed class FileUploadKillTests(ITestOutputHelper output)
     /// </summary>
     private static async Task<HashSet<int>> HeldOnceSettledAsync(TransferProbe probe, string deviceId, string transferId)
     {
-        var deadline = DateTime.UtcNow + FileUpload.Patience;
         var arrived = -1;
         var quietSince = DateTime.UtcNow;
-        while (true)
-        {
-            var published = probe.PublishedSince(transferId);
-            var held = (await probe.HeldChunksAsync(deviceId, transferId)).ToHashSet();
-            var now = DateTime.UtcNow;
-            if (published.Count != arrived)
+        var settled = await Eventually.ReturnsAsync(
+            async () =>
             {
-                arrived = published.Count;
-                quietSince = now;
-            }
-            else if (published.All(held.Contains) && now - quietSince >= TimeSpan.FromSeconds(1))
-            {
-                return held;
-            }
+                var published = probe.PublishedSince(transferId);
+                var held = (await probe.HeldChunksAsync(deviceId, transferId)).ToHashSet();
+                if (published.Count != arrived)
+                {
+                    arrived = published.Count;
+                    quietSince = DateTime.UtcNow;
+                }
 
-            if (now > deadline)
-            {
-                throw new TimeoutException($"the server did not settle within {FileUpload.Patience.TotalSeconds:0} s of the kill: {published.Count} chunks reached the broker, {held.Count} are held");
-            }
-
-            await Task.Delay(TimeSpan.FromMilliseconds(50));
-        }
+                return (Settled: published.All(held.Contains) && DateTime.UtcNow - quietSince >= TimeSpan.FromSeconds(1), Held: held);
+            },
+            s => s.Settled,
+            FileUpload.Patience,
+            "every chunk that reached the broker held, and none arriving for a second");
+        return settled.Held;
     }
 
     /// <summary><c>enroll device upload</c> without <c>--deliver</c>: the file is copied into the outbox; its transfer ID.</summary>
