@@ -57,11 +57,17 @@ internal sealed class StormBench
             : $"Connect and subscribe storm: {connect.Failed:N0} of {_settings.Devices:N0} clients did not get in{(connect.TimedOut ? " before the timeout" : "")} (last: {connect.LastFailure})");
 
         var token = await _environment.CreateTokenAsync();
-        var fleetOf = new StormDevices(_environment.Mqtt, _environment.Scratch, token, $"storm-{Guid.NewGuid():N}"[..12], _settings.Jitter, _settings.QualityOfService);
+        using var states = StormStateRoot.Create(_environment.Scratch);
+        var fleetOf = new StormDevices(_environment.Mqtt, states.Path, token, $"storm-{Guid.NewGuid():N}"[..12], _settings.Jitter, _settings.QualityOfService);
         var processes = _settings.Processes ?? (int)Math.Ceiling(_settings.Devices / (double)DevicesPerProcess(ConnectionsBench.FileDescriptors.Raise((_settings.Devices * 6L) + 4096)));
         output.Error.WriteLine(processes <= 1
             ? $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})..."
             : $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")}) in {processes} load-generator processes (this one's open-file limit does not hold them all)...");
+        if (processes <= 1)
+        {
+            await StormFleet.WarmUpAsync(fleetOf, "main", _settings.Devices, CancellationToken.None);
+        }
+
         await using IStormFleet fleet = processes <= 1
             ? new StormFleet(fleetOf, 0, _settings.Devices)
             : await ShardedStormFleet.StartAsync(fleetOf, _settings.Devices, processes, _settings.Timeout, CancellationToken.None);
@@ -106,7 +112,7 @@ internal sealed class StormBench
         await all;
         Sample();
         output.Error.WriteLine("Stopping the devices...");
-        return Report(fleet, processes, rate.Value, connect, peakMemory, server is not null);
+        return Report(fleet, processes, rate.Value, connect, peakMemory, server is not null, states.InMemory);
     }
 
 
@@ -125,7 +131,7 @@ internal sealed class StormBench
         return table;
     }
 
-    private BenchReport Report(IStormFleet fleet, int processes, double rate, ConnectStormResult connect, long peakMemory, bool separateServer)
+    private BenchReport Report(IStormFleet fleet, int processes, double rate, ConnectStormResult connect, long peakMemory, bool separateServer, bool statesInMemory)
     {
         var report = new BenchReport("storm");
         var times = fleet.RegisteredAt.Where(t => !double.IsNaN(t)).Order().ToArray();
@@ -172,7 +178,7 @@ internal sealed class StormBench
         }
 
         report.Note($"The ideal: {n:N0} plain MQTT clients (anonymous, no device library) connecting at once to the same server just before the storm, each subscribing in one SUBSCRIBE to its response topic and {Protocol.Topics.EnrollTopics.ServerKeys}, as a device does before its first request — the time until the last holds its subscriptions — plus {n:N0} ÷ the sustained registration rate: a storm can neither connect its devices faster nor register them faster than the server sustains.");
-        report.Note($"{n:N0} devices, jitter {(_settings.Jitter ? "full" : "none")}, QoS {_settings.QualityOfService}; each a device library instance with its own MQTT connection and in-memory state{(processes > 1 ? $", in {processes} load-generator processes started together" : "")}.");
+        report.Note($"{n:N0} devices, jitter {(_settings.Jitter ? "full" : "none")}, QoS {_settings.QualityOfService}; each a device library instance with its own MQTT connection, credentials in memory and its state folder {(statesInMemory ? "on a memory file system" : "in the scratch folder")}{(processes > 1 ? $", in {processes} load-generator processes started together (tiered compilation off in them)" : "")}, after {StormFleet.WarmUpDescription} in each load-generator process.");
         return report;
     }
 }

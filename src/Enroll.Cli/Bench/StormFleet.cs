@@ -26,8 +26,11 @@ internal interface IStormFleet : IAsyncDisposable
     Task RunAsync(Stopwatch clock, CancellationToken cancellationToken);
 }
 
-/// <summary>What the devices of a storm are: which server, which token, their names and their retry behaviour.</summary>
-internal sealed record StormDevices(Uri Broker, string Scratch, string Token, string Prefix, bool Jitter, int QualityOfService)
+/// <summary>
+/// What the devices of a storm are: which server, where their state folders go (<see cref="StormStateRoot"/>), which
+/// token, their names and their retry behaviour.
+/// </summary>
+internal sealed record StormDevices(Uri Broker, string StateRoot, string Token, string Prefix, bool Jitter, int QualityOfService)
 {
     public string ClientId(int index) => $"{Prefix}-{index:D6}";
 }
@@ -38,6 +41,16 @@ internal sealed record StormDevices(Uri Broker, string Scratch, string Token, st
 /// </summary>
 internal sealed class StormFleet : IStormFleet
 {
+    /// <summary>Rounds and devices per round of <see cref="WarmUpAsync"/>: enough calls for the runtime to recompile what
+    /// every device runs (it does so after 30 calls, twice with profile-guided optimisation).</summary>
+    private const int WarmUpRounds = 3;
+
+    private const int WarmUpDevices = 64;
+
+    /// <summary>How long a warm-up round waits after its devices: the runtime recompiles hot methods optimised only after
+    /// a quiet moment with nothing new to compile (about 100 ms), then in the background.</summary>
+    private static readonly TimeSpan WarmUpPause = TimeSpan.FromMilliseconds(400);
+
     private readonly ServiceProvider[] _devices;
     private readonly ConcurrentDictionary<int, int> _attempts = new();
     private int _registered;
@@ -52,6 +65,35 @@ internal sealed class StormFleet : IStormFleet
         Array.Fill(RegisteredAt, double.NaN);
         _devices = Enumerable.Range(0, count).Select(i => Create(devices, i, devices.ClientId(first + i))).ToArray();
     }
+
+    /// <summary>
+    /// Registers a few rounds of extra devices (client IDs <c>{prefix}-warm{tag}r{round}-…</c>; as many as the storm's
+    /// <paramref name="stormDevices"/> in this process, up to 64 a round) with a pause after each,
+    /// so that this process has compiled the device library's start, request and verification code, and the runtime has
+    /// recompiled the hot part optimised, before its storm devices start: the storm measures the server, not the load
+    /// generator's first run of that code.
+    /// </summary>
+    public static async Task WarmUpAsync(StormDevices devices, string tag, int stormDevices, CancellationToken cancellationToken)
+    {
+        var perRound = Math.Min(WarmUpDevices, stormDevices);
+        for (var round = 0; round < WarmUpRounds; round++)
+        {
+            var warm = new StormFleet(devices with { Prefix = $"{devices.Prefix}-warm{tag}r{round}" }, 0, perRound);
+            await using (warm)
+            {
+                await warm.RunAsync(Stopwatch.StartNew(), cancellationToken);
+                if (warm.Failed > 0)
+                {
+                    throw new InvalidOperationException($"{warm.Failed} of {perRound} warm-up devices did not register: the server is not taking registrations");
+                }
+            }
+
+            await Task.Delay(WarmUpPause, cancellationToken);
+        }
+    }
+
+    /// <summary>What <see cref="WarmUpAsync"/> registers, for the report.</summary>
+    public static string WarmUpDescription => $"{WarmUpRounds} rounds of up to {WarmUpDevices} warm-up devices";
 
     public int Registered => Volatile.Read(ref _registered);
 
@@ -96,7 +138,7 @@ internal sealed class StormFleet : IStormFleet
             o.Broker = devices.Broker;
             o.ClientId = clientId;
             o.ProvisioningToken = devices.Token;
-            o.StatePath = Path.Combine(devices.Scratch, "storm", clientId);
+            o.StatePath = Path.Combine(devices.StateRoot, clientId);
             o.SendMetadata = false;
             o.UseJitter = devices.Jitter;
             o.QualityOfService = devices.QualityOfService;
@@ -164,6 +206,58 @@ internal sealed class StormFleet : IStormFleet
         {
             _credentials = null;
             return ValueTask.CompletedTask;
+        }
+    }
+}
+
+/// <summary>
+/// Where a storm's devices keep their state folders: on a memory file system (<c>/dev/shm</c>) where there is one, else
+/// under the bench's scratch folder, removed with it. A device creates its state folder, lock and owner note when it
+/// starts; 10,000 of them at once on this machine's ext4 disk took a third of the load generator's CPU (the inode
+/// allocator steps over the inodes the previous run deleted), which the storm would have charged to the server.
+/// </summary>
+internal sealed class StormStateRoot : IDisposable
+{
+    private const string MemoryFileSystem = "/dev/shm";
+
+    private StormStateRoot(string path, bool inMemory)
+    {
+        Path = path;
+        InMemory = inMemory;
+    }
+
+    public string Path { get; }
+
+    /// <summary>True when the folders are on a memory file system.</summary>
+    public bool InMemory { get; }
+
+    public static StormStateRoot Create(string scratch)
+    {
+        if (OperatingSystem.IsLinux() && Directory.Exists(MemoryFileSystem))
+        {
+            var path = System.IO.Path.Combine(MemoryFileSystem, $"enroll-storm-{Guid.NewGuid():N}");
+            try
+            {
+                Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+                return new StormStateRoot(path, inMemory: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Not writable here: the scratch folder it is.
+            }
+        }
+
+        return new StormStateRoot(Directory.CreateDirectory(System.IO.Path.Combine(scratch, "storm")).FullName, inMemory: false);
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            Directory.Delete(Path, recursive: true);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
         }
     }
 }

@@ -159,7 +159,7 @@ internal static class BenchCommand
         jitter.AcceptOnlyFromAmong("full", "none");
         var qos = QosOption();
         var timeout = CliOptions.Duration("--timeout", "Devices not registered by then give up", "10m");
-        var directory = DirectoryOption();
+        var directory = new Option<string>("--state-dir") { Required = true, Description = "The folder the devices' state folders go in (bench storm makes it and removes it)" };
         var command = new Command("storm-shard", "One load-generator process of bench storm: started by bench storm when its devices need several processes, not run by hand")
         {
             broker, token, prefix, first, count, jitter, qos, timeout, directory,

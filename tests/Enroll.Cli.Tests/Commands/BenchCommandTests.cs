@@ -121,6 +121,7 @@ public sealed class BenchCommandTests : IDisposable
     [Fact]
     public async Task Storm_AgainstAServerProcess_RegistersEveryDevice_AndReportsItsMemory()
     {
+        var statesBefore = StormStateFolders();
         using var report = await RunAsync("bench", "storm", "--devices", "100", "--rate", "1000", "--timeout", "60s");
 
         Assert.Equal(0, Median(report, "lost devices (not registered in time)"));
@@ -133,7 +134,19 @@ public sealed class BenchCommandTests : IDisposable
         Assert.Equal(["99 % registered / ideal", "mean attempts", "lost devices", "server peak memory / 1 GiB"], RatioNames(report));
         Assert.DoesNotContain(Notes(report), n => n.StartsWith("The connect and subscribe storm did not complete", StringComparison.Ordinal));
         AssertRatiosCarryTheirTargets(report);
+
+        // The devices' state folders went on the memory file system where there is one, after a warm-up, and went away
+        // with the storm.
+        var where = Directory.Exists(MemoryFileSystem) ? "state folder on a memory file system" : "state folder in the scratch folder";
+        Assert.Contains(Notes(report), n => n.Contains(where, StringComparison.Ordinal) && n.Contains("warm-up devices", StringComparison.Ordinal));
+        Assert.Equal(statesBefore, StormStateFolders());
     }
+
+    private const string MemoryFileSystem = "/dev/shm";
+
+    private static string[] StormStateFolders() => Directory.Exists(MemoryFileSystem)
+        ? [.. Directory.GetDirectories(MemoryFileSystem, "enroll-storm-*").Order(StringComparer.Ordinal)]
+        : [];
 
     [Fact]
     public async Task Storm_InSeveralLoadGeneratorProcesses_RegistersEveryDevice_AndSaysSo()
