@@ -83,7 +83,7 @@ internal sealed partial class GuardedServerAdapter(
             throw new InvalidOperationException("The listeners are already started.");
         }
 
-        metrics.ObserveConnectedDevices(() => _connections.Keys.Count(c => c.IsDevice));
+        metrics.ObserveConnectedDevices(() => _connections.Count(c => c.Key.IsDevice));
 
         _stopping = new CancellationTokenSource();
         try
@@ -222,8 +222,10 @@ internal sealed partial class GuardedServerAdapter(
         connection = new Connection(client, now) { IdleLimit = handshakeTimeout };
         if (_connections.Count >= MaxConnections)
         {
+            // Enumerated in place: Keys would copy every connection into a new array for each newcomer at the cap (an
+            // array on the large-object heap past 10,000 connections, garbage at once).
             Connection? victim = null;
-            foreach (var candidate in _connections.Keys)
+            foreach (var (candidate, _) in _connections)
             {
                 if (!candidate.IsDevice && (victim is null || candidate.LastActivity < victim.LastActivity))
                 {
@@ -270,7 +272,7 @@ internal sealed partial class GuardedServerAdapter(
             }
 
             var now = timeProvider.GetTimestamp();
-            foreach (var connection in _connections.Keys)
+            foreach (var (connection, _) in _connections)
             {
                 if (timeProvider.GetElapsedTime(connection.LastActivity, now) > connection.IdleLimit && _connections.TryRemove(connection, out _))
                 {
