@@ -19,6 +19,7 @@ internal sealed class LightSession : IDisposable
     private readonly NetworkStream _stream;
     private readonly Lock _writeLock = new();
     private readonly CancellationTokenSource _closed = new();
+    private int _lost;
 
     private LightSession(Socket socket, string clientId)
     {
@@ -30,6 +31,9 @@ internal sealed class LightSession : IDisposable
 
     /// <summary>Payload bytes of the retained message(s) delivered on SUBSCRIBE.</summary>
     public int RetainedBytes { get; private set; }
+
+    /// <summary>False once the broker closed the connection (or it broke) while the bench had not.</summary>
+    public bool IsOpen => Volatile.Read(ref _lost) == 0;
 
     public static async Task<LightSession> OpenAsync(Uri broker, IPAddress source, string clientId, CancellationToken cancellationToken)
     {
@@ -141,7 +145,11 @@ internal sealed class LightSession : IDisposable
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
         {
-            // Closed by the bench, or by the broker: the next memory reading shows it.
+            // Closed by the bench, or by the broker: the bench checks which before it counts the session.
+            if (!_closed.IsCancellationRequested)
+            {
+                Volatile.Write(ref _lost, 1);
+            }
         }
     }
 

@@ -67,6 +67,7 @@ internal static class ServerCommand
         };
 
         var filesDir = new Option<string?>("--files-dir") { Description = "Folder of the file store (transfers being received, stored files); share it between instances. Default: {data-dir}/files" };
+        var maxConnections = new Option<int?>("--max-connections") { Description = "Most broker connections open at once (embedded broker). Default: 80 % of the open-file limit (ulimit -n), at least 128 below it" };
         var maxMessageSize = new Option<string>("--max-message-size") { Description = "Largest message a device may send in chunks, as sent and decompressed (for example 16MiB; 1KiB to 256MiB)", DefaultValueFactory = _ => "16MiB" };
         var maxFileSize = new Option<string>("--max-file-size") { Description = "Largest file a device may send (for example 1GiB; 1KiB to 1TiB)", DefaultValueFactory = _ => "1GiB" };
         var deviceFileQuota = new Option<string>("--device-file-quota") { Description = "Bytes of files one device may have on the server, stored plus being sent (for example 5GiB)", DefaultValueFactory = _ => "5GiB" };
@@ -87,7 +88,7 @@ internal static class ServerCommand
         var command = new Command("server", "Run an Enroll server: embedded MQTT broker, request handlers, SQLite registry, HTTP API and web console")
         {
             mqttPort, httpPort, dataDir, bind, tlsCert, tlsKey, mqttsPort, httpsPort, noPlaintext, clientCa, broker, brokerUser, brokerPassword, open, requireEncryption, accessLifetime, registrationLifetime, operationLifetime, relaxed, database, logLevel, brokerHooks, brokerClientId, brokerSessionExpiry, brokerDynsec, brokerEmqxApi, keyEncryptionKeyFile,
-            filesDir, maxMessageSize, maxFileSize, deviceFileQuota, incompleteExpiry,
+            filesDir, maxMessageSize, maxFileSize, deviceFileQuota, incompleteExpiry, maxConnections,
         };
 
         // Issue 15: each part adds its flags in ServerFlags.
@@ -136,6 +137,7 @@ internal static class ServerCommand
                 MaxFileBytes = ParseSize(parse.GetValue(maxFileSize)),
                 DeviceFileQuotaBytes = ParseSize(parse.GetValue(deviceFileQuota)),
                 IncompleteTransferExpiry = parse.GetDuration(incompleteExpiry),
+                MaxConnections = parse.GetValue(maxConnections),
             };
             // Issue 15, operators: set options from flags here.
             ServerFlags.ApplyOperators(parse, options);

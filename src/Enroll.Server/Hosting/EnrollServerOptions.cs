@@ -237,9 +237,9 @@ public sealed class EnrollServerOptions
     /// The most broker connections open at once; a connection beyond it is closed before anything is read from it, and
     /// counted (<c>enroll.server.broker.connections.refused</c>, reason <c>connection_limit</c>). Null (the default) takes
     /// the process's open-file limit (<c>ulimit -n</c>) less a reserve for the registry, the HTTP API and key files: at
-    /// most 80 % of it, and at least 128 below it.
+    /// most 80 % of it, and at least 128 below it. <c>enroll server --max-connections</c>.
     /// </summary>
-    [CountRange("maximum connections", 1, 10_000_000)]
+    [CountRange("maximum connections (--max-connections)", 1, 10_000_000)]
     public int? MaxConnections { get; set; }
 
     /// <summary>The largest request body the HTTP API reads: 1 KiB to 16 MiB. The default value is 65,536 bytes.</summary>

@@ -95,7 +95,7 @@ public sealed class CompositionRootTests(ITestOutputHelper output) : IDisposable
     [Theory]
     [InlineData("request-above-packet", "the maximum request size 2,000,000 is out of range: use 1,024 to 1,114,112")]
     [InlineData("keep-alive", "the maximum keep-alive 70000s is out of range: use 5s to 65535s")]
-    [InlineData("connections", "the maximum connections 0 is out of range: use 1 to 10,000,000")]
+    [InlineData("connections", "the maximum connections (--max-connections) 0 is out of range: use 1 to 10,000,000")]
     [InlineData("concurrency", "the handler concurrency 5,000 is out of range: use 1 to 4,096")]
     [InlineData("disk-full", "the disk-full retry-after 2h is out of range: use 1s to 1h")]
     [InlineData("max-message", "the maximum message size (--max-message-size) 512 bytes is out of range: use 1,024 to 268,435,456 bytes")]
