@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Globalization;
 using Enroll.Cli.Infrastructure;
 using Spectre.Console;
 
@@ -27,6 +28,19 @@ internal sealed class StormBench
 
     /// <summary>What a storm is: its devices, their retry jitter, the rate for the ideal (null: measured), how long devices may take, QoS, and the load-generator processes the devices run in (null: this one alone when its open-file limit allows, otherwise as many as needed).</summary>
     public sealed record Settings(int Devices, bool Jitter, double? Rate, TimeSpan Timeout, int QualityOfService, int? Processes = null);
+
+    /// <summary>
+    /// The arguments of the storm's server: its default connection cap (80 % of the open-file limit) is raised where
+    /// it would be below the storm's devices and the bench's own connections, so that no device takes the place of
+    /// another one waiting to register.
+    /// </summary>
+    public static string[] ServerArguments(int devices, long openFileLimit)
+    {
+        var needed = devices + 1024L;
+        return needed <= openFileLimit * 8 / 10
+            ? []
+            : ["--max-connections", Math.Min(needed, int.MaxValue).ToString(CultureInfo.InvariantCulture)];
+    }
 
     /// <summary>Devices one process can hold: each keeps a socket and its state lock open, with room for the rest.</summary>
     public static int DevicesPerProcess(long openFileLimit) => (int)Math.Clamp((openFileLimit - 4096) / 3, 1, int.MaxValue);

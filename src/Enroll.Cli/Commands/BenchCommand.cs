@@ -108,7 +108,7 @@ internal static class BenchCommand
             var scratch = parse.GetValue(directory)!;
             // Each device holds its socket, its state folder's lock and its outbox files open: 10,000 devices need more
             // than a default open-file limit (the server started next inherits the raised one).
-            ConnectionsBench.FileDescriptors.Raise((settings.Devices * 6L) + 4096);
+            var descriptors = ConnectionsBench.FileDescriptors.Raise((settings.Devices * 6L) + 4096);
             ServerProcess? server = null;
             try
             {
@@ -116,7 +116,7 @@ internal static class BenchCommand
                 if (target == "process")
                 {
                     output.Error.WriteLine("Starting enroll server as a separate process...");
-                    server = await ServerProcess.StartAsync(scratch, [], cancellationToken);
+                    server = await ServerProcess.StartAsync(scratch, StormBench.ServerArguments(settings.Devices, descriptors), cancellationToken);
                     environment = BenchEnvironment.External(server.Mqtt, server.Http, server.AdminKey, scratch);
                 }
                 else

@@ -148,6 +148,18 @@ public sealed class BenchCommandTests : IDisposable
         ? [.. Directory.GetDirectories(MemoryFileSystem, "enroll-storm-*").Order(StringComparer.Ordinal)]
         : [];
 
+    [Theory]
+    [InlineData(10_000, 20_000, null)]
+    [InlineData(15_000, 20_000, "16024")]
+    [InlineData(18_000, 20_000, "19024")]
+    [InlineData(100, 1024, "1124")]
+    public void StormServer_GetsRoomForEveryDevice_WhereItsDefaultCapWouldNotGiveIt(int devices, long openFileLimit, string? cap)
+    {
+        var arguments = Bench.StormBench.ServerArguments(devices, openFileLimit);
+
+        Assert.Equal(cap is null ? [] : ["--max-connections", cap], arguments);
+    }
+
     [Fact]
     public async Task Storm_InSeveralLoadGeneratorProcesses_RegistersEveryDevice_AndSaysSo()
     {
