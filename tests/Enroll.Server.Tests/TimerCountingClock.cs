@@ -11,7 +11,10 @@ internal sealed class TimerCountingClock(DateTimeOffset start) : FakeTimeProvide
 
     public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
     {
+        // Counted once the timer exists: a test that sees the count and advances the clock must find the timer's due
+        // time already set, or the advance happens before it and the timer waits its whole period after it.
+        var timer = base.CreateTimer(callback, state, dueTime, period);
         Interlocked.Increment(ref _timers);
-        return base.CreateTimer(callback, state, dueTime, period);
+        return timer;
     }
 }
