@@ -66,7 +66,8 @@ internal sealed class RegistrationFloor : IAsyncDisposable
     /// <summary>Opens the floor on a fresh SQLite file in <paramref name="folder"/>, with one row for <paramref name="provisioningToken"/>.</summary>
     public static async Task<RegistrationFloor> CreateAsync(string folder, string provisioningToken, string orgId)
     {
-        var database = new SqliteDatabase(Path.Combine(folder, $"floor-{Guid.NewGuid():N}.db"), SqliteDurability.Full);
+        // The registry's group commit, gathering included (see SqliteRegistry).
+        var database = new SqliteDatabase(Path.Combine(folder, $"floor-{Guid.NewGuid():N}.db"), SqliteDurability.Full) { GatherWrites = true };
         database.ExecuteScript(Schema);
         await database.WriteAsync(w => w.Execute(
             "INSERT INTO provisioning_tokens (token_hash, org_id, auto_approve, expires_at) VALUES ($hash, $org, 1, NULL)",

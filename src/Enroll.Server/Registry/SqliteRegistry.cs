@@ -294,7 +294,9 @@ internal sealed partial class SqliteRegistry : IRegistry
 
     public SqliteRegistry(string path, SqliteDurability durability = SqliteDurability.Full)
     {
-        _database = new SqliteDatabase(path, durability);
+        // Devices keep messages and requests in flight and send the next as each is answered: without gathering, their
+        // writes split into alternating half batches and pay about twice the commits (and fsyncs) for the same work.
+        _database = new SqliteDatabase(path, durability) { GatherWrites = true };
         Migrate();
     }
 
