@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Enroll.Cli.Infrastructure;
+using Enroll.Shared.Files;
 using Spectre.Console;
 
 namespace Enroll.Cli.Bench;
@@ -30,14 +31,14 @@ internal sealed class StormBench
     public sealed record Settings(int Devices, bool Jitter, double? Rate, TimeSpan Timeout, int QualityOfService, int? Processes = null);
 
     /// <summary>
-    /// The arguments of the storm's server: its default connection cap (80 % of the open-file limit) is raised where
+    /// The arguments of the storm's server: its default connection cap (<see cref="DescriptorLimit.ConnectionCap"/>) is raised where
     /// it would be below the storm's devices and the bench's own connections, so that no device takes the place of
     /// another one waiting to register.
     /// </summary>
     public static string[] ServerArguments(int devices, long openFileLimit)
     {
         var needed = devices + 1024L;
-        return needed <= openFileLimit * 8 / 10
+        return needed <= DescriptorLimit.ConnectionCap(openFileLimit, inUse: null)
             ? []
             : ["--max-connections", Math.Min(needed, int.MaxValue).ToString(CultureInfo.InvariantCulture)];
     }

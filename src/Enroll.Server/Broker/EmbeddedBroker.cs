@@ -3,6 +3,7 @@ using Enroll.Protocol;
 using Enroll.Server.Diagnostics;
 using Enroll.Server.Handlers;
 using Enroll.Server.Tokens;
+using Enroll.Shared.Files;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -117,8 +118,8 @@ internal sealed partial class EmbeddedBroker : IHostedService, IResponsePublishe
             listeners.Add(new Transport.BrokerListener(Address, secure, _tls.CertificateContext));
         }
 
-        var descriptors = Transport.DescriptorLimit.Read();
-        var maxConnections = _options.MaxConnections ?? Transport.DescriptorLimit.ConnectionCap(descriptors, Transport.DescriptorLimit.InUse());
+        var descriptors = DescriptorLimit.Read();
+        var maxConnections = _options.MaxConnections ?? DescriptorLimit.ConnectionCap(descriptors, DescriptorLimit.InUse());
         // Real time, not the injected clock: these limits are about real sockets, and a test that moves its clock a day
         // ahead must not see every connection as silent for a day.
         var adapter = new Transport.GuardedServerAdapter(listeners, _tls.ClientCa, _options.MaxPacketBytes, _options.ConnectTimeout, maxConnections, TimeProvider.System, _metrics, _logger, _refusals);

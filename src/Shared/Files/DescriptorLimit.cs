@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Enroll.Server.Broker.Transport;
+namespace Enroll.Shared.Files;
 
 /// <summary>The process's open-file limit (<c>ulimit -n</c>), and the broker connections that leave room below it.</summary>
 internal static class DescriptorLimit
