@@ -214,11 +214,14 @@ internal sealed class StormFleet : IStormFleet
 /// Where a storm's devices keep their state folders: on a memory file system (<c>/dev/shm</c>) where there is one, else
 /// under the bench's scratch folder, removed with it. A device creates its state folder, lock and owner note when it
 /// starts; 10,000 of them at once on this machine's ext4 disk took a third of the load generator's CPU (the inode
-/// allocator steps over the inodes the previous run deleted), which the storm would have charged to the server.
+/// allocator steps over the inodes the previous run deleted), which the storm would have charged to the server. A folder
+/// on the memory file system is named after the process that made it, and a storm removes those of processes that are
+/// gone (killed before they could clean up), which would otherwise hold memory until the machine restarts.
 /// </summary>
 internal sealed class StormStateRoot : IDisposable
 {
     private const string MemoryFileSystem = "/dev/shm";
+    private const string Prefix = "enroll-storm-";
 
     private StormStateRoot(string path, bool inMemory)
     {
@@ -235,7 +238,8 @@ internal sealed class StormStateRoot : IDisposable
     {
         if (OperatingSystem.IsLinux() && Directory.Exists(MemoryFileSystem))
         {
-            var path = System.IO.Path.Combine(MemoryFileSystem, $"enroll-storm-{Guid.NewGuid():N}");
+            RemoveAbandoned(MemoryFileSystem);
+            var path = System.IO.Path.Combine(MemoryFileSystem, $"{Prefix}{Environment.ProcessId}-{Guid.NewGuid():N}");
             try
             {
                 Directory.CreateDirectory(path, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -250,11 +254,31 @@ internal sealed class StormStateRoot : IDisposable
         return new StormStateRoot(Directory.CreateDirectory(System.IO.Path.Combine(scratch, "storm")).FullName, inMemory: false);
     }
 
-    public void Dispose()
+    /// <summary>
+    /// Removes the state folders in <paramref name="folder"/> whose process is no longer running (<c>/proc/{pid}</c> is
+    /// gone); folders of running processes, and folders not named after one, stay.
+    /// </summary>
+    internal static void RemoveAbandoned(string folder)
+    {
+        foreach (var path in Directory.EnumerateDirectories(folder, Prefix + "*"))
+        {
+            var name = System.IO.Path.GetFileName(path).AsSpan(Prefix.Length);
+            var dash = name.IndexOf('-');
+            if (dash > 0 && int.TryParse(name[..dash], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var pid)
+                && !Directory.Exists($"/proc/{pid}"))
+            {
+                Delete(path);
+            }
+        }
+    }
+
+    public void Dispose() => Delete(Path);
+
+    private static void Delete(string path)
     {
         try
         {
-            Directory.Delete(Path, recursive: true);
+            Directory.Delete(path, recursive: true);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Enroll.Testing;
 
@@ -139,7 +140,25 @@ public sealed class BenchCommandTests : IDisposable
         // with the storm.
         var where = Directory.Exists(MemoryFileSystem) ? "state folder on a memory file system" : "state folder in the scratch folder";
         Assert.Contains(Notes(report), n => n.Contains(where, StringComparison.Ordinal) && n.Contains("warm-up devices", StringComparison.Ordinal));
-        Assert.Equal(statesBefore, StormStateFolders());
+        Assert.Empty(StormStateFolders().Except(statesBefore));
+    }
+
+    [Fact]
+    public void StormStateRoot_RemovesTheFoldersOfProcessesThatAreGone_AndKeepsTheOthers()
+    {
+        var scratch = _scratch;
+        using var exited = Process.Start(new ProcessStartInfo("true"))!;
+        exited.WaitForExit();
+        var abandoned = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{exited.Id}-{Guid.NewGuid():N}")).FullName;
+        File.WriteAllText(Path.Combine(abandoned, "state"), "x");
+        var running = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{Environment.ProcessId}-{Guid.NewGuid():N}")).FullName;
+        var unnamed = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{Guid.NewGuid():N}")).FullName;
+
+        Bench.StormStateRoot.RemoveAbandoned(scratch.Path);
+
+        Assert.False(Directory.Exists(abandoned));
+        Assert.True(Directory.Exists(running));
+        Assert.True(Directory.Exists(unnamed));
     }
 
     private const string MemoryFileSystem = "/dev/shm";
