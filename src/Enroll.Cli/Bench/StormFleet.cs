@@ -256,11 +256,22 @@ internal sealed class StormStateRoot : IDisposable
 
     /// <summary>
     /// Removes the state folders in <paramref name="folder"/> whose process is no longer running (<c>/proc/{pid}</c> is
-    /// gone); folders of running processes, and folders not named after one, stay.
+    /// gone); folders of running processes, and folders not named after one, stay. Best effort, like the removal of a
+    /// storm's own folder: a folder that cannot be listed or removed stays, and the storm goes on.
     /// </summary>
     internal static void RemoveAbandoned(string folder)
     {
-        foreach (var path in Directory.EnumerateDirectories(folder, Prefix + "*"))
+        string[] candidates;
+        try
+        {
+            candidates = Directory.GetDirectories(folder, Prefix + "*");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return;
+        }
+
+        foreach (var path in candidates)
         {
             var name = System.IO.Path.GetFileName(path).AsSpan(Prefix.Length);
             var dash = name.IndexOf('-');

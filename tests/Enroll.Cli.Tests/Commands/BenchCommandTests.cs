@@ -146,15 +146,14 @@ public sealed class BenchCommandTests : IDisposable
     [Fact]
     public void StormStateRoot_RemovesTheFoldersOfProcessesThatAreGone_AndKeepsTheOthers()
     {
-        var scratch = _scratch;
         using var exited = Process.Start(new ProcessStartInfo("true"))!;
         exited.WaitForExit();
-        var abandoned = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{exited.Id}-{Guid.NewGuid():N}")).FullName;
+        var abandoned = Directory.CreateDirectory(Path.Combine(_scratch.Path, $"enroll-storm-{exited.Id}-{Guid.NewGuid():N}")).FullName;
         File.WriteAllText(Path.Combine(abandoned, "state"), "x");
-        var running = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{Environment.ProcessId}-{Guid.NewGuid():N}")).FullName;
-        var unnamed = Directory.CreateDirectory(Path.Combine(scratch.Path, $"enroll-storm-{Guid.NewGuid():N}")).FullName;
+        var running = Directory.CreateDirectory(Path.Combine(_scratch.Path, $"enroll-storm-{Environment.ProcessId}-{Guid.NewGuid():N}")).FullName;
+        var unnamed = Directory.CreateDirectory(Path.Combine(_scratch.Path, $"enroll-storm-{Guid.NewGuid():N}")).FullName;
 
-        Bench.StormStateRoot.RemoveAbandoned(scratch.Path);
+        Bench.StormStateRoot.RemoveAbandoned(_scratch.Path);
 
         Assert.False(Directory.Exists(abandoned));
         Assert.True(Directory.Exists(running));
