@@ -167,6 +167,33 @@ public sealed class DeliveryTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task MessagesStoredWhileDraining_ArriveOnceEach_InOrder_AndNoneIsSentTwice()
+    {
+        await using var server = await TestServer.StartAsync(output);
+        using var state = new TempDirectory();
+
+        // A small window: the publisher reads 16 rows at a time, and reads the next 16 while a full batch goes out.
+        var (device, deviceId) = await RegisteredDeviceAsync(server, state, "ahead-1", output, o => o.PublishWindow = 4);
+        await using var _ = device;
+        for (var i = 0; i < 500; i++)
+        {
+            await device.Outbox.SendAsync("telemetry", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"));
+        }
+
+        await device.StartAgentsAsync();
+        for (var i = 500; i < 1000; i++)
+        {
+            await device.Outbox.SendAsync("telemetry", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"));
+        }
+
+        await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n >= 1000, Patience, "1000 messages stored");
+        var stored = await server.MessagesAsync(deviceId);
+        Assert.Equal(Enumerable.Range(0, 1000), stored.Select(N));
+        var counts = await Eventually.ReturnsAsync(() => Task.FromResult(device.Outbox.GetStatistics()), c => c.Acknowledged == 1000, Patience, "1000 acknowledged");
+        Assert.Equal(1000, counts.Sent);
+    }
+
+    [Fact]
     public async Task ResentMessages_AreStoredOnce_AndOtherDevicesTopicsAreRefused()
     {
         await using var server = await TestServer.StartAsync(output);
