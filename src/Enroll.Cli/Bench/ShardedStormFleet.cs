@@ -110,7 +110,7 @@ internal sealed class ShardedStormFleet : IStormFleet
     /// <summary>Runs one shard: <c>enroll bench storm-shard</c> in this process, its devices prepared, waiting for <c>go</c>.</summary>
     public static async Task<int> RunShardAsync(StormDevices devices, int first, int count, TimeSpan timeout, TextReader input, TextWriter output, CancellationToken cancellationToken)
     {
-        ConnectionsBench.FileDescriptors.Raise((count * 6L) + 4096);
+        ConnectionsBench.FileDescriptors.Raise(StormBench.DescriptorsWanted(count));
 
         // Thousands of devices start at once and each blocks a pool thread briefly (its state lock, its socket); a fresh
         // process's pool grows by a thread or two a second, which would stall the first seconds of the storm in the load

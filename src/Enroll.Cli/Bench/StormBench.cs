@@ -43,16 +43,27 @@ internal sealed class StormBench
             : ["--max-connections", Math.Min(needed, int.MaxValue).ToString(CultureInfo.InvariantCulture)];
     }
 
-    /// <summary>Devices one process can hold: each keeps a socket and its state lock open, with room for the rest.</summary>
-    public static int DevicesPerProcess(long openFileLimit) => (int)Math.Clamp((openFileLimit - 4096) / 3, 1, int.MaxValue);
+    /// <summary>Open files a process keeps for itself besides its devices' (assemblies, logs, the bench's own connections).</summary>
+    private const int ProcessReserve = 4096;
 
-    public static async Task<BenchReport> RunAsync(BenchEnvironment environment, Settings settings, ServerProcess? server, Output output, bool live)
+    /// <summary>
+    /// The open-file limit a load generator asks for to run <paramref name="devices"/> devices: each holds its socket,
+    /// its state folder's lock and its outbox files open, and a server in the same process (or started next, which
+    /// inherits the limit) the other end of each socket.
+    /// </summary>
+    public static long DescriptorsWanted(int devices) => (devices * 6L) + ProcessReserve;
+
+    /// <summary>Devices one process can hold: each keeps a socket and its state lock open, with room for the rest.</summary>
+    public static int DevicesPerProcess(long openFileLimit) => (int)Math.Clamp((openFileLimit - ProcessReserve) / 3, 1, int.MaxValue);
+
+    /// <summary>Runs the storm; <paramref name="openFileLimit"/> is this process's limit, raised by the caller (<see cref="DescriptorsWanted"/>).</summary>
+    public static async Task<BenchReport> RunAsync(BenchEnvironment environment, Settings settings, ServerProcess? server, long openFileLimit, Output output, bool live)
     {
         var storm = new StormBench(environment, settings);
-        return await storm.RunAsync(server, output, live);
+        return await storm.RunAsync(server, openFileLimit, output, live);
     }
 
-    private async Task<BenchReport> RunAsync(ServerProcess? server, Output output, bool live)
+    private async Task<BenchReport> RunAsync(ServerProcess? server, long openFileLimit, Output output, bool live)
     {
         var rate = _settings.Rate;
         if (rate is null)
@@ -74,7 +85,7 @@ internal sealed class StormBench
         var token = await _environment.CreateTokenAsync();
         using var states = StormStateRoot.Create(_environment.Scratch);
         var fleetOf = new StormDevices(_environment.Mqtt, states.Path, token, $"storm-{Guid.NewGuid():N}"[..12], _settings.Jitter, _settings.QualityOfService);
-        var processes = _settings.Processes ?? (int)Math.Ceiling(_settings.Devices / (double)DevicesPerProcess(ConnectionsBench.FileDescriptors.Raise((_settings.Devices * 6L) + 4096)));
+        var processes = _settings.Processes ?? (int)Math.Ceiling(_settings.Devices / (double)DevicesPerProcess(openFileLimit));
         output.Error.WriteLine(processes <= 1
             ? $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")})..."
             : $"Preparing {_settings.Devices:N0} devices (jitter {(_settings.Jitter ? "full" : "none")}) in {processes} load-generator processes (this one's open-file limit does not hold them all)...");

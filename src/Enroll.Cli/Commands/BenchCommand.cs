@@ -106,9 +106,8 @@ internal static class BenchCommand
             var settings = new StormBench.Settings(Math.Max(1, parse.GetValue(devices)), parse.GetValue(jitter) == "full", parse.GetValue(rate), parse.GetDuration(timeout), Math.Clamp(parse.GetValue(qos), 0, 1), parse.GetValue(processes) is { } p ? Math.Max(1, p) : null);
             var target = parse.GetValue(broker)!;
             var scratch = parse.GetValue(directory)!;
-            // Each device holds its socket, its state folder's lock and its outbox files open: 10,000 devices need more
-            // than a default open-file limit (the server started next inherits the raised one).
-            var descriptors = ConnectionsBench.FileDescriptors.Raise((settings.Devices * 6L) + 4096);
+            // 10,000 devices need more than a default open-file limit (the server started next inherits the raised one).
+            var descriptors = ConnectionsBench.FileDescriptors.Raise(StormBench.DescriptorsWanted(settings.Devices));
             ServerProcess? server = null;
             try
             {
@@ -127,7 +126,7 @@ internal static class BenchCommand
                 await using (environment)
                 {
                     var live = !parse.GetValue(json) && !Console.IsErrorRedirected;
-                    var report = await StormBench.RunAsync(environment, settings, server, output, live);
+                    var report = await StormBench.RunAsync(environment, settings, server, descriptors, output, live);
                     report.Print(output, parse.GetValue(json));
                 }
             }
