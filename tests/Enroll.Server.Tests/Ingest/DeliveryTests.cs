@@ -26,6 +26,9 @@ public sealed class DeliveryTests(ITestOutputHelper output)
         return (device, identity.DeviceId);
     }
 
+    /// <summary>The payload of the <paramref name="n"/>th test message; <see cref="N"/> reads it back.</summary>
+    private static byte[] Numbered(int n) => Encoding.UTF8.GetBytes($"{{\"n\":{n}}}");
+
     private static int N(Enroll.Server.IngestedMessage message)
     {
         using var json = JsonDocument.Parse(message.Payload);
@@ -41,7 +44,7 @@ public sealed class DeliveryTests(ITestOutputHelper output)
         await using var _ = device;
         for (var i = 0; i < 300; i++)
         {
-            await device.Outbox.SendAsync(i % 2 == 0 ? "telemetry" : "logs/kernel", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"), new MessageProperties
+            await device.Outbox.SendAsync(i % 2 == 0 ? "telemetry" : "logs/kernel", Numbered(i), new MessageProperties
             {
                 ContentType = "application/json",
                 Custom = new Dictionary<string, string> { ["unit"] = "celsius" },
@@ -123,7 +126,7 @@ public sealed class DeliveryTests(ITestOutputHelper output)
             o.MaxBackoff = TimeSpan.FromMilliseconds(500);
         });
         await using var _ = device;
-        await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => device.Outbox.SendAsync("s", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"))));
+        await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => device.Outbox.SendAsync("s", Numbered(i))));
 
         await device.StartAgentsAsync();
         await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n >= 300, Patience, "delivery under way");
@@ -147,7 +150,7 @@ public sealed class DeliveryTests(ITestOutputHelper output)
             o.MaxBackoff = TimeSpan.FromMilliseconds(500);
         });
         await using var _ = device;
-        await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => device.Outbox.SendAsync("s", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"))));
+        await Task.WhenAll(Enumerable.Range(0, 3000).Select(i => device.Outbox.SendAsync("s", Numbered(i))));
 
         await device.StartAgentsAsync();
         var broker = server.Host.Services.GetRequiredService<EmbeddedBroker>().Server;
@@ -177,13 +180,13 @@ public sealed class DeliveryTests(ITestOutputHelper output)
         await using var _ = device;
         for (var i = 0; i < 500; i++)
         {
-            await device.Outbox.SendAsync("telemetry", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"));
+            await device.Outbox.SendAsync("telemetry", Numbered(i));
         }
 
         await device.StartAgentsAsync();
         for (var i = 500; i < 1000; i++)
         {
-            await device.Outbox.SendAsync("telemetry", Encoding.UTF8.GetBytes($"{{\"n\":{i}}}"));
+            await device.Outbox.SendAsync("telemetry", Numbered(i));
         }
 
         await Eventually.ReturnsAsync(() => server.CountMessagesAsync(deviceId), n => n >= 1000, Patience, "1000 messages stored");
