@@ -33,6 +33,13 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
     /// <summary>The longest wait a device is given.</summary>
     public static readonly TimeSpan MaxRetryAfter = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// How long after its first request a fresh server judges nothing: the rate of its first few milliseconds says
+    /// nothing (a burst of bad guesses at start-up, refused cheaply once the source's failures are recorded, read as a
+    /// rate of a few hundred a second and had legitimate devices behind it told to come back later).
+    /// </summary>
+    public static TimeSpan FirstJudgement => TimeSpan.FromTicks(BucketTicks);
+
     /// <summary>How long the highest rate sustained over a full window stands as the server's capacity.</summary>
     public static readonly TimeSpan PeakMemory = TimeSpan.FromMinutes(10);
 
@@ -43,6 +50,7 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
     private readonly long[] _stamps = new long[Buckets];
     private readonly Lock _lock = new();
     private long _firstServed = long.MinValue;
+    private DateTimeOffset? _startedAt;
     private DateTimeOffset _nextSlot = DateTimeOffset.MinValue;
     private double _peakRate;
     private long _peakBucket = long.MinValue;
@@ -54,9 +62,11 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
     /// <summary>One request finished (answered, refused or dropped by the dispatcher).</summary>
     public void Served()
     {
-        var bucket = timeProvider.GetUtcNow().UtcTicks / BucketTicks;
+        var now = timeProvider.GetUtcNow();
+        var bucket = now.UtcTicks / BucketTicks;
         lock (_lock)
         {
+            _startedAt ??= now;
             if (SumWindow(bucket) == 0)
             {
                 // Nothing in the last five seconds: work starts again, and the rate is measured from here.
@@ -116,10 +126,10 @@ internal sealed class AdmissionControl(TimeProvider timeProvider)
         lock (_lock)
         {
             var rate = Rate(bucket);
-            if (rate <= 0)
+            if (rate <= 0 || now - _startedAt < FirstJudgement)
             {
-                // Nothing finished lately: no rate to predict with. The queue's bound and the dispatcher's expiry check
-                // still hold.
+                // Nothing finished lately, or the server has been serving for less than a window's bucket since it
+                // started: no rate to predict with. The queue's bound and the dispatcher's expiry check still hold.
                 return true;
             }
 

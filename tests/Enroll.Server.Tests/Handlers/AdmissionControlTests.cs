@@ -52,6 +52,25 @@ public sealed class AdmissionControlTests
     }
 
     [Fact]
+    public void AFreshServer_JudgesNothingInItsFirstQuarterSecond_AndJudgesAfterIt()
+    {
+        // A burst at start-up: 100 served in the first 70 ms reads as 400/s, and 1,000 ahead as 2.5 s, past 0.7 of 3 s.
+        var admission = new AdmissionControl(_clock);
+        for (var i = 0; i < 100; i++)
+        {
+            admission.Served();
+        }
+
+        _clock.Advance(TimeSpan.FromMilliseconds(70));
+        Assert.True(admission.TryAdmit(1_000, _clock.GetUtcNow().AddSeconds(3), out _));
+
+        // Once the server has served for a bucket's length, the same backlog at the rate it shows is refused.
+        _clock.Advance(AdmissionControl.FirstJudgement);
+        admission.Served();
+        Assert.False(admission.TryAdmit(5_000, _clock.GetUtcNow().AddSeconds(3), out _));
+    }
+
+    [Fact]
     public void ABacklogThatFitsTheSendersPatience_IsAdmitted_OneThatDoesNot_IsToldWhenToComeBack()
     {
         var admission = Sustaining(100);
